@@ -1,0 +1,34 @@
+"""What every ``local/*.py`` tool shares: logging set-up and error reporting."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Callable, Sequence
+
+from .io import DataError
+
+LOG_FORMAT = "%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s"
+
+
+def setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=LOG_FORMAT,
+                        stream=sys.stderr, force=True)
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(description=description,
+                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+
+
+def run(body: Callable[[argparse.Namespace], int | None], ap: argparse.ArgumentParser,
+        argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv``, run ``body``; a :class:`DataError` becomes ``ERROR: …`` and exit 1."""
+    args = ap.parse_args(argv)
+    setup_logging(getattr(args, "verbose", False))
+    try:
+        return body(args) or 0
+    except DataError as e:
+        print(f"ERROR: {e}", file=sys.stderr)
+        return 1

@@ -1,0 +1,475 @@
+"""Kaldi-style data directories: build from user input, validate, subset, split.
+
+A data dir holds ``wav.scp``, ``text``, ``utt2spk``, ``spk2utt`` and
+``utt2dur``, every file ``LC_ALL=C`` sorted with unique keys, keys prefixed by
+the speaker id so that sorting by utterance and by speaker agree, 16 kHz audio
+referenced by absolute path. That is what Kaldi's and ESPnet's
+``validate_data_dir.sh --no-feats`` accept and what funasr's jsonl makers read.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import random
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from .audio import SAMPLE_RATE, audio_info, is_audio, resample_to
+from .io import DataError, atomic_write, read_lines, read_table, sort_keys, write_table
+
+log = logging.getLogger(__name__)
+
+REQUIRED_FILES = ("wav.scp", "text", "utt2spk", "spk2utt")
+PATH_FIELDS = ("path", "wav", "audio", "source", "wav_path", "audio_path", "file")
+TEXT_FIELDS = ("text", "transcript", "target", "sentence", "label")
+KEY_FIELDS = ("key", "id", "utt", "utt_id", "uttid")
+SPK_FIELDS = ("spk", "speaker", "spk_id", "speaker_id")
+
+
+@dataclass
+class RawItem:
+    """One utterance as the user gave it, before any check."""
+
+    where: str                 # "file:line" or the audio path, for messages
+    path: str                  # audio path as given (absolute or relative to base)
+    text: str | None = None    # transcript, or None when it is in text_file
+    text_file: str | None = None
+    key: str | None = None
+    spk: str | None = None
+
+
+@dataclass
+class Utt:
+    key: str
+    spk: str
+    wav: str
+    text: str
+    dur: float
+
+
+@dataclass
+class Dropped:
+    rows: list[tuple[str, str, str]] = field(default_factory=list)  # where, key, reason
+
+    def add(self, where: str, key: str | None, reason: str) -> None:
+        self.rows.append((where, key or "-", reason))
+
+    def write(self, path: Path) -> None:
+        with atomic_write(path) as f:
+            f.write("where\tkey\treason\n")
+            for row in self.rows:
+                f.write("\t".join(s.replace("\t", " ").replace("\n", " ") for s in row) + "\n")
+
+
+_WS = re.compile(r"\s+")
+
+
+def safe_id(s: str) -> str:
+    """Make a Kaldi-safe id: whitespace (spaces, tabs) becomes ``_``."""
+    return _WS.sub("_", s.strip())
+
+
+def utt_key(spk: str, stem: str) -> str:
+    """Speaker-prefixed key; a stem that already starts with the speaker id is kept."""
+    stem = safe_id(stem)
+    if stem == spk or stem.startswith(spk + "-") or stem.startswith(spk + "_"):
+        return stem
+    return f"{spk}-{stem}"
+
+
+# ----------------------------------------------------------------------------
+# Readers of the accepted input forms
+
+def scan_folder(root: Path) -> list[RawItem]:
+    """Audio files under ``root`` (recursively), each with a same-named ``.txt``.
+
+    The speaker is the audio file's parent folder (relative to ``root``, parts
+    joined by ``-``); a file directly in ``root`` is its own speaker.
+    """
+    root = root.resolve()
+    items = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            p = Path(dirpath) / name
+            if not is_audio(p):
+                continue
+            rel_parent = p.parent.relative_to(root)
+            spk = "-".join(rel_parent.parts) if rel_parent.parts else None
+            items.append(RawItem(where=str(p), path=str(p), text_file=str(p.with_suffix(".txt")),
+                                 spk=spk))
+    if not items:
+        raise DataError(f"{root}: no audio files (*{', *'.join(('.wav', '.flac', '.mp3'))}) found "
+                        f"under this folder")
+    return items
+
+
+def _pick(row: dict, names: tuple[str, ...]) -> str | None:
+    low = {str(k).strip().lower(): v for k, v in row.items() if k is not None}
+    for n in names:
+        if n in low and low[n] is not None and str(low[n]).strip() != "":
+            return str(low[n])
+    return None
+
+
+def _rows_to_items(rows: Iterable[tuple[str, dict]], src: Path) -> list[RawItem]:
+    items = []
+    for where, row in rows:
+        path = _pick(row, PATH_FIELDS)
+        if path is None:
+            raise DataError(f"{where}: no audio path column/field (one of {', '.join(PATH_FIELDS)})")
+        if not os.path.isabs(path):
+            path = str(src.parent / path)
+        items.append(RawItem(where=where, path=path, text=_pick(row, TEXT_FIELDS) or "",
+                             key=_pick(row, KEY_FIELDS), spk=_pick(row, SPK_FIELDS)))
+    return items
+
+
+def read_list(src: Path) -> list[RawItem]:
+    """A json/jsonl/csv/tsv/xlsx list of audio path + transcript (+ optional key, speaker).
+
+    Relative audio paths are taken relative to the list file's folder.
+    """
+    suffix = src.suffix.lower()
+    rows: list[tuple[str, dict]] = []
+    if suffix == ".jsonl":
+        for n, line in read_lines(src):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{src}:{n}: not valid JSON ({e.msg})") from None
+            if not isinstance(obj, dict):
+                raise DataError(f"{src}:{n}: expected a JSON object per line")
+            rows.append((f"{src}:{n}", obj))
+    elif suffix == ".json":
+        text = "\n".join(line for _, line in read_lines(src))
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{src}:{e.lineno}: not valid JSON ({e.msg})") from None
+        if isinstance(data, dict):  # {key: {...}} or {key: "path"}? only objects
+            data = [dict(v, key=k) if isinstance(v, dict) else {"key": k, "path": v}
+                    for k, v in data.items()]
+        if not isinstance(data, list):
+            raise DataError(f"{src}: expected a JSON list of objects")
+        rows = [(f"{src}[{i}]", obj) for i, obj in enumerate(data)]
+    elif suffix in (".csv", ".tsv"):
+        lines = [line for _, line in read_lines(src)]
+        reader = csv.DictReader(lines, delimiter="\t" if suffix == ".tsv" else ",")
+        rows = [(f"{src}:{i + 2}", row) for i, row in enumerate(reader)]
+    elif suffix == ".xlsx":
+        import openpyxl
+
+        try:
+            wb = openpyxl.load_workbook(src, read_only=True, data_only=True)
+        except Exception as e:
+            raise DataError(f"{src}: cannot read the spreadsheet ({e})") from None
+        ws = wb.worksheets[0]
+        it = ws.iter_rows(values_only=True)
+        header = [str(h).strip() if h is not None else "" for h in next(it, [])]
+        for i, values in enumerate(it, start=2):
+            if values is None or all(v is None for v in values):
+                continue
+            rows.append((f"{src}:row {i}", dict(zip(header, values))))
+    else:
+        raise DataError(f"{src}: unknown list format '{suffix}'; use a folder, .jsonl, .json, "
+                        f".csv, .tsv, .xlsx, or a wav.scp with --text")
+    if not rows:
+        raise DataError(f"{src}: the list is empty")
+    return _rows_to_items(rows, src)
+
+
+def read_kaldi(wav_scp: Path, text: Path, utt2spk: Path | None = None) -> list[RawItem]:
+    """An existing ``wav.scp`` + ``text`` (+ ``utt2spk``), joined by key."""
+    wavs = read_table(wav_scp)
+    texts = read_table(text, allow_empty_value=True)
+    spks = read_table(utt2spk) if utt2spk else {}
+    items = []
+    for key, wav in wavs.items():
+        if wav.endswith("|"):
+            raise DataError(f"{wav_scp}: key '{key}': piped wav.scp entries ('... |') are not "
+                            f"supported by funasr; write the audio to files first")
+        items.append(RawItem(where=f"{wav_scp}:{key}", path=wav, text=texts.get(key),
+                             key=key, spk=spks.get(key)))
+    extra = [k for k in texts if k not in wavs]
+    if extra:
+        raise DataError(f"{text}: {len(extra)} key(s) have no audio in {wav_scp}, e.g. "
+                        f"'{extra[0]}'; fix the files so both list the same keys")
+    return items
+
+
+def read_input(src: Path, text: Path | None = None, utt2spk: Path | None = None) -> list[RawItem]:
+    if not src.exists():
+        raise DataError(f"{src}: no such file or folder")
+    if src.is_dir():
+        return scan_folder(src)
+    if text is not None or src.name.endswith(".scp"):
+        if text is None:
+            raise DataError(f"{src}: a wav.scp needs its transcripts: pass --text FILE")
+        return read_kaldi(src, text, utt2spk)
+    return read_list(src)
+
+
+# ----------------------------------------------------------------------------
+# Checks
+
+def read_transcript_file(path: Path) -> str:
+    """One transcript from a ``.txt`` file; every flaw is a :class:`DataError`."""
+    if not path.exists():
+        raise DataError(f"{path}: missing transcript (every audio file needs a same-named .txt)")
+    raw = path.read_bytes()
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raise DataError(f"{path}: starts with a byte-order mark (BOM); save it as UTF-8 "
+                        f"without BOM")
+    if b"\r" in raw:
+        raise DataError(f"{path}: has CR (Windows CRLF line ends); convert with dos2unix")
+    try:
+        content = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not valid UTF-8 (byte {e.start}); convert it, e.g. "
+                        f"iconv -f GBK -t UTF-8") from None
+    lines = [line for line in content.split("\n") if line.strip()]
+    if not lines:
+        raise DataError(f"{path}: empty transcript")
+    if len(lines) > 1:
+        raise DataError(f"{path}: {len(lines)} non-empty lines; a transcript file holds one "
+                        f"utterance on one line")
+    return lines[0]
+
+
+def clean_text(text: str | None, where: str) -> str:
+    if text is None:
+        raise DataError(f"{where}: no transcript")
+    if "\r" in text or "\ufeff" in text:
+        raise DataError(f"{where}: transcript contains a CR or a byte-order mark; clean it")
+    text = _WS.sub(" ", text).strip()
+    if not text:
+        raise DataError(f"{where}: empty transcript")
+    return text
+
+
+def build_utts(items: list[RawItem], out_dir: Path, *, skip_bad: bool = False,
+               resample: bool = False, spk_prefix: str = "",
+               dropped: Dropped | None = None) -> list[Utt]:
+    """Check every item; return the good utterances, C-sorted by key.
+
+    A bad item raises :class:`DataError`, or with ``skip_bad`` is recorded in
+    ``dropped`` with its reason. Audio that is not 16 kHz mono is rejected,
+    or with ``resample`` converted into ``out_dir/wav/KEY.wav``.
+    """
+    dropped = dropped if dropped is not None else Dropped()
+    utts: dict[str, Utt] = {}
+    where_of: dict[str, str] = {}
+    for item in items:
+        key = None
+        try:
+            stem = safe_id(item.key or Path(item.path).stem)
+            spk0 = safe_id(item.spk) if item.spk else stem
+            key = spk_prefix + utt_key(spk0, stem)
+            spk = spk_prefix + spk0
+            if key in utts:
+                raise DataError(f"{item.where}: duplicate key '{key}' (also from "
+                                f"{where_of[key]}); rename one of them")
+            text = (read_transcript_file(Path(item.text_file)) if item.text_file
+                    else clean_text(item.text, item.where))
+            text = clean_text(text, item.where)
+            path = Path(item.path)
+            if not path.is_file():
+                raise DataError(f"{item.where}: audio file '{path}' does not exist")
+            info = audio_info(path)
+            if info.frames == 0:
+                raise DataError(f"{path}: zero-length audio")
+            wav = str(path.resolve())
+            if info.samplerate != SAMPLE_RATE or info.channels != 1:
+                if not resample:
+                    raise DataError(f"{path}: {info.samplerate} Hz, {info.channels} channel(s); "
+                                    f"the recipe needs 16000 Hz mono: pass --resample to convert "
+                                    f"it, or convert it yourself (sox in.wav -r 16000 -c 1 out.wav)")
+                out_wav = (out_dir / "wav" / f"{key}.wav").resolve()
+                info = resample_to(path, out_wav)
+                wav = str(out_wav)
+            utts[key] = Utt(key=key, spk=spk, wav=wav, text=text, dur=info.duration)
+            where_of[key] = item.where
+        except DataError as e:
+            if not skip_bad:
+                raise
+            dropped.add(item.where, key, str(e))
+            log.warning("dropped: %s", e)
+    if not utts:
+        raise DataError(f"no usable utterances ({len(dropped.rows)} dropped); see the "
+                        f"messages above")
+    return [utts[k] for k in sort_keys(utts)]
+
+
+# ----------------------------------------------------------------------------
+# Writing, reading, validating
+
+def write_datadir(out_dir: Path, utts: list[Utt]) -> None:
+    """Write the five Kaldi files (each atomically), sorted and validated."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_table(out_dir / "wav.scp", {u.key: u.wav for u in utts})
+    write_table(out_dir / "text", {u.key: u.text for u in utts})
+    write_table(out_dir / "utt2spk", {u.key: u.spk for u in utts})
+    write_table(out_dir / "utt2dur", {u.key: f"{u.dur:.3f}" for u in utts})
+    spk2utt: dict[str, list[str]] = {}
+    for u in utts:
+        spk2utt.setdefault(u.spk, []).append(u.key)
+    write_table(out_dir / "spk2utt", {s: " ".join(sort_keys(ks)) for s, ks in spk2utt.items()})
+    validate_datadir(out_dir)
+
+
+def load_datadir(d: Path) -> list[Utt]:
+    """Read a data dir (validated first) into utterances in key order."""
+    validate_datadir(d)
+    wavs = read_table(d / "wav.scp")
+    texts = read_table(d / "text")
+    spks = read_table(d / "utt2spk")
+    durs = read_table(d / "utt2dur") if (d / "utt2dur").exists() else {}
+    out = []
+    for k in wavs:
+        if k not in durs:
+            dur = audio_info(wavs[k]).duration
+        else:
+            dur = float(durs[k])
+        out.append(Utt(key=k, spk=spks[k], wav=wavs[k], text=texts[k], dur=dur))
+    return out
+
+
+def _check_sorted_unique(path: Path, keys: list[str]) -> None:
+    for i in range(1, len(keys)):
+        a, b = keys[i - 1].encode(), keys[i].encode()
+        if a == b:
+            raise DataError(f"{path}:{i + 1}: duplicate key '{keys[i]}'")
+        if a > b:
+            raise DataError(f"{path}:{i + 1}: not sorted ('{keys[i - 1]}' before '{keys[i]}'); "
+                            f"sort it with LC_ALL=C sort")
+
+
+def _keys_in_order(path: Path) -> list[str]:
+    keys = []
+    for n, line in read_lines(path):
+        parts = line.split(maxsplit=1)
+        if not parts:
+            raise DataError(f"{path}:{n}: empty line")
+        if "\t" in line.split(" ", 1)[0]:
+            raise DataError(f"{path}:{n}: tab in key; keys are separated from values by a space "
+                            f"and hold no whitespace")
+        keys.append(parts[0])
+    return keys
+
+
+def validate_datadir(d: Path, require_text: bool = True) -> None:
+    """Kaldi's ``validate_data_dir.sh --no-feats`` checks, in Python."""
+    d = Path(d)
+    for name in REQUIRED_FILES:
+        if name == "text" and not require_text:
+            continue
+        if not (d / name).is_file():
+            raise DataError(f"{d}: missing {name}")
+    ref_keys = None
+    for name in ("wav.scp", "text", "utt2spk", "utt2dur"):
+        p = d / name
+        if not p.exists() or (name == "text" and not require_text):
+            continue
+        keys = _keys_in_order(p)
+        _check_sorted_unique(p, keys)
+        if ref_keys is None:
+            ref_keys, ref_name = keys, name
+        elif keys != ref_keys:
+            a, b = set(ref_keys), set(keys)
+            diff = sorted(a ^ b)[:3]
+            raise DataError(f"{d}: {name} and {ref_name} list different keys "
+                            f"(e.g. {', '.join(diff)})")
+    if require_text:
+        for k, v in read_table(d / "text", allow_empty_value=True).items():
+            if not v.strip():
+                raise DataError(f"{d / 'text'}: key '{k}' has an empty transcript")
+    utt2spk = read_table(d / "utt2spk")
+    spk2utt = read_table(d / "spk2utt")
+    _check_sorted_unique(d / "spk2utt", list(spk2utt))
+    rebuilt: dict[str, list[str]] = {}
+    for u, s in utt2spk.items():
+        rebuilt.setdefault(s, []).append(u)
+    if {s: " ".join(v) for s, v in rebuilt.items()} != {s: " ".join(v.split())
+                                                        for s, v in spk2utt.items()}:
+        raise DataError(f"{d}: spk2utt does not match utt2spk; regenerate it with "
+                        f"utils/utt2spk_to_spk2utt.pl {d}/utt2spk > {d}/spk2utt")
+    spks_in_order = list(utt2spk.values())
+    for i in range(1, len(spks_in_order)):
+        if spks_in_order[i - 1].encode() > spks_in_order[i].encode():
+            k = list(utt2spk)[i]
+            raise DataError(f"{d / 'utt2spk'}: key '{k}': sorting by utterance does not sort by "
+                            f"speaker; make every key start with its speaker id and a separator")
+    if (d / "utt2dur").exists():
+        for k, v in read_table(d / "utt2dur").items():
+            try:
+                ok = float(v) > 0
+            except ValueError:
+                ok = False
+            if not ok:
+                raise DataError(f"{d / 'utt2dur'}: key '{k}': duration '{v}' is not a positive number")
+
+
+# ----------------------------------------------------------------------------
+# Subsets and splits
+
+def subset_datadir(utts: list[Utt], keys: Iterable[str], out_dir: Path) -> list[Utt]:
+    wanted = set(keys)
+    sub = [u for u in utts if u.key in wanted]
+    write_datadir(out_dir, sub)
+    return sub
+
+
+def split_keys(utts: list[Utt], ratios: list[float], seed: int,
+               heldout_spks: set[str] = frozenset()) -> list[list[str]]:
+    """Deterministic split of utterances into ``len(ratios)`` parts by ratio.
+
+    The first part is the training part. Utterances of ``heldout_spks`` never go
+    into it: they are dealt round-robin over the other parts first, which are
+    then filled up to their share from the remaining utterances.
+    """
+    if len(ratios) < 2 or any(r < 0 for r in ratios) or sum(ratios) <= 0:
+        raise DataError(f"bad split ratios {ratios}: give two or more non-negative numbers, "
+                        f"e.g. 8:1:1")
+    n = len(utts)
+    total = sum(ratios)
+    targets = [round(n * r / total) for r in ratios]
+    targets[0] = n - sum(targets[1:])
+    rng = random.Random(seed)
+    keys = [u.key for u in utts]
+    held = [u.key for u in utts if u.spk in heldout_spks]
+    rest = [u.key for u in utts if u.spk not in heldout_spks]
+    rng.shuffle(held)
+    rng.shuffle(rest)
+    parts: list[list[str]] = [[] for _ in ratios]
+    others = [i for i in range(1, len(ratios)) if ratios[i] > 0]
+    if held and not others:
+        raise DataError("held-out speakers need a non-training part (e.g. 8:1:1)")
+    for j, k in enumerate(held):
+        parts[others[j % len(others)]].append(k)
+    for i in others:
+        need = max(0, targets[i] - len(parts[i]))
+        parts[i].extend(rest[:need])
+        rest = rest[need:]
+    parts[0].extend(rest)
+    assert sorted(sum(parts, [])) == sorted(keys)
+    return [sort_keys(p) for p in parts]
+
+
+def read_id_list(path: Path | None) -> set[str]:
+    if path is None:
+        return set()
+    return {line.strip() for _, line in read_lines(path) if line.strip()}
+
+
+def iter_summary(name: str, utts: list[Utt]) -> Iterator[str]:
+    hours = sum(u.dur for u in utts) / 3600
+    yield (f"{name}: {len(utts)} utterances, {hours:.3f} h, "
+           f"{len({u.spk for u in utts})} speakers")

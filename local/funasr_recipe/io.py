@@ -1,0 +1,138 @@
+"""Kaldi-style table, jsonl and atomic file IO.
+
+Conventions used by every tool:
+
+* text files are UTF-8, ``\\n`` line ends, no BOM;
+* a *table* is a file of ``key<space>value`` lines (Kaldi's ``wav.scp``,
+  ``text``, ``utt2spk``...): the key is everything up to the first run of
+  whitespace, the value the rest with surrounding whitespace stripped;
+* every output is written atomically: to a temporary file in the same
+  directory, flushed, fsync'ed and renamed over the target, so a crash never
+  leaves a half-written file behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import IO, Iterable, Iterator
+
+
+class DataError(Exception):
+    """Bad input: the message names the file, line or key and what to do."""
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
+    """Open ``path`` for writing so that it appears whole or not at all."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        if "b" in mode:
+            f = os.fdopen(fd, mode)
+        else:
+            f = os.fdopen(fd, mode, encoding="utf-8", newline="\n")
+        with f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def read_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
+    """Yield ``(line_number, line)`` of a UTF-8 text file, line ends removed.
+
+    Raises :class:`DataError` naming the file and line on non-UTF-8 bytes, a
+    byte-order mark or a carriage return, instead of letting them reach a
+    model as odd characters.
+    """
+    path = Path(path)
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            if n == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raise DataError(f"{path}:1: starts with a UTF-8 byte-order mark (BOM); "
+                                f"remove it (e.g. sed -i '1s/^\\xEF\\xBB\\xBF//' {path})")
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DataError(f"{path}:{n}: not valid UTF-8 ({e.reason} at byte {e.start}); "
+                                f"convert the file to UTF-8 (e.g. iconv -f GBK -t UTF-8)") from None
+            line = line.rstrip("\n")
+            if "\r" in line:
+                raise DataError(f"{path}:{n}: carriage return (CRLF line end); "
+                                f"convert with dos2unix or sed -i 's/\\r$//' {path}")
+            yield n, line
+
+
+def read_table(path: str | os.PathLike, allow_empty_value: bool = False) -> dict[str, str]:
+    """Read a Kaldi table into an insertion-ordered ``{key: value}``.
+
+    Duplicate keys, empty lines and (unless allowed) empty values are errors.
+    """
+    table: dict[str, str] = {}
+    first_line: dict[str, int] = {}
+    for n, line in read_lines(path):
+        parts = line.strip().split(maxsplit=1)
+        if not parts:
+            raise DataError(f"{path}:{n}: empty line; remove it")
+        key = parts[0]
+        value = parts[1].strip() if len(parts) > 1 else ""
+        if not value and not allow_empty_value:
+            raise DataError(f"{path}:{n}: key '{key}' has no value")
+        if key in table:
+            raise DataError(f"{path}:{n}: duplicate key '{key}' (first on line {first_line[key]}); "
+                            f"keys must be unique")
+        table[key] = value
+        first_line[key] = n
+    return table
+
+
+def sort_keys(keys: Iterable[str]) -> list[str]:
+    """Sort keys as ``LC_ALL=C sort`` does: by their UTF-8 bytes."""
+    return sorted(keys, key=lambda k: k.encode("utf-8"))
+
+
+def write_table(path: str | os.PathLike, table: dict[str, str] | Iterable[tuple[str, str]],
+                sort: bool = True) -> None:
+    """Write ``key value`` lines atomically, C-sorted by key unless told not to."""
+    items = list(table.items()) if isinstance(table, dict) else list(table)
+    if sort:
+        items.sort(key=lambda kv: kv[0].encode("utf-8"))
+    with atomic_write(path) as f:
+        for k, v in items:
+            f.write(f"{k} {v}\n" if v != "" else f"{k}\n")
+
+
+def read_jsonl(path: str | os.PathLike) -> Iterator[dict]:
+    """Yield the objects of a jsonl file; a bad line is a :class:`DataError`."""
+    for n, line in read_lines(path):
+        if not line.strip():
+            continue
+        try:
+            yield json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{n}: not valid JSON ({e.msg})") from None
+
+
+def dump_jsonl_line(obj: dict) -> str:
+    """One jsonl line as funasr writes it: ``json.dumps(obj, ensure_ascii=False)``."""
+    return json.dumps(obj, ensure_ascii=False)
+
+
+def write_jsonl(path: str | os.PathLike, objs: Iterable[dict]) -> int:
+    """Write objects as jsonl atomically; returns the number of lines."""
+    n = 0
+    with atomic_write(path) as f:
+        for obj in objs:
+            f.write(dump_jsonl_line(obj) + "\n")
+            n += 1
+    return n

@@ -1,0 +1,69 @@
+"""Kaldi data dir -> funasr training jsonl, one line per utterance.
+
+Paraformer lines are byte-identical to funasr's own ``scp2jsonl`` for the same
+``wav.scp`` and ``text``, with three differences by design: wav.scp and text
+are joined by key (funasr joins by line order of wav.scp and silently drops a
+key without audio), lines are sorted by key (``LC_ALL=C``), and lengths come
+from the audio header instead of decoding every file.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from .audio import SAMPLE_RATE, audio_info, paraformer_source_len
+from .io import DataError, dump_jsonl_line, read_table, sort_keys
+
+log = logging.getLogger(__name__)
+
+FAMILIES = ("paraformer",)
+
+
+def paraformer_target_len(text: str) -> int:
+    """funasr's rule: words when the text has a space, else characters."""
+    return len(text.split()) if " " in text else len(text)
+
+
+def paraformer_line(key: str, wav: str, text: str, num_samples: int) -> dict:
+    return {"key": key, "source": wav, "source_len": paraformer_source_len(num_samples),
+            "target": text, "target_len": paraformer_target_len(text)}
+
+
+def _num_samples(args: tuple[str, str]) -> tuple[str, int]:
+    key, wav = args
+    info = audio_info(wav)
+    if info.samplerate != SAMPLE_RATE:
+        raise DataError(f"wav.scp: key '{key}': {wav} is {info.samplerate} Hz; the data dir must "
+                        f"hold 16 kHz audio (prepare it with local/prepare_data.py --resample)")
+    return key, info.frames
+
+
+def read_pairs(data_dir: Path) -> tuple[dict[str, str], dict[str, str]]:
+    wavs = read_table(data_dir / "wav.scp")
+    texts = read_table(data_dir / "text")
+    no_text = [k for k in wavs if k not in texts]
+    no_wav = [k for k in texts if k not in wavs]
+    if no_text or no_wav:
+        k = (no_text or no_wav)[0]
+        raise DataError(f"{data_dir}: key '{k}' is in {'wav.scp' if no_text else 'text'} only "
+                        f"({len(no_text)} without text, {len(no_wav)} without audio); "
+                        f"run utils/validate_data_dir.sh {data_dir}")
+    return wavs, texts
+
+
+def num_samples(wavs: dict[str, str], nj: int = 1) -> dict[str, int]:
+    """Samples per key, from the headers, over ``nj`` processes."""
+    items = list(wavs.items())
+    if nj <= 1 or len(items) < 2 * nj:
+        return dict(map(_num_samples, items))
+    with ProcessPoolExecutor(max_workers=nj) as ex:
+        return dict(ex.map(_num_samples, items, chunksize=max(1, len(items) // (nj * 4))))
+
+
+def paraformer_lines(data_dir: Path, nj: int = 1) -> list[str]:
+    wavs, texts = read_pairs(data_dir)
+    samples = num_samples(wavs, nj)
+    return [dump_jsonl_line(paraformer_line(k, wavs[k], texts[k], samples[k]))
+            for k in sort_keys(wavs)]

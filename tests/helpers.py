@@ -1,0 +1,40 @@
+"""Small fixtures-as-functions shared by the tests."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_wav(path: Path, seconds: float = 0.5, sr: int = 16000, channels: int = 1,
+              seed: int = 0) -> Path:
+    """A short noise burst; deterministic per seed."""
+    rng = np.random.default_rng(seed)
+    n = int(round(seconds * sr))
+    data = (rng.standard_normal((n, channels)) * 0.1).astype("float32")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), data if channels > 1 else data[:, 0], sr, subtype="PCM_16")
+    return path
+
+
+def write_utt(folder: Path, spk: str, name: str, text: str | bytes, seconds: float = 0.5,
+              sr: int = 16000, seed: int = 0) -> Path:
+    wav = write_wav(folder / spk / f"{name}.wav", seconds, sr, seed=seed)
+    txt = wav.with_suffix(".txt")
+    if isinstance(text, bytes):
+        txt.write_bytes(text)
+    else:
+        txt.write_text(text + "\n", encoding="utf-8")
+    return wav
+
+
+def run_tool(tool: str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run ``local/<tool>`` with this interpreter; text output captured."""
+    return subprocess.run([sys.executable, str(ROOT / "local" / tool), *map(str, args)],
+                          capture_output=True, text=True, cwd=cwd)
