@@ -1,0 +1,223 @@
+#!/usr/bin/env perl
+# Local job backend with Kaldi's run.pl interface.
+#
+#   utils/run.pl [options] [VAR=START:END] LOGFILE COMMAND...
+#
+# Runs COMMAND once, or once per index of the range VAR=START:END (VAR may be
+# any name: JOB=1:4, SPLIT=1:3; VAR=N alone means the single index N).  Every
+# occurrence of VAR in LOGFILE and in the command words is replaced by the
+# index.  The words are joined with spaces and run by "bash -c"; as in Kaldi, a
+# word holding whitespace is quoted first (so a path with spaces stays one
+# word), and pipes and redirections are passed as words of their own (a \| b).  The job's stdout and stderr
+# go to its log, whose directory is created; the log starts with
+# "# COMMAND" and "# Started at DATE" and ends with
+# "# Accounting: time=SECONDS threads=N" and
+# "# Ended (code RC) at DATE, elapsed time SECONDS seconds".
+#
+# Options:
+#   --max-jobs-run N   run at most N jobs at once (default: all of them)
+#   --num-threads N    threads per job; only reported in the accounting line
+#                      (default: 1)
+#   --gpu N, --mem X, --time T, --config FILE
+#                      cluster options, accepted and ignored by this local
+#                      backend so that one command line works with every one
+#   -h, --help         show this message
+# Exits 0 when every job succeeded; otherwise 1, naming each failed log on
+# stderr.
+use strict;
+use warnings;
+use File::Basename qw(dirname);
+use File::Path qw(make_path);
+use POSIX qw(setpgid strftime);
+
+my $me = 'run.pl';
+
+# Kaldi's rule for joining the command words: a word with whitespace in it is
+# quoted (with '' if it holds a double quote, else with ""), so a path with
+# spaces stays one word; shell syntax is passed as separate words (a \| b).
+sub quote_word {
+    my ($w) = @_;
+    return $w if $w =~ m/^\S+$/;
+    return "'$w'" if $w =~ m/"/;
+    return "\"$w\"";
+}
+
+sub usage {
+    return <<"END";
+Usage: utils/run.pl [options] [VAR=START:END] LOGFILE COMMAND...
+ e.g.: utils/run.pl JOB=1:4 exp/x/log/decode.JOB.log local/decode.py --part JOB
+Options:
+  --max-jobs-run N   run at most N jobs at once (default: all of them)
+  --num-threads N    threads per job, reported in the accounting line (default: 1)
+  --gpu N, --mem X, --time T, --config FILE
+                     cluster options, accepted and ignored by this local backend
+  -h, --help         show this message
+Every occurrence of VAR in LOGFILE and COMMAND is replaced by the job index.
+END
+}
+
+sub usage_error {
+    my ($msg) = @_;
+    print STDERR "$me: ERROR: $msg\n", usage();
+    exit 1;
+}
+
+# Same format as date(1) in the C locale.
+sub now { return strftime('%a %b %e %H:%M:%S %Z %Y', localtime()); }
+
+my $max_jobs_run;
+my $num_threads = 1;
+my %ignored = map { $_ => 1 } qw(--gpu --mem --time --config);
+
+while (@ARGV && $ARGV[0] =~ /^-/) {
+    my $opt = shift @ARGV;
+    if ($opt eq '-h' || $opt eq '--help') {
+        print usage();
+        exit 0;
+    }
+    my $value;
+    if ($opt =~ /^(--[^=]+)=(.*)$/s) {
+        ($opt, $value) = ($1, $2);
+    } else {
+        usage_error("option $opt needs a value") unless @ARGV;
+        $value = shift @ARGV;
+    }
+    if ($opt eq '--max-jobs-run') {
+        usage_error("--max-jobs-run needs a positive integer, got '$value'") unless $value =~ /^[1-9]\d*$/;
+        $max_jobs_run = $value;
+    } elsif ($opt eq '--num-threads') {
+        usage_error("--num-threads needs a positive integer, got '$value'") unless $value =~ /^[1-9]\d*$/;
+        $num_threads = $value;
+    } elsif (!$ignored{$opt}) {
+        usage_error("unknown option $opt");
+    }
+}
+
+my ($var, $first, $last);
+if (@ARGV && $ARGV[0] =~ /^([A-Za-z_]\w*)=(\d+)(?::(\d+))?$/) {
+    ($var, $first, $last) = ($1, $2, defined $3 ? $3 : $2);
+    shift @ARGV;
+    usage_error("empty job range $var=$first:$last (start is after end)") if $first > $last;
+}
+usage_error('expected LOGFILE and COMMAND') if @ARGV < 2;
+my $log_pattern = shift @ARGV;
+my @words = @ARGV;
+
+if (defined $var && $last > $first && index($log_pattern, $var) < 0) {
+    usage_error(($last - $first + 1) . " jobs would all write the log $log_pattern: put $var in its name");
+}
+
+sub substitute {
+    my ($text, $index) = @_;
+    $text =~ s/\Q$var\E/$index/g if defined $var;
+    return $text;
+}
+
+# Runs one job (called in a child of the main process): writes the log header,
+# runs the command with its output appended to the log, writes the trailer.
+# Returns the command's exit code (128+N when killed by signal N).
+sub run_job {
+    my ($log, $cmd) = @_;
+    my $dir = dirname($log);
+    eval { make_path($dir) unless -d $dir; 1 } or do {
+        print STDERR "$me: cannot create directory $dir for log $log: $@";
+        return 1;
+    };
+    open(my $fh, '>', $log) or do {
+        print STDERR "$me: cannot write log $log: $!\n";
+        return 1;
+    };
+    my $start = time();
+    (my $header = $cmd) =~ s/\n/\n# /g;
+    print $fh "# $header\n# Started at " . now() . "\n";
+    close($fh);
+
+    my $pid = fork();
+    if (!defined $pid) {
+        print STDERR "$me: cannot fork: $!\n";
+        return 1;
+    }
+    if ($pid == 0) {
+        setpgid(0, 0);    # own process group, so that a signal reaches a whole pipeline
+        open(STDOUT, '>>', $log) or die "$me: cannot append to $log: $!\n";
+        open(STDERR, '>&', \*STDOUT) or die "$me: cannot redirect stderr to $log: $!\n";
+        exec('bash', '-c', $cmd) or die "$me: cannot run bash: $!\n";
+    }
+    setpgid($pid, $pid);    # also here, so that no signal can come before it
+    # Pass termination signals on to the job's process group, then still
+    # write the trailer.
+    for my $sig (qw(TERM INT HUP)) {
+        $SIG{$sig} = sub { kill $sig, -$pid };
+    }
+    my $waited;
+    do { $waited = waitpid($pid, 0) } while ($waited == -1 && $!{EINTR});
+    my $status = $?;
+    my $rc = ($status & 127) ? 128 + ($status & 127) : $status >> 8;
+    my $elapsed = time() - $start;
+
+    open($fh, '>>', $log) or do {
+        print STDERR "$me: cannot append to log $log: $!\n";
+        return $rc || 1;
+    };
+    print $fh "# Accounting: time=$elapsed threads=$num_threads\n";
+    print $fh "# Ended (code $rc) at " . now() . ", elapsed time $elapsed seconds\n";
+    close($fh);
+    return $rc;
+}
+
+my @indices = defined $var ? ($first .. $last) : (undef);
+$max_jobs_run = scalar @indices unless defined $max_jobs_run;
+
+my %running;    # pid => index into @indices
+my @codes;      # wait status per index (0: the job succeeded)
+my $stop_signal;
+for my $sig (qw(TERM INT HUP)) {
+    $SIG{$sig} = sub { $stop_signal = $sig; kill $sig, keys %running };
+}
+
+sub reap_one {
+    my $pid = wait();
+    if ($pid == -1) {    # no children left: nothing more to wait for
+        %running = ();
+        return;
+    }
+    my $i = delete $running{$pid};
+    $codes[$i] = $? if defined $i;
+}
+
+for my $i (0 .. $#indices) {
+    last if defined $stop_signal;
+    reap_one() while keys(%running) >= $max_jobs_run;
+    last if defined $stop_signal;
+    my $index = $indices[$i];
+    my $log = defined $index ? substitute($log_pattern, $index) : $log_pattern;
+    my $cmd = join(' ', map { quote_word(defined $index ? substitute($_, $index) : $_) } @words);
+    my $pid = fork();
+    die "$me: cannot fork: $!\n" unless defined $pid;
+    if ($pid == 0) {
+        $SIG{$_} = 'DEFAULT' for qw(TERM INT HUP);
+        exit(run_job($log, $cmd) ? 1 : 0);
+    }
+    $running{$pid} = $i;
+}
+reap_one() while %running;
+
+my @failed;
+for my $i (0 .. $#indices) {
+    next if defined $codes[$i] && $codes[$i] == 0;
+    my $index = $indices[$i];
+    push @failed, defined $index ? substitute($log_pattern, $index) : $log_pattern;
+}
+if (defined $stop_signal) {
+    print STDERR "$me: stopped by SIG$stop_signal; see the logs in " . dirname($log_pattern) . "\n";
+    exit 1;
+}
+if (@failed) {
+    if (defined $var) {
+        printf STDERR "%s: %d / %d failed, log is in %s\n", $me, scalar @failed, scalar @indices, join(' ', @failed);
+    } else {
+        print STDERR "$me: job failed, log is in $failed[0]\n";
+    }
+    exit 1;
+}
+exit 0;
