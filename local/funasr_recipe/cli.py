@@ -17,9 +17,12 @@ def setup_logging(verbose: bool = False) -> None:
                         stream=sys.stderr, force=True)
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Option defaults shown, and the tool's docstring (examples) kept as written."""
+
+
 def parser(description: str) -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(description=description,
-                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    return argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
 
 
 def run(body: Callable[[argparse.Namespace], int | None], ap: argparse.ArgumentParser,
