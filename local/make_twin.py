@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""Generate a tiny, randomly initialised twin of a published model directory.
+
+The twin has the same classes and config schema as the real model, only
+small, so the whole recipe runs offline on a CPU. It is a complete model
+directory: `AutoModel(model=DIR)` and `funasr-train ++model=DIR` use it like a
+downloaded one. Re-running with the same inputs does nothing.
+
+Example:
+  python local/make_twin.py --family paraformer --config conf/paraformer/twin.yaml \\
+      --tokens data/lang/tokens.txt --cmvn-jsonl dump/general/train.jsonl \\
+      --out exp/twin/paraformer
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from funasr_recipe.io import DataError
+
+FAMILIES = ("paraformer",)
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--family", required=True, choices=FAMILIES,
+                   help="model family to twin (required)")
+    p.add_argument("--config", required=True, type=Path,
+                   help="the twin's architecture config, e.g. conf/paraformer/twin.yaml (required)")
+    p.add_argument("--tokens", required=True, type=Path,
+                   help="vocabulary file, one token a line; <blank> <s> </s> <unk> are added "
+                        "(required)")
+    p.add_argument("--cmvn-jsonl", type=Path, default=None,
+                   help="Paraformer jsonl whose audio gives the am.mvn statistics "
+                        "(default: none, identity CMVN)")
+    p.add_argument("--cmvn-max-utts", type=int, default=2000,
+                   help="use at most this many utterances for the CMVN statistics "
+                        "(default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="random seed of the initial weights (default: %(default)s)")
+    p.add_argument("--out", required=True, type=Path,
+                   help="output model directory (required)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
+    from funasr_recipe import twin_paraformer
+
+    try:
+        arch = twin_paraformer.load_arch(args.config)
+        tokens = twin_paraformer.read_token_file(args.tokens)
+        out = twin_paraformer.make_paraformer_twin(
+            args.out, tokens, args.cmvn_jsonl, arch, seed=args.seed,
+            cmvn_max_utts=args.cmvn_max_utts)
+    except DataError as e:
+        print(f"ERROR: {e}", file=sys.stderr)
+        return 1
+    logging.info("twin model directory: %s", out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
