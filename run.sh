@@ -13,6 +13,7 @@ SECONDS=0
 stage=0               # first stage to run
 stop_stage=100        # last stage to run
 model=paraformer      # model family: paraformer
+base_model=           # local model dir to fine-tune; empty: the mini recipe's tiny twin
 data=                 # domain data: folder of audio + .txt, list (.jsonl/.csv/.xlsx) or wav.scp;
                       # empty: the embedded mini corpus
 general=              # general data, same forms as --data (needed with --data)
@@ -20,6 +21,13 @@ text=                 # with --data wav.scp: its text file
 general_text=         # with --general wav.scp: its text file
 heldout_spk=          # file of speaker ids kept out of training (mini corpus: its own list)
 corpus_conf=conf/corpus.yaml   # mini corpus settings
+train_conf=           # training settings [conf/<model>/train.yaml]
+twin_conf=            # tiny twin architecture [conf/<model>/twin.yaml]
+test_sets="general_test domain_test"   # sets decoded and scored
+train_threads=$(nproc)  # torch threads for training
+decode_nj=2           # parallel decoding jobs per set
+timestamps=false      # true: decoding also writes timestamps
+vad=false             # true: segment long recordings with silero-vad when decoding
 stage_plan=conf/stages.yaml    # general:domain mixing per stage (hours)
 split_ratios=8:1:1    # train:valid:test
 split_seed=0          # seed of the split
@@ -38,10 +46,18 @@ Stages:
   1  data preparation: folder/list -> Kaldi data dirs, train:valid:test split
   2  staged general/domain mixes (hours), one training data dir per stage
   3  jsonl for the model family (dump/<model>/<set>.jsonl)
+  4  base model: check --base-model, or make the tiny twin and pre-train it on
+     the general pool (mini recipe) -> exp/<model>/base
+  5  fine-tuning stages chained through ++init_param -> exp/<model>/<stage>/final.pt;
+     the last stage exported as a standalone model dir exp/<model>/final_model
+  6  decode the test sets with the base model and every stage's model
+  7  score, and write exp/<model>/RESULTS.md
 Options (default in brackets):
   --stage N             first stage to run [${stage}]
   --stop-stage N        last stage to run [${stop_stage}]
   --model NAME          model family: paraformer [${model}]
+  --base-model DIR      local model dir to fine-tune (e.g. a downloaded paraformer-large)
+                        [tiny twin pre-trained by the recipe]
   --data PATH           domain data: folder of audio + same-named .txt, a .jsonl/.json/
                         .csv/.tsv/.xlsx list, or a wav.scp (with --text) [mini corpus]
   --general PATH        general data, same forms (required with --data) [mini corpus]
@@ -49,6 +65,13 @@ Options (default in brackets):
   --general-text FILE   text file for a --general wav.scp [${general_text}]
   --heldout-spk FILE    speakers kept out of training [mini corpus list]
   --corpus-conf FILE    mini corpus settings [${corpus_conf}]
+  --train-conf FILE     training settings [conf/<model>/train.yaml]
+  --twin-conf FILE      tiny twin architecture [conf/<model>/twin.yaml]
+  --test-sets "A B"     sets decoded and scored [${test_sets}]
+  --train-threads N     torch threads for training [${train_threads}]
+  --decode-nj N         parallel decoding jobs per set [${decode_nj}]
+  --timestamps BOOL     also write timestamps when decoding [${timestamps}]
+  --vad BOOL            segment long recordings with silero-vad when decoding [${vad}]
   --stage-plan FILE     general:domain mixing plan [${stage_plan}]
   --split-ratios A:B:C  train:valid:test [${split_ratios}]
   --split-seed N        split seed [${split_seed}]
@@ -78,8 +101,11 @@ if [ -n "${data}" ] && [ -z "${general}" ]; then
   log "Error: --data needs --general (the general pool mixed in by the stage plan)"; exit 1
 fi
 
+train_conf=${train_conf:-conf/${model}/train.yaml}
+twin_conf=${twin_conf:-conf/${model}/twin.yaml}
 logdir=${expdir}/logs
 mkdir -p "${logdir}"
+mexp=${expdir}/${model}
 stage_names=$(python -c 'import sys; from funasr_recipe.mixing import load_plan
 print(" ".join(s.name for s in load_plan(sys.argv[1]).stages))' "${stage_plan}")
 
@@ -172,6 +198,97 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
     mark_done "${out}.done" "${sig}"
     log "  ${out}: $(wc -l < "${out}") lines"
   done
+fi
+
+if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
+  if [ -n "${base_model}" ]; then
+    log "Stage 4: check the base model ${base_model}"
+    python -c 'import sys; from funasr_recipe.modeldir import check_model_dir
+from funasr_recipe.io import DataError
+try: check_model_dir(sys.argv[1], sys.argv[2])
+except DataError as e: sys.exit(f"ERROR: {e}")' "${base_model}" "${model}"
+  else
+    log "Stage 4: tiny ${model} twin, pre-trained on the general pool -> ${mexp}/base (logs: ${mexp}/logs/)"
+    run_job "${mexp}/logs/make_twin.log" \
+      python local/make_twin.py --family "${model}" --config "${twin_conf}" \
+        --tokens "${corpus_dir}/vocabulary.txt" --cmvn-jsonl "${dumpdir}/${model}/general_train.jsonl" \
+        --out "${mexp}/twin"
+    run_job "${mexp}/logs/pretrain.log" \
+      python local/train.py --family "${model}" --conf "${train_conf}" --section pretrain \
+        --model-dir "${mexp}/twin" --train "${dumpdir}/${model}/general_train.jsonl" \
+        --valid "${dumpdir}/${model}/general_valid.jsonl" --out "${mexp}/pretrain" \
+        --threads "${train_threads}"
+    grep -E "skipped|chain check" "${mexp}/logs/pretrain.log" | sed 's/^.*INFO[]:]* -* */  /' || true
+    run_job "${mexp}/logs/export_base.log" \
+      python local/export_model.py --model-dir "${mexp}/twin" \
+        --checkpoint "${mexp}/pretrain/final.pt" --out "${mexp}/base"
+  fi
+fi
+base_model=${base_model:-${mexp}/base}
+
+if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
+  init=${base_model}/model.pt
+  for s in ${stage_names}; do
+    log "Stage 5: fine-tune ${s} from ${init} (log: ${mexp}/logs/train_${s}.log)"
+    run_job "${mexp}/logs/train_${s}.log" \
+      python local/train.py --family "${model}" --conf "${train_conf}" --section "${s}" \
+        --model-dir "${base_model}" --init "${init}" \
+        --train "${dumpdir}/${model}/${s}_train.jsonl" \
+        --valid "${dumpdir}/${model}/domain_valid.jsonl" \
+        --extra-valid "general=${dumpdir}/${model}/general_valid.jsonl" \
+        --out "${mexp}/${s}" --threads "${train_threads}"
+    grep -E "skipped|chain check" "${mexp}/logs/train_${s}.log" | sed 's/^.*INFO[]:]* -* */  /' || true
+    init=${mexp}/${s}/final.pt
+  done
+  log "Stage 5: export the last stage as a standalone model dir ${mexp}/final_model"
+  run_job "${mexp}/logs/export_final.log" \
+    python local/export_model.py --model-dir "${base_model}" --checkpoint "${init}" \
+      --out "${mexp}/final_model"
+fi
+
+models="base ${stage_names}"
+checkpoint_of() { if [ "$1" = base ]; then echo "${base_model}/model.pt"; else echo "${mexp}/$1/final.pt"; fi; }
+
+if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
+  dec_opts=()
+  [ "${timestamps}" = true ] && dec_opts+=(--timestamps)
+  [ "${vad}" = true ] && dec_opts+=(--vad)
+  for m in ${models}; do
+    ckpt=$(checkpoint_of "${m}")
+    for set in ${test_sets}; do
+      out=${mexp}/decode_${m}/${set}
+      sig="$(realpath "${ckpt}") $(stat -L -c %s.%Y "${ckpt}") $(sha256sum < "${datadir}/${set}/wav.scp" | cut -c1-16) ${dec_opts[*]:-}"
+      if is_done "${out}/.done" "${sig}" && [ -f "${out}/text" ]; then
+        log "Stage 6: ${out} complete, skipped"
+        continue
+      fi
+      log "Stage 6: decode ${set} with ${m} -> ${out}/text (logs: ${out}/log/decode.*.log)"
+      rm -f "${out}"/text.*
+      if ! ${decode_cmd} JOB=1:"${decode_nj}" "${out}/log/decode.JOB.log" \
+          python local/decode.py --family "${model}" --model-dir "${base_model}" \
+            --checkpoint "${ckpt}" --data-dir "${datadir}/${set}" --out "${out}" \
+            --conf "${train_conf}" --nj "${decode_nj}" --job JOB "${dec_opts[@]}"; then
+        log "Error: decoding failed; see ${out}/log/"; exit 1
+      fi
+      sort -m "${out}"/text.* > "${out}/text.tmp" && mv "${out}/text.tmp" "${out}/text"
+      if [ "${timestamps}" = true ]; then
+        sort -m "${out}"/timestamps.* > "${out}/timestamps.tmp" && mv "${out}/timestamps.tmp" "${out}/timestamps"
+      fi
+      rm -f "${out}"/text.[0-9]* "${out}"/timestamps.[0-9]*
+      mark_done "${out}/.done" "${sig}"
+    done
+  done
+fi
+
+if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
+  log "Stage 7: score and write ${mexp}/RESULTS.md (log: ${mexp}/logs/results.log)"
+  pretrain_opt=()
+  [ "${base_model}" = "${mexp}/base" ] && pretrain_opt=(--pretrain-data "${datadir}/general_train")
+  run_job "${mexp}/logs/results.log" \
+    python local/make_results.py --family "${model}" --exp "${mexp}" \
+      --models "$(echo ${models} | tr ' ' ,)" --sets "$(echo ${test_sets} | tr ' ' ,)" \
+      --data "${datadir}" --mix-summary "${datadir}/mix_summary.tsv" "${pretrain_opt[@]}"
+  sed -n '/^| model/,$p' "${mexp}/RESULTS.md"
 fi
 
 log "Successfully finished. [elapsed=${SECONDS}s]"

@@ -325,11 +325,17 @@ def write_datadir(out_dir: Path, utts: list[Utt]) -> None:
     validate_datadir(out_dir)
 
 
-def load_datadir(d: Path) -> list[Utt]:
-    """Read a data dir (validated first) into utterances in key order."""
-    validate_datadir(d)
+def load_datadir(d: Path, require_text: bool = True) -> list[Utt]:
+    """Read a data dir (validated first) into utterances in key order.
+
+    Without ``require_text`` a dir with no ``text`` file (audio to decode) is
+    fine; its utterances then have empty texts.
+    """
+    d = Path(d)
+    require_text = require_text or (d / "text").exists()
+    validate_datadir(d, require_text=require_text)
     wavs = read_table(d / "wav.scp")
-    texts = read_table(d / "text")
+    texts = read_table(d / "text") if require_text else {}
     spks = read_table(d / "utt2spk")
     durs = read_table(d / "utt2dur") if (d / "utt2dur").exists() else {}
     out = []
@@ -338,7 +344,7 @@ def load_datadir(d: Path) -> list[Utt]:
             dur = audio_info(wavs[k]).duration
         else:
             dur = float(durs[k])
-        out.append(Utt(key=k, spk=spks[k], wav=wavs[k], text=texts[k], dur=dur))
+        out.append(Utt(key=k, spk=spks[k], wav=wavs[k], text=texts.get(k, ""), dur=dur))
     return out
 
 

@@ -128,3 +128,15 @@ def normalize(text: str, lowercase: bool = True, remove_punct: bool = True,
               fullwidth_to_halfwidth: bool = True) -> str:
     """Normalise ``text`` for scoring; each step can be switched off."""
     return make_normalizer(lowercase, remove_punct, fullwidth_to_halfwidth)(text)
+
+
+_CJK_SPACE_RE = re.compile(f"(?<=[{_CJK_RANGES}]) +(?=[{_CJK_RANGES}])")
+
+
+def join_cjk(text: str) -> str:
+    """Drop the spaces funasr puts between CJK characters; keep those between words.
+
+    Only spaces with a CJK character on both sides go:
+    ``"打 电 话 ok go 好"`` -> ``"打电话 ok go 好"``.
+    """
+    return _CJK_SPACE_RE.sub("", " ".join(text.split()))

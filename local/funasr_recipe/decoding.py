@@ -1,0 +1,98 @@
+"""Batched decoding with funasr's AutoModel: duration-sorted batches, results by key."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .io import DataError, atomic_write, sort_keys
+from .text import join_cjk
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Item:
+    key: str
+    wav: str
+    dur: float
+
+
+def load_model(model_dir: Path, checkpoint: Path | None = None, device: str = "cpu",
+               threads: int = 1, dither: float = 0.0, vad: bool = False,
+               vad_max_segment_ms: int = 30000):
+    """funasr's AutoModel on a local model dir; never a hub (the dir is checked first)."""
+    from funasr import AutoModel
+
+    kwargs: dict[str, Any] = dict(model=str(model_dir), disable_update=True, device=device,
+                                  ncpu=threads, disable_pbar=True, output_dir=None,
+                                  frontend_conf={"dither": dither})
+    if checkpoint is not None:
+        if not Path(checkpoint).is_file():
+            raise DataError(f"{checkpoint}: checkpoint not found")
+        kwargs["init_param"] = str(Path(checkpoint).resolve())
+    if vad:
+        # silero-vad ships its weights in its PyPI package: no download
+        kwargs.update(vad_model="silero-vad",
+                      vad_kwargs={"max_single_segment_time": vad_max_segment_ms})
+    return AutoModel(**kwargs)
+
+
+def duration_batches(items: list[Item], batch_size: int) -> list[list[Item]]:
+    """Longest first, ``batch_size`` utterances a batch: little padding, memory peak early."""
+    if batch_size < 1:
+        raise DataError(f"batch size must be at least 1, not {batch_size}")
+    ordered = sorted(items, key=lambda it: (-it.dur, it.key))
+    return [ordered[i:i + batch_size] for i in range(0, len(ordered), batch_size)]
+
+
+def decode(model, items: list[Item], batch_size: int, timestamps: bool = False,
+           vad: bool = False) -> dict[str, dict]:
+    """Decode ``items``; returns ``{key: result}`` with a ``text`` for every key."""
+    results: dict[str, dict] = {}
+    opts: dict[str, Any] = {"output_timestamp": True} if timestamps else {}
+    if vad:  # funasr's VAD path segments one recording at a time, batching its segments
+        for it in items:
+            res = model.generate(input=it.wav, batch_size_s=300, **opts)
+            results[it.key] = dict(res[0], key=it.key) if res else {"key": it.key, "text": ""}
+        return results
+    for batch in duration_batches(items, batch_size):
+        res = model.generate(input=[it.wav for it in batch], key=[it.key for it in batch],
+                             batch_size=len(batch), **opts)
+        for r in res:
+            if "key" in r:
+                results[r["key"]] = r
+        missing = [it.key for it in batch if it.key not in results]
+        if missing:
+            # funasr returns one keyless empty result for a batch in which every
+            # utterance is predicted to have no token (e.g. all silence)
+            log.warning("no output for %d utterance(s) (e.g. %s): written as empty hypotheses",
+                        len(missing), missing[0])
+            for k in missing:
+                results[k] = {"key": k, "text": ""}
+    return results
+
+
+def write_results(results: dict[str, dict], out_dir: Path, timestamps: bool = False,
+                  suffix: str = "") -> None:
+    keys = sort_keys(results)
+    with atomic_write(out_dir / f"text{suffix}") as f:
+        for k in keys:
+            text = join_cjk(str(results[k].get("text", "")))
+            f.write(f"{k} {text}\n" if text else f"{k}\n")
+    if timestamps:
+        with atomic_write(out_dir / f"timestamps{suffix}") as f:
+            for k in keys:
+                f.write(f"{k} {json.dumps(results[k].get('timestamp', []))}\n")
+
+
+def select_part(keys: list[str], job: int, nj: int) -> set[str]:
+    """Keys of part ``job`` (1-based) of ``nj``: contiguous runs of the sorted keys."""
+    if not 1 <= job <= nj:
+        raise DataError(f"job {job} is not in 1..{nj}")
+    keys = sort_keys(keys)
+    n = len(keys)
+    return set(keys[(job - 1) * n // nj: job * n // nj])

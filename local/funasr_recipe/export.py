@@ -1,0 +1,68 @@
+"""A standalone model dir from a model dir and a checkpoint (what a stage ships)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+from .io import DataError, atomic_write
+from .training import load_state, state_checksum
+
+log = logging.getLogger(__name__)
+
+# Files of a funasr training output dir that a model dir does not need.
+SKIP = ("model.pt", "tensorboard", "train.log", "log.txt", ".done", "chain.json", "final.pt")
+
+
+def export_model(model_dir: Path, checkpoint: Path, out: Path, state: dict | None = None,
+                 config_text: str | None = None) -> Path:
+    """Copy ``model_dir``'s files (not its weights) to ``out`` and write ``checkpoint``'s
+    weights as ``out/model.pt`` (``{"state_dict": ...}``).
+
+    ``state`` replaces the weights read from ``checkpoint`` and ``config_text``
+    the copied ``config.yaml`` (for a merged model). The directory is built
+    beside ``out`` and renamed into place, so it appears whole or not at all.
+    """
+    import torch
+
+    model_dir, out = Path(model_dir), Path(out)
+    if not (model_dir / "config.yaml").is_file():
+        raise DataError(f"{model_dir}: not a model dir (no config.yaml)")
+    if not Path(checkpoint).is_file():
+        raise DataError(f"{checkpoint}: checkpoint not found")
+    state = state if state is not None else load_state(checkpoint)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        for src in sorted(model_dir.iterdir()):
+            if src.name in SKIP or src.name.startswith("model.pt") or src.name.startswith("."):
+                continue
+            if src.name.startswith("valid_") and src.suffix == ".tsv":
+                continue
+            if src.is_dir():
+                shutil.copytree(src, tmp / src.name)
+            else:
+                shutil.copy2(src, tmp / src.name)
+        if config_text is not None:
+            (tmp / "config.yaml").write_text(config_text, encoding="utf-8")
+        torch.save({"state_dict": state}, tmp / "model.pt")
+        with atomic_write(tmp / "export.json") as f:
+            json.dump({"from_model_dir": str(model_dir.resolve()),
+                       "from_checkpoint": str(Path(checkpoint).resolve()),
+                       "checksum": state_checksum(state)}, f, indent=1)
+        if out.exists():
+            old = out.with_name(f".{out.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("exported %s + %s -> %s", model_dir, checkpoint, out)
+    return out

@@ -1,0 +1,307 @@
+"""Running funasr's trainer for one recipe stage, with the checks funasr leaves out.
+
+funasr's trainer (``funasr.bin.train``) is run in this process, through its
+own Hydra entry point, with three additions that change nothing it computes:
+
+* **chain check**: the initial checkpoint must exist (funasr only prints a
+  line and trains from random weights), and right after funasr loads it,
+  every weight the model shares with the checkpoint must equal it (funasr
+  only logs mismatches). A report with parameter checksums is written to
+  ``OUT/chain.json``;
+* **extra validation sets**: after funasr's own validation (the domain valid
+  set, which selects and averages checkpoints), the model's loss and accuracy
+  on each extra set (the general valid set, to watch forgetting) are logged
+  and appended to ``OUT/valid_<name>.tsv``;
+* **skip and resume**: a stage whose ``OUT/.done`` matches the same inputs is
+  skipped; otherwise funasr's own resume continues from ``OUT/model.pt``.
+
+The training settings come from ``conf/<family>/train.yaml`` as funasr
+overrides (``key: value`` -> ``++key=value``), one source of truth.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import sys
+from pathlib import Path
+from typing import Any, Iterable
+
+from .config import load_yaml
+from .io import DataError, atomic_write
+
+log = logging.getLogger(__name__)
+
+# Parameters a stage may add that its initial checkpoint does not have.
+NEW_PARAM_MARKERS = ("lora_A", "lora_B")
+
+
+class ChainError(DataError):
+    """The checkpoint chain between stages is broken."""
+
+
+# ----------------------------------------------------------------------------
+# Settings
+
+def load_train_conf(path: str | Path) -> dict[str, Any]:
+    cfg = load_yaml(path)
+    for section in ("common", "stages"):
+        if not isinstance(cfg.get(section), dict):
+            raise DataError(f"{path}: needs a '{section}' mapping")
+    return cfg
+
+
+def section_settings(cfg: dict, section: str, path: str | Path = "train.yaml") -> dict[str, Any]:
+    """``common`` updated by the named section (``pretrain`` or a stage name)."""
+    if section == "pretrain":
+        own = cfg.get("pretrain")
+    else:
+        own = cfg["stages"].get(section)
+    if not isinstance(own, dict):
+        raise DataError(f"{path}: no settings for '{section}' (have: pretrain, "
+                        f"{', '.join(cfg['stages'])})")
+    merged = dict(cfg["common"])
+    merged.update(own)
+    return merged
+
+
+def format_value(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (list, tuple)):
+        return "[" + ",".join(format_value(x) for x in v) + "]"
+    return str(v)
+
+
+def overrides(settings: dict[str, Any]) -> list[str]:
+    """``{"a.b": 1}`` -> ``["++a.b=1"]`` in a stable order."""
+    return [f"++{k}={format_value(v)}" for k, v in settings.items()]
+
+
+def avg_checkpoint_name(settings: dict[str, Any]) -> str:
+    """The file funasr's averaging writes: ``model.pt.avg<avg_nbest_model>``."""
+    return f"model.pt.avg{settings.get('train_conf.avg_nbest_model', 10)}"
+
+
+# ----------------------------------------------------------------------------
+# Checkpoints
+
+def load_state(path: str | Path) -> dict:
+    import torch
+
+    obj = torch.load(str(path), map_location="cpu", weights_only=False)
+    for key in ("state_dict", "model_state_dict", "model"):
+        if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
+            obj = obj[key]
+    return {k[len("module."):] if k.startswith("module.") else k: v for k, v in obj.items()}
+
+
+def state_checksum(state: dict, keys: Iterable[str] | None = None) -> str:
+    """sha256 over names, shapes, dtypes and bytes of the given tensors."""
+    import torch
+
+    h = hashlib.sha256()
+    for k in sorted(keys if keys is not None else state):
+        t = state[k]
+        if not isinstance(t, torch.Tensor):
+            continue
+        t = t.detach().cpu().contiguous()
+        h.update(k.encode())
+        h.update(str(tuple(t.shape)).encode() + str(t.dtype).encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def compare_loaded(model_state: dict, ckpt_state: dict,
+                   new_markers: tuple[str, ...] = NEW_PARAM_MARKERS) -> dict[str, Any]:
+    """What a load left behind: shared keys that differ, model keys not in the checkpoint."""
+    import torch
+
+    shared = [k for k in model_state if k in ckpt_state]
+    differ = [k for k in shared
+              if tuple(model_state[k].shape) != tuple(ckpt_state[k].shape)
+              or not torch.equal(model_state[k].cpu(), ckpt_state[k].cpu().to(model_state[k].dtype))]
+    absent = [k for k in model_state if k not in ckpt_state]
+    unexpected_absent = [k for k in absent if not any(m in k for m in new_markers)]
+    return {"shared": len(shared), "differ": differ, "new": [k for k in absent
+                                                             if k not in unexpected_absent],
+            "absent": unexpected_absent,
+            "checksum_model": state_checksum(model_state, shared),
+            "checksum_ckpt": state_checksum(ckpt_state, shared)}
+
+
+def check_init(init: str | Path) -> Path:
+    p = Path(init)
+    if not p.is_file():
+        raise ChainError(f"initial checkpoint {p} does not exist: the previous stage did not "
+                         f"finish (see its log), or the path is wrong. funasr would only print "
+                         f"a line and train from random weights.")
+    return p.resolve()
+
+
+# ----------------------------------------------------------------------------
+# Hooks into funasr's trainer
+
+_ctx: dict[str, Any] = {}
+
+
+def _verify_after_load(orig):
+    def load_pretrained_model(*args, **kwargs):
+        result = orig(*args, **kwargs)
+        model = kwargs.get("model", args[1] if len(args) > 1 else None)
+        path = kwargs.get("path", args[0] if args else None)
+        expect = _ctx.get("expect_init")
+        if expect is not None and model is not None and path is not None:
+            if Path(path).resolve() != Path(expect):
+                raise ChainError(f"funasr loaded {path}, but this stage must start from {expect}")
+            report = compare_loaded(model.state_dict(), load_state(path))
+            report["init"] = str(expect)
+            _ctx["chain_report"] = report
+            if report["differ"] or report["absent"] or report["shared"] == 0:
+                bad = (report["differ"] + report["absent"])[:5]
+                raise ChainError(f"the model did not load {path} faithfully: "
+                                 f"{len(report['differ'])} weight(s) differ from it and "
+                                 f"{len(report['absent'])} are missing from it (e.g. "
+                                 f"{', '.join(bad) or 'no shared weights at all'}); the "
+                                 f"checkpoint does not belong to this model config")
+            log.info("chain check: %d weights loaded from %s match it exactly (checksum %s)",
+                     report["shared"], path, report["checksum_ckpt"][:16])
+        return result
+    return load_pretrained_model
+
+
+def _trainer_class(base):
+    class RecipeTrainer(base):
+        """funasr's Trainer, also reporting loss/acc on the extra validation sets."""
+
+        def validate_epoch(self, model=None, dataloader_val=None, epoch=None, writer=None,
+                           **kwargs):
+            super().validate_epoch(model=model, dataloader_val=dataloader_val, epoch=epoch,
+                                   writer=writer, **kwargs)
+            if kwargs.get("step_in_epoch") is not None or self.rank != 0:
+                return
+            for name, jsonl in _ctx.get("extra_valid", {}).items():
+                loss, acc, n = evaluate(model, dataloader_val.dataset, jsonl,
+                                        _ctx["kwargs"].get("dataset_conf", {}), self.device)
+                logging.info(f"extra valid {name}, epoch: {epoch}, loss: {loss:.4f}, "
+                             f"acc: {acc:.4f}, utterances: {n}")
+                if writer is not None:
+                    writer.add_scalar(f"valid_{name}/loss", loss, epoch)
+                    writer.add_scalar(f"valid_{name}/acc", acc, epoch)
+                tsv = Path(self.output_dir) / f"valid_{name}.tsv"
+                new = not tsv.exists()
+                with open(tsv, "a", encoding="utf-8") as f:
+                    if new:
+                        f.write("epoch\tloss\tacc\tutterances\n")
+                    f.write(f"{epoch}\t{loss:.6f}\t{acc:.6f}\t{n}\n")
+    return RecipeTrainer
+
+
+def evaluate(model, like_dataset, jsonl: str, dataset_conf: dict, device) -> tuple[float, float, int]:
+    """Weighted mean loss and accuracy of ``model`` on ``jsonl``, as funasr validates."""
+    import torch
+    from funasr.train_utils.device_funcs import to_device
+
+    conf = {k: v for k, v in dict(dataset_conf).items()}
+    ds = type(like_dataset)(jsonl, frontend=like_dataset.frontend,
+                            tokenizer=like_dataset.tokenizer, is_training=False, **conf)
+    bs = int(conf.get("batch_size", 8)) if conf.get("batch_type", "example") == "example" else 8
+    loader = torch.utils.data.DataLoader(ds, batch_size=bs, shuffle=False,
+                                         collate_fn=ds.collator, num_workers=0)
+    was_training = model.training
+    model.eval()
+    tot_loss = tot_acc = tot_w = 0.0
+    with torch.no_grad():
+        for batch in loader:
+            batch = to_device(batch, device)
+            loss, stats, weight = model(**batch)
+            w = float(weight.sum()) if hasattr(weight, "sum") else float(weight)
+            tot_loss += float(loss) * w
+            acc = stats.get("acc")
+            tot_acc += (float(acc) if acc is not None else math.nan) * w
+            tot_w += w
+    if was_training:
+        model.train()
+    n = len(ds)
+    return (tot_loss / tot_w, tot_acc / tot_w, n) if tot_w else (math.nan, math.nan, n)
+
+
+def run_funasr_train(args: list[str], expect_init: Path | None,
+                     extra_valid: dict[str, str]) -> dict[str, Any]:
+    """Run ``funasr.bin.train`` with ``args`` (Hydra overrides) in this process."""
+    import funasr.auto.auto_model as am
+    import funasr.bin.train as ft
+
+    _ctx.clear()
+    _ctx.update(expect_init=str(expect_init) if expect_init else None, extra_valid=extra_valid)
+    orig_main, orig_trainer, orig_load = ft.main, ft.Trainer, am.load_pretrained_model
+
+    def main(**kwargs):
+        _ctx["kwargs"] = kwargs
+        return orig_main(**kwargs)
+
+    ft.main, ft.Trainer = main, _trainer_class(orig_trainer)
+    am.load_pretrained_model = _verify_after_load(orig_load)
+    argv = sys.argv
+    sys.argv = ["funasr-train", *args]
+    try:
+        ft.main_hydra()
+    except SystemExit as e:
+        if e.code not in (0, None):
+            raise DataError(f"funasr's trainer exited with code {e.code}; see the messages "
+                            f"above") from None
+    finally:
+        sys.argv = argv
+        ft.main, ft.Trainer, am.load_pretrained_model = orig_main, orig_trainer, orig_load
+    if expect_init is not None and "chain_report" not in _ctx:
+        raise ChainError(f"funasr never loaded the initial checkpoint {expect_init}")
+    return _ctx.get("chain_report", {})
+
+
+def stage_signature(model_dir: Path, init: Path | None, train: Path, valid: Path,
+                    args: list[str]) -> dict[str, Any]:
+    return {"model_dir": str(model_dir), "init": str(init) if init else None,
+            "init_sha256": file_sha256(init) if init else None,
+            "train_sha256": file_sha256(train), "valid_sha256": file_sha256(valid),
+            "args": args}
+
+
+def is_complete(out: Path, signature: dict[str, Any], checkpoint: str) -> bool:
+    done = out / ".done"
+    if not done.is_file() or not (out / checkpoint).is_file():
+        return False
+    try:
+        return json.loads(done.read_text())["signature"] == signature
+    except (ValueError, KeyError):
+        return False
+
+
+def mark_complete(out: Path, signature: dict[str, Any], checkpoint: str) -> None:
+    with atomic_write(out / ".done") as f:
+        json.dump({"signature": signature, "checkpoint": str((out / checkpoint).resolve())}, f,
+                  ensure_ascii=False, indent=1)
+
+
+def write_chain(out: Path, report: dict[str, Any], checkpoint: str) -> None:
+    final = out / checkpoint
+    report = dict(report, final=str(final.resolve()),
+                  checksum_final=state_checksum(load_state(final)) if final.is_file() else None)
+    with atomic_write(out / "chain.json") as f:
+        json.dump(report, f, ensure_ascii=False, indent=1)
+
+
+__all__ = ["ChainError", "load_train_conf", "section_settings", "overrides", "avg_checkpoint_name",
+           "load_state", "state_checksum", "compare_loaded", "check_init", "run_funasr_train",
+           "stage_signature", "is_complete", "mark_complete", "write_chain"]

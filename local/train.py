@@ -1,0 +1,120 @@
+#!/usr/bin/env python3
+"""Train one stage with funasr's trainer: pre-training (twin) or a fine-tuning stage.
+
+Settings come from the family's train config (conf/<family>/train.yaml):
+'common' updated by the section named with --section ('pretrain' or a stage
+name from conf/stages.yaml), each 'key: value' passed to funasr as ++key=value.
+
+The stage starts from --init (default: MODEL_DIR/model.pt) through funasr's
+top-level ++init_param, and fails, naming the file, if it is missing or if the
+weights funasr loaded differ from it (report: OUT/chain.json). After each
+epoch the loss on every --extra-valid set is logged (OUT/valid_NAME.tsv).
+The chosen checkpoint (funasr's average of the best epochs on --valid) is
+linked as OUT/final.pt. A finished stage with the same inputs is skipped; an
+interrupted one resumes from OUT/model.pt.
+
+Example:
+  local/train.py --conf conf/paraformer/train.yaml --section stage1 \\
+      --model-dir exp/paraformer/pretrain --init exp/paraformer/pretrain/final.pt \\
+      --train dump/paraformer/stage1_train.jsonl --valid dump/paraformer/domain_valid.jsonl \\
+      --extra-valid general=dump/paraformer/general_valid.jsonl --out exp/paraformer/stage1
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+from funasr_recipe import cli
+from funasr_recipe.io import DataError
+from funasr_recipe.modeldir import FAMILIES, check_model_dir
+from funasr_recipe.training import (avg_checkpoint_name, check_init, is_complete, load_train_conf,
+                                    mark_complete, overrides, run_funasr_train, section_settings,
+                                    stage_signature, write_chain)
+
+log = logging.getLogger("train")
+
+
+def build_parser():
+    ap = cli.parser(__doc__)
+    ap.add_argument("--family", choices=sorted(FAMILIES), default="paraformer", help="model family")
+    ap.add_argument("--conf", type=Path, required=True, help="train config of the family")
+    ap.add_argument("--section", required=True, help="'pretrain' or a stage name")
+    ap.add_argument("--model-dir", type=Path, required=True,
+                    help="model dir giving config, tokens and frontend files (++model=)")
+    ap.add_argument("--init", type=Path, default=None,
+                    help="checkpoint to start from (default: MODEL_DIR/model.pt)")
+    ap.add_argument("--train", type=Path, required=True, help="training jsonl")
+    ap.add_argument("--valid", type=Path, required=True,
+                    help="validation jsonl: selects and averages checkpoints")
+    ap.add_argument("--extra-valid", action="append", default=[], metavar="NAME=JSONL",
+                    help="more validation sets, only reported (repeatable)")
+    ap.add_argument("--out", type=Path, required=True, help="output dir")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:0, ...")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                    help="CPU threads for torch")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra funasr override for this run only (repeatable)")
+    return ap
+
+
+def body(args) -> int:
+    model_dir = check_model_dir(args.model_dir, args.family)
+    init = check_init(args.init if args.init else model_dir / "model.pt")
+    for p in (args.train, args.valid):
+        if not p.is_file():
+            raise DataError(f"{p}: jsonl not found (run the jsonl stage first)")
+    extra = {}
+    for item in args.extra_valid:
+        name, sep, path = item.partition("=")
+        if not sep or not Path(path).is_file():
+            raise DataError(f"--extra-valid {item}: expected NAME=EXISTING_JSONL")
+        extra[name] = str(Path(path).resolve())
+    conf = load_train_conf(args.conf)
+    settings = section_settings(conf, args.section, args.conf)
+    for item in args.set:
+        k, sep, v = item.partition("=")
+        if not sep:
+            raise DataError(f"--set {item}: expected KEY=VALUE")
+        settings[k] = v
+    checkpoint = avg_checkpoint_name(settings)
+    out = args.out.resolve()
+    funasr_args = [
+        f"++model={model_dir}", f"++init_param={init}",
+        f"++train_data_set_list={args.train.resolve()}",
+        f"++valid_data_set_list={args.valid.resolve()}",
+        f"++output_dir={out}", f"++device={args.device}", f"++ncpu={args.threads}",
+        "++disable_update=true", *overrides(settings),
+        "hydra.output_subdir=null", f"hydra.run.dir={out}",
+    ]
+    signature = stage_signature(model_dir, init, args.train, args.valid, funasr_args)
+    if is_complete(out, signature, checkpoint):
+        log.info("%s: complete for the same inputs, skipped (remove %s to redo)", out,
+                 out / ".done")
+        return 0
+    out.mkdir(parents=True, exist_ok=True)
+    if (out / "model.pt").exists():
+        log.info("%s/model.pt exists: funasr resumes from it", out)
+    log.info("funasr-train %s", " ".join(funasr_args))
+    report = run_funasr_train(funasr_args, init, extra)
+    if not (out / checkpoint).is_file():
+        raise DataError(f"{out / checkpoint}: funasr did not write the averaged checkpoint; "
+                        f"see the log above")
+    write_chain(out, report, checkpoint)
+    final = out / "final.pt"
+    if final.is_symlink() or final.exists():
+        final.unlink()
+    final.symlink_to(checkpoint)
+    mark_complete(out, signature, checkpoint)
+    log.info("%s: done; chosen checkpoint %s", out, final)
+    return 0
+
+
+def main(argv=None) -> int:
+    return cli.run(body, build_parser(), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,201 @@
+"""Training a stage (chain check, skip, resume), export, batched decoding and RESULTS.md.
+
+One tiny twin and a handful of synthetic utterances: the behaviour, not the
+accuracy, is under test (the mini recipe test covers learning).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from funasr_recipe.datadir import Utt, write_datadir
+from funasr_recipe.decoding import Item, duration_batches, select_part
+from funasr_recipe.io import DataError
+from funasr_recipe.jsonl import paraformer_lines
+from funasr_recipe.training import (ChainError, compare_loaded, load_state, overrides,
+                                    section_settings, state_checksum)
+from funasr_recipe.twin_paraformer import load_arch, make_paraformer_twin
+from helpers import ROOT, run_tool
+
+TEXTS = ["你好", "世界", "你好世界", "好"]
+
+
+def tone(path: Path, seconds: float, f0: float, seed: int) -> None:
+    t = np.arange(int(seconds * 16000)) / 16000
+    x = 0.2 * np.sin(2 * np.pi * f0 * t) + 0.01 * np.random.default_rng(seed).standard_normal(len(t))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), x.astype("float32"), 16000, subtype="PCM_16")
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    d = tmp_path_factory.mktemp("td")
+    utts = []
+    for i in range(8):
+        wav = d / "wav" / f"s-{i}.wav"
+        sec = 0.6 + 0.1 * i
+        tone(wav, sec, 120 + 30 * i, i)
+        utts.append(Utt(f"s-{i}", "s", str(wav), TEXTS[i % 4], sec))
+    write_datadir(d / "data", utts)
+    jsonl = d / "train.jsonl"
+    jsonl.write_text("".join(x + "\n" for x in paraformer_lines(d / "data")), encoding="utf-8")
+    twin = make_paraformer_twin(d / "twin", list("你好世界"), jsonl,
+                                load_arch(ROOT / "conf" / "paraformer" / "twin.yaml"), seed=0)
+    conf = d / "train.yaml"
+    conf.write_text((ROOT / "conf" / "paraformer" / "train.yaml").read_text()
+                    .replace("train_conf.max_epoch: 6", "train_conf.max_epoch: 1"))
+    return {"dir": d, "data": d / "data", "jsonl": jsonl, "twin": twin, "conf": conf}
+
+
+def train(setup, out, init=None, section="stage1"):
+    args = ["--conf", setup["conf"], "--section", section, "--model-dir", setup["twin"],
+            "--train", setup["jsonl"], "--valid", setup["jsonl"],
+            "--extra-valid", f"general={setup['jsonl']}", "--out", out, "--threads", "1"]
+    if init is not None:
+        args += ["--init", init]
+    return run_tool("train.py", *args)
+
+
+def test_settings_to_overrides():
+    cfg = {"common": {"a.b": 1, "x": None}, "stages": {"s1": {"a.b": 2, "f": ["enc", "dec"],
+                                                              "t": True}}}
+    assert overrides(section_settings(cfg, "s1")) == ["++a.b=2", "++x=null", "++f=[enc,dec]",
+                                                      "++t=true"]
+    with pytest.raises(DataError, match="no settings for 's2'"):
+        section_settings(cfg, "s2")
+
+
+def test_compare_loaded_finds_differences():
+    a = {"w": torch.ones(2, 2), "b": torch.zeros(2)}
+    assert compare_loaded(a, {k: v.clone() for k, v in a.items()})["differ"] == []
+    rep = compare_loaded(a, {"w": torch.ones(2, 2) * 2})
+    assert rep["differ"] == ["w"] and rep["absent"] == ["b"]
+    rep = compare_loaded(dict(a, **{"l.lora_A": torch.ones(1)}), a)
+    assert rep["new"] == ["l.lora_A"] and rep["absent"] == []
+    assert state_checksum(a) == state_checksum({k: v.clone() for k, v in a.items()})
+    assert state_checksum(a) != state_checksum({"w": torch.ones(2, 2), "b": torch.ones(2)})
+
+
+def test_stage_trains_chains_and_skips(setup):
+    out = setup["dir"] / "stage1"
+    r = train(setup, out)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "chain check" in r.stdout + r.stderr  # hydra logs to stdout
+    chain = json.loads((out / "chain.json").read_text())
+    init_state = load_state(setup["twin"] / "model.pt")
+    assert chain["init"] == str((setup["twin"] / "model.pt").resolve())
+    assert chain["checksum_ckpt"] == chain["checksum_model"]
+    assert chain["shared"] == len(init_state) and chain["differ"] == []
+    assert (out / "final.pt").resolve() == (out / "model.pt.avg3").resolve()
+    assert chain["checksum_final"] == state_checksum(load_state(out / "final.pt"))
+    assert chain["checksum_final"] != state_checksum(init_state)  # it trained
+    tsv = (out / "valid_general.tsv").read_text().splitlines()
+    assert tsv[0] == "epoch\tloss\tacc\tutterances" and tsv[1].startswith("1\t")
+    assert math.isfinite(float(tsv[1].split("\t")[1]))
+    # a second run with the same inputs is skipped and changes nothing
+    before = (out / "final.pt").read_bytes()
+    r = train(setup, out)
+    assert r.returncode == 0 and "skipped" in r.stdout + r.stderr
+    assert (out / "final.pt").read_bytes() == before
+    # the next stage starts from this one's checkpoint
+    r = train(setup, setup["dir"] / "stage2", init=out / "final.pt", section="stage2")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads((setup["dir"] / "stage2" / "chain.json").read_text())["init"] == str(
+        (out / "model.pt.avg3").resolve())
+
+
+def test_missing_init_fails_naming_it(setup):
+    missing = setup["dir"] / "nope" / "final.pt"
+    r = train(setup, setup["dir"] / "s_missing", init=missing)
+    assert r.returncode == 1 and str(missing) in r.stderr and "does not exist" in r.stderr
+    assert not (setup["dir"] / "s_missing" / ".done").exists()
+
+
+def test_wrong_init_fails(setup):
+    # a checkpoint of another model: a twin with a different vocabulary
+    other = make_paraformer_twin(setup["dir"] / "other", list("甲乙丙丁戊己庚"), setup["jsonl"],
+                                 load_arch(ROOT / "conf" / "paraformer" / "twin.yaml"), seed=1)
+    r = train(setup, setup["dir"] / "s_wrong", init=other / "model.pt")
+    assert r.returncode == 1
+    assert "did not load" in r.stderr and str(other / "model.pt") in r.stderr, r.stderr[-2000:]
+    assert not (setup["dir"] / "s_wrong" / ".done").exists()
+
+
+def test_interrupted_stage_resumes(setup):
+    out = setup["dir"] / "s_resume"
+    r = train(setup, out)
+    assert r.returncode == 0, r.stderr[-2000:]
+    (out / ".done").unlink()  # as if killed after the epoch's checkpoint was saved
+    r = run_tool("train.py", "--conf", setup["conf"], "--section", "stage1", "--model-dir",
+                 setup["twin"], "--train", setup["jsonl"], "--valid", setup["jsonl"], "--out",
+                 out, "--threads", "1", "--set", "train_conf.max_epoch=2")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "resumes" in r.stdout + r.stderr
+    assert (out / "model.pt.ep2").exists()
+    assert torch.load(out / "model.pt", weights_only=False)["epoch"] == 2
+
+
+def test_export_decode_and_results(setup, tmp_path):
+    model = tmp_path / "model"
+    r = run_tool("export_model.py", "--model-dir", setup["twin"], "--checkpoint",
+                 setup["twin"] / "model.pt", "--out", model)
+    assert r.returncode == 0, r.stderr
+    assert {"config.yaml", "configuration.json", "tokens.json", "am.mvn", "model.pt"} <= {
+        p.name for p in model.iterdir()}
+    # equal durations: no padding, so batches must decode exactly as single utterances
+    # (with padding, funasr's CIF predictor convolves over the padded encoder frames)
+    same = []
+    for i in range(6):
+        tone(tmp_path / "eq" / f"e-{i}.wav", 1.0, 100 + 40 * i, i)
+        same.append(Utt(f"e-{i}", "e", str(tmp_path / "eq" / f"e-{i}.wav"), "你", 1.0))
+    write_datadir(tmp_path / "eqdata", same)
+    outs = {}
+    for bs in (1, 4):
+        out = tmp_path / f"dec{bs}"
+        r = run_tool("decode.py", "--model-dir", model, "--data-dir", tmp_path / "eqdata",
+                     "--out", out, "--batch-size", bs, "--timestamps")
+        assert r.returncode == 0, r.stderr[-2000:]
+        outs[bs] = (out / "text").read_text(encoding="utf-8")
+        assert len((out / "timestamps").read_text().splitlines()) == 6
+    assert outs[1] == outs[4]
+    r = run_tool("decode.py", "--model-dir", model, "--data-dir", setup["data"], "--out",
+                 tmp_path / "dec", "--batch-size", 3)
+    assert r.returncode == 0, r.stderr[-2000:]
+    keys = [line.split()[0] for line in (tmp_path / "dec" / "text").read_text().splitlines()]
+    assert keys == sorted(f"s-{i}" for i in range(8))
+    # parts of a split decode cover every key once
+    parts = [select_part(keys, j, 3) for j in (1, 2, 3)]
+    assert sorted(k for p in parts for k in p) == keys
+    # RESULTS.md from the decodes
+    exp = tmp_path / "exp"
+    data = tmp_path / "data_root"
+    shutil.copytree(setup["data"], data / "tset")
+    shutil.copytree(tmp_path / "dec", exp / "decode_base" / "tset")
+    r = run_tool("make_results.py", "--exp", exp, "--models", "base", "--sets", "tset",
+                 "--data", data, "--mix-summary", tmp_path / "none.tsv")
+    assert r.returncode == 0, r.stderr
+    md = (exp / "RESULTS.md").read_text()
+    assert "| base | as downloaded |" in md
+    assert (exp / "decode_base" / "tset" / "score.txt").read_text().startswith("%WER")
+
+
+def test_duration_batches_longest_first():
+    items = [Item(f"k{i}", f"/w{i}", d) for i, d in enumerate([1.0, 3.0, 2.0, 5.0, 4.0])]
+    batches = duration_batches(items, 2)
+    assert [[it.dur for it in b] for b in batches] == [[5.0, 4.0], [3.0, 2.0], [1.0]]
+    with pytest.raises(DataError):
+        duration_batches(items, 0)
+
+
+def test_decode_rejects_hub_name(tmp_path, setup):
+    r = run_tool("decode.py", "--model-dir", "paraformer-zh", "--data-dir", setup["data"],
+                 "--out", tmp_path / "o")
+    assert r.returncode == 1 and "paraformer-zh" in r.stderr and "local directory" in r.stderr
