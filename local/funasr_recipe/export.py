@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
@@ -34,6 +35,19 @@ def export_model(model_dir: Path, checkpoint: Path, out: Path, state: dict | Non
     if not Path(checkpoint).is_file():
         raise DataError(f"{checkpoint}: checkpoint not found")
     state = state if state is not None else load_state(checkpoint)
+    info = {"from_model_dir": str(model_dir.resolve()),
+            "from_checkpoint": str(Path(checkpoint).resolve()),
+            "checksum": state_checksum(state)}
+    if config_text is not None:
+        info["config_sha256"] = hashlib.sha256(config_text.encode()).hexdigest()
+    if (out / "model.pt").is_file() and (out / "export.json").is_file():
+        try:
+            same = json.loads((out / "export.json").read_text()) == info
+        except ValueError:
+            same = False
+        if same:
+            log.info("%s: already exported from the same checkpoint, skipped", out)
+            return out
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
@@ -50,9 +64,7 @@ def export_model(model_dir: Path, checkpoint: Path, out: Path, state: dict | Non
             (tmp / "config.yaml").write_text(config_text, encoding="utf-8")
         torch.save({"state_dict": state}, tmp / "model.pt")
         with atomic_write(tmp / "export.json") as f:
-            json.dump({"from_model_dir": str(model_dir.resolve()),
-                       "from_checkpoint": str(Path(checkpoint).resolve()),
-                       "checksum": state_checksum(state)}, f, indent=1)
+            json.dump(info, f, indent=1)
         if out.exists():
             old = out.with_name(f".{out.name}.old")
             shutil.rmtree(old, ignore_errors=True)
