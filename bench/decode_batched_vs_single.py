@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "local"))
 
 from funasr_recipe.datadir import load_datadir  # noqa: E402
-from funasr_recipe.decoding import Item, decode, load_model  # noqa: E402
+from funasr_recipe.decoding import Item, decode, duration_batches, load_model  # noqa: E402
 from funasr_recipe.text import join_cjk  # noqa: E402
 
 
@@ -49,7 +49,7 @@ def main() -> int:
         single_t.append(time.perf_counter() - t)
         t = time.perf_counter()
         batched = {k: join_cjk(r.get("text", "")) for k, r in
-                   decode(model, items, args.batch_size).items()}
+                   decode(model, duration_batches(items, args.batch_size)).items()}
         batched_t.append(time.perf_counter() - t)
     same = sum(single[k] == batched[k] for k in single)
     ms, mb = statistics.median(single_t), statistics.median(batched_t)

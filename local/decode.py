@@ -4,7 +4,8 @@
 Writes OUT/text (Kaldi 'key text', every key of the data dir) and with
 --timestamps OUT/timestamps ('key [[start_ms, end_ms], ...]'). With --nj N
 --job J it decodes only the J-th of N parts and writes OUT/text.J (run.sh
-runs the parts through ${decode_cmd} and merges them in key order).
+runs the parts through ${decode_cmd} and merges them in key order); the parts
+are whole batches of the full set, so the merged output equals a 1-job run.
 --vad segments long recordings with silero-vad (its weights ship with its
 package) so several-minute files decode without running out of memory.
 
@@ -23,7 +24,8 @@ from pathlib import Path
 from funasr_recipe import cli
 from funasr_recipe.config import load_yaml
 from funasr_recipe.datadir import load_datadir
-from funasr_recipe.decoding import Item, decode, load_model, select_part, write_results
+from funasr_recipe.decoding import (Item, decode, duration_batches, job_batches, load_model,
+                                    write_results)
 from funasr_recipe.modeldir import FAMILIES, check_model_dir
 
 log = logging.getLogger("decode")
@@ -56,15 +58,16 @@ def body(args) -> int:
     model_dir = check_model_dir(args.model_dir, args.family)
     utts = load_datadir(args.data_dir, require_text=False)
     items = [Item(u.key, u.wav, u.dur) for u in utts]
+    batches = duration_batches(items, batch_size)
     suffix = ""
     if args.job is not None:
-        part = select_part([it.key for it in items], args.job, args.nj)
-        items = [it for it in items if it.key in part]
+        batches = job_batches(batches, args.job, args.nj)
+        items = [it for batch in batches for it in batch]
         suffix = f".{args.job}"
     model = load_model(model_dir, args.checkpoint, args.device, args.threads,
                        float(dec.get("dither", 0.0)), args.vad, args.vad_max_segment_ms)
     t = time.perf_counter()
-    results = decode(model, items, batch_size, args.timestamps, args.vad)
+    results = decode(model, batches, args.timestamps, args.vad)
     elapsed = time.perf_counter() - t
     audio = sum(it.dur for it in items)
     write_results(results, args.out, args.timestamps, suffix)

@@ -13,6 +13,10 @@ The chosen checkpoint (funasr's average of the best epochs on --valid) is
 linked as OUT/final.pt. A finished stage with the same inputs is skipped; an
 interrupted one resumes from OUT/model.pt.
 
+With --nproc N > 1 the trainer runs as N processes under torchrun (DDP): one
+per GPU with --device cuda (nccl), or over gloo on CPUs, which is how the
+multi-process path is tested on machines without a GPU.
+
 Example:
   local/train.py --conf conf/paraformer/train.yaml --section stage1 \\
       --model-dir exp/paraformer/pretrain --init exp/paraformer/pretrain/final.pt \\
@@ -22,9 +26,13 @@ Example:
 
 from __future__ import annotations
 
+import argparse
+import json
 import logging
 import os
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from funasr_recipe import cli
@@ -35,6 +43,7 @@ from funasr_recipe.training import (avg_checkpoint_name, check_init, is_complete
                                     stage_signature, write_chain)
 
 log = logging.getLogger("train")
+WORKER_ARGS = "--ddp-worker-args"
 
 
 def build_parser():
@@ -55,6 +64,10 @@ def build_parser():
     ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:0, ...")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                     help="CPU threads for torch")
+    ap.add_argument("--nproc", type=int, default=1,
+                    help="training processes (DDP under torchrun): one per GPU with --device "
+                         "cuda; on CPUs they run over gloo")
+    ap.add_argument("--worker-report", type=Path, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="extra funasr override for this run only (repeatable)")
     return ap
@@ -85,10 +98,18 @@ def body(args) -> int:
         f"++model={model_dir}", f"++init_param={init}",
         f"++train_data_set_list={args.train.resolve()}",
         f"++valid_data_set_list={args.valid.resolve()}",
-        f"++output_dir={out}", f"++device={args.device}", f"++ncpu={args.threads}",
+        f"++output_dir={out}", f"++device={args.device}",
+        f"++ncpu={max(1, args.threads // max(1, args.nproc))}",
         "++disable_update=true", *overrides(settings),
         "hydra.output_subdir=null", f"hydra.run.dir={out}",
     ]
+    if args.nproc > 1:
+        funasr_args.append("++backend=" + ("nccl" if args.device.startswith("cuda") else "gloo"))
+    if args.worker_report is not None:  # one rank of a DDP job started below
+        report = run_funasr_train(funasr_args, init, extra)
+        if int(os.environ.get("RANK", "0")) == 0:
+            args.worker_report.write_text(json.dumps(report))
+        return 0
     signature = stage_signature(model_dir, init, args.train, args.valid, funasr_args)
     if is_complete(out, signature, checkpoint):
         log.info("%s: complete for the same inputs, skipped (remove %s to redo)", out,
@@ -98,7 +119,10 @@ def body(args) -> int:
     if (out / "model.pt").exists():
         log.info("%s/model.pt exists: funasr resumes from it", out)
     log.info("funasr-train %s", " ".join(funasr_args))
-    report = run_funasr_train(funasr_args, init, extra)
+    if args.nproc > 1:
+        report = run_ddp(args, out)
+    else:
+        report = run_funasr_train(funasr_args, init, extra)
     if not (out / checkpoint).is_file():
         raise DataError(f"{out / checkpoint}: funasr did not write the averaged checkpoint; "
                         f"see the log above")
@@ -112,8 +136,36 @@ def body(args) -> int:
     return 0
 
 
+def run_ddp(args, out: Path) -> dict:
+    """Run this tool's training as ``args.nproc`` ranks under torchrun; rank 0's chain report."""
+    with tempfile.TemporaryDirectory(dir=out, prefix=".ddp.") as tmp:
+        report = Path(tmp) / "chain_report.json"
+        # the ranks get their arguments through a file: torchrun's own parser
+        # would take abbreviations of its options (--nproc) from the script's
+        worker_args = Path(tmp) / "args.json"
+        worker_args.write_text(json.dumps([*args.argv, "--worker-report", str(report)]))
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc-per-node={args.nproc}", str(Path(__file__).resolve()),
+               WORKER_ARGS, str(worker_args)]
+        log.info("DDP: %s", " ".join(cmd))
+        env = dict(os.environ, OMP_NUM_THREADS=str(max(1, args.threads // args.nproc)))
+        rc = subprocess.call(cmd, env=env)
+        if rc != 0:
+            raise DataError(f"torchrun exited with code {rc}; see each rank's messages above")
+        if not report.is_file():
+            raise DataError("torchrun finished but rank 0 wrote no chain report")
+        return json.loads(report.read_text())
+
+
 def main(argv=None) -> int:
-    return cli.run(body, build_parser(), argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) == 2 and argv[0] == WORKER_ARGS:  # a DDP rank started by run_ddp()
+        argv = json.loads(Path(argv[1]).read_text())
+
+    def body_with_argv(args) -> int:
+        args.argv = argv
+        return body(args)
+    return cli.run(body_with_argv, build_parser(), argv)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +19,7 @@ import soundfile as sf
 import torch
 
 from funasr_recipe.datadir import Utt, write_datadir
-from funasr_recipe.decoding import Item, duration_batches, select_part
+from funasr_recipe.decoding import Item, duration_batches, job_batches
 from funasr_recipe.io import DataError
 from funasr_recipe.jsonl import paraformer_lines
 from funasr_recipe.training import (ChainError, compare_loaded, load_state, overrides,
@@ -171,9 +173,16 @@ def test_export_decode_and_results(setup, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     keys = [line.split()[0] for line in (tmp_path / "dec" / "text").read_text().splitlines()]
     assert keys == sorted(f"s-{i}" for i in range(8))
-    # parts of a split decode cover every key once
-    parts = [select_part(keys, j, 3) for j in (1, 2, 3)]
-    assert sorted(k for p in parts for k in p) == keys
+    # a 2-job decode, merged in key order as run.sh does, equals the 1-job run
+    for j in (1, 2):
+        r = run_tool("decode.py", "--model-dir", model, "--data-dir", setup["data"], "--out",
+                     tmp_path / "dec2", "--batch-size", 3, "--nj", 2, "--job", j)
+        assert r.returncode == 0, r.stderr[-2000:]
+    assert all((tmp_path / "dec2" / f"text.{j}").stat().st_size > 0 for j in (1, 2))
+    merged = subprocess.run(["sort", "-m", *(str(tmp_path / "dec2" / f"text.{j}")
+                                            for j in (1, 2))],
+                            capture_output=True, text=True, env=dict(os.environ, LC_ALL="C"))
+    assert merged.stdout == (tmp_path / "dec" / "text").read_text(encoding="utf-8")
     # RESULTS.md from the decodes
     exp = tmp_path / "exp"
     data = tmp_path / "data_root"
@@ -195,7 +204,41 @@ def test_duration_batches_longest_first():
         duration_batches(items, 0)
 
 
+def test_job_batches_deal_whole_batches():
+    batches = [[Item(f"k{i}{j}", "/w", 1.0) for j in range(2)] for i in range(5)]
+    parts = [job_batches(batches, j, 2) for j in (1, 2)]
+    assert parts[0] == batches[0::2] and parts[1] == batches[1::2]
+    assert job_batches(batches, 1, 1) == batches
+    with pytest.raises(DataError):
+        job_batches(batches, 3, 2)
+
+
 def test_decode_rejects_hub_name(tmp_path, setup):
     r = run_tool("decode.py", "--model-dir", "paraformer-zh", "--data-dir", setup["data"],
                  "--out", tmp_path / "o")
     assert r.returncode == 1 and "paraformer-zh" in r.stderr and "local directory" in r.stderr
+
+
+def test_two_process_ddp_trains_and_decodes(setup, tmp_path):
+    """The multi-process path (torchrun, DDP over gloo on CPUs) trains one epoch and the
+    checkpoint loads, exports and decodes like a single-process one."""
+    out = tmp_path / "ddp"
+    r = run_tool("train.py", "--conf", setup["conf"], "--section", "stage1", "--model-dir",
+                 setup["twin"], "--train", setup["jsonl"], "--valid", setup["jsonl"], "--out",
+                 out, "--threads", "2", "--nproc", "2")
+    log = r.stdout + r.stderr
+    assert r.returncode == 0, log[-3000:]
+    assert "rank: 1" in log and "++backend=gloo" in log  # two ranks really ran
+    chain = json.loads((out / "chain.json").read_text())
+    assert chain["differ"] == [] and chain["shared"] == len(load_state(setup["twin"] / "model.pt"))
+    state = load_state(out / "final.pt")
+    assert not any(k.startswith("module.") for k in state)  # DDP's wrapper is not saved
+    assert chain["checksum_final"] != state_checksum(load_state(setup["twin"] / "model.pt"))
+    model = tmp_path / "model"
+    r = run_tool("export_model.py", "--model-dir", setup["twin"], "--checkpoint",
+                 out / "final.pt", "--out", model)
+    assert r.returncode == 0, r.stderr
+    r = run_tool("decode.py", "--model-dir", model, "--data-dir", setup["data"], "--out",
+                 tmp_path / "dec")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert len((tmp_path / "dec" / "text").read_text().splitlines()) == 8

@@ -49,17 +49,18 @@ def duration_batches(items: list[Item], batch_size: int) -> list[list[Item]]:
     return [ordered[i:i + batch_size] for i in range(0, len(ordered), batch_size)]
 
 
-def decode(model, items: list[Item], batch_size: int, timestamps: bool = False,
+def decode(model, batches: list[list[Item]], timestamps: bool = False,
            vad: bool = False) -> dict[str, dict]:
-    """Decode ``items``; returns ``{key: result}`` with a ``text`` for every key."""
+    """Decode ``batches`` (see :func:`duration_batches`); ``{key: result}`` with a ``text``
+    for every key."""
     results: dict[str, dict] = {}
     opts: dict[str, Any] = {"output_timestamp": True} if timestamps else {}
     if vad:  # funasr's VAD path segments one recording at a time, batching its segments
-        for it in items:
+        for it in (it for batch in batches for it in batch):
             res = model.generate(input=it.wav, batch_size_s=300, **opts)
             results[it.key] = dict(res[0], key=it.key) if res else {"key": it.key, "text": ""}
         return results
-    for batch in duration_batches(items, batch_size):
+    for batch in batches:
         res = model.generate(input=[it.wav for it in batch], key=[it.key for it in batch],
                              batch_size=len(batch), **opts)
         for r in res:
@@ -89,10 +90,14 @@ def write_results(results: dict[str, dict], out_dir: Path, timestamps: bool = Fa
                 f.write(f"{k} {json.dumps(results[k].get('timestamp', []))}\n")
 
 
-def select_part(keys: list[str], job: int, nj: int) -> set[str]:
-    """Keys of part ``job`` (1-based) of ``nj``: contiguous runs of the sorted keys."""
+def job_batches(batches: list[list[Item]], job: int, nj: int) -> list[list[Item]]:
+    """The batches job ``job`` (1-based) of ``nj`` decodes: every ``nj``-th one.
+
+    The whole set is batched first and whole batches are dealt to the jobs, so
+    every utterance is decoded in the same batch (the same padding) whatever
+    ``nj`` is: the merged output of N jobs is identical to one job's. Dealing
+    round-robin also spreads the long batches over the jobs.
+    """
     if not 1 <= job <= nj:
         raise DataError(f"job {job} is not in 1..{nj}")
-    keys = sort_keys(keys)
-    n = len(keys)
-    return set(keys[(job - 1) * n // nj: job * n // nj])
+    return batches[job - 1::nj]

@@ -25,9 +25,10 @@ import hashlib
 import json
 import logging
 import math
+import os
 import sys
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from .config import load_yaml
 from .io import DataError, atomic_write
@@ -238,11 +239,41 @@ def evaluate(model, like_dataset, jsonl: str, dataset_conf: dict, device) -> tup
     return (tot_loss / tot_w, tot_acc / tot_w, n) if tot_w else (math.nan, math.nan, n)
 
 
+def _cpu_ddp_patches(ft) -> Callable[[], None]:
+    """Let funasr's trainer run DDP over gloo on a machine without CUDA.
+
+    Under ``WORLD_SIZE > 1`` funasr 1.4.16 calls ``torch.cuda.set_device``,
+    ``model.cuda(local_rank)`` and ``DDP(model, device_ids=[local_rank])``
+    unconditionally. Without CUDA these become no-ops and a CPU DDP (what
+    ``device_ids=None`` means to torch). Returns a function undoing the patches.
+    """
+    import torch
+
+    orig_set_device, orig_cuda, orig_ddp = torch.cuda.set_device, torch.nn.Module.cuda, ft.DDP
+
+    def cpu_ddp(module, *args, device_ids=None, **kwargs):
+        return orig_ddp(module, *args, device_ids=None, **kwargs)
+
+    torch.cuda.set_device = lambda *a, **k: None
+    torch.nn.Module.cuda = lambda self, *a, **k: self
+    ft.DDP = cpu_ddp
+
+    def undo() -> None:
+        torch.cuda.set_device, torch.nn.Module.cuda, ft.DDP = (orig_set_device, orig_cuda,
+                                                               orig_ddp)
+    return undo
+
+
 def run_funasr_train(args: list[str], expect_init: Path | None,
                      extra_valid: dict[str, str]) -> dict[str, Any]:
-    """Run ``funasr.bin.train`` with ``args`` (Hydra overrides) in this process."""
+    """Run ``funasr.bin.train`` with ``args`` (Hydra overrides) in this process.
+
+    Under torchrun (``WORLD_SIZE > 1``) this is one rank of a DDP job; without
+    CUDA it runs over gloo (see :func:`_cpu_ddp_patches`).
+    """
     import funasr.auto.auto_model as am
     import funasr.bin.train as ft
+    import torch
 
     _ctx.clear()
     _ctx.update(expect_init=str(expect_init) if expect_init else None, extra_valid=extra_valid)
@@ -254,6 +285,8 @@ def run_funasr_train(args: list[str], expect_init: Path | None,
 
     ft.main, ft.Trainer = main, _trainer_class(orig_trainer)
     am.load_pretrained_model = _verify_after_load(orig_load)
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    undo_ddp = _cpu_ddp_patches(ft) if distributed and not torch.cuda.is_available() else None
     argv = sys.argv
     sys.argv = ["funasr-train", *args]
     try:
@@ -265,6 +298,12 @@ def run_funasr_train(args: list[str], expect_init: Path | None,
     finally:
         sys.argv = argv
         ft.main, ft.Trainer, am.load_pretrained_model = orig_main, orig_trainer, orig_load
+        if undo_ddp is not None:
+            undo_ddp()
+        if distributed:
+            import torch.distributed as dist
+            if dist.is_initialized():
+                dist.destroy_process_group()
     if expect_init is not None and "chain_report" not in _ctx:
         raise ChainError(f"funasr never loaded the initial checkpoint {expect_init}")
     return _ctx.get("chain_report", {})
