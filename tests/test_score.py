@@ -116,6 +116,43 @@ def test_counts_match_reference_dp_on_random_pairs(monkeypatch, batch_size, path
         assert [h for _, h, _ in alignment if h is not None] == hyp
 
 
+def random_pairs(seed: int, n: int, max_len: int = 14) -> list[tuple[list[str], list[str]]]:
+    """Random pairs over small vocabularies (many ties), some of them empty."""
+    rng = random.Random(seed)
+    pairs = []
+    for _ in range(n):
+        vocab = rng.randint(1, 6)
+        ref = [chr(97 + rng.randrange(vocab)) for _ in range(rng.randint(0, max_len))]
+        hyp = [chr(97 + rng.randrange(vocab)) for _ in range(rng.randint(0, max_len))]
+        if rng.random() < 0.3:          # a hypothesis close to its reference
+            hyp = [t for t in ref if rng.random() > 0.2] + hyp[:2]
+        pairs.append((ref, hyp))
+    return pairs
+
+
+def test_property_counts_equal_kaldialign():
+    kaldialign = pytest.importorskip("kaldialign")
+    pairs = random_pairs(99, 3000)
+    ours = count_edits([r for r, _ in pairs], [h for _, h in pairs])
+    for (ref, hyp), row in zip(pairs, ours):
+        k = kaldialign.edit_distance(ref, hyp)
+        assert tuple(row) == (k["ins"], k["del"], k["sub"]), (ref, hyp)
+        assert counts_of(ref, hyp) == (k["ins"], k["del"], k["sub"]), (ref, hyp)
+
+
+def test_property_totals_equal_jiwer():
+    jiwer = pytest.importorskip("jiwer")
+    pairs = [(r, h) for r, h in random_pairs(7, 3000) if r]     # jiwer needs a reference
+    ours = count_edits([r for r, _ in pairs], [h for _, h in pairs])
+    out = jiwer.process_words([" ".join(r) for r, _ in pairs], [" ".join(h) for _, h in pairs])
+    # jiwer breaks ties between alignments of equal cost its own way: compare
+    # the number of errors per utterance and the totals
+    assert int(ours.sum()) == out.substitutions + out.deletions + out.insertions
+    for (ref, hyp), row in zip(pairs, ours):
+        j = jiwer.process_words(" ".join(ref), " ".join(hyp))
+        assert int(row.sum()) == j.substitutions + j.deletions + j.insertions, (ref, hyp)
+
+
 # ---------------------------------------------------------------- score()
 
 def test_score_totals_missing_and_extra(caplog):
@@ -200,9 +237,11 @@ def test_cli_prints_kaldi_format_and_details(tmp_path):
     details = tmp_path / "out" / "per_utt"
     p = run_tool("score.py", "--ref", ref, "--hyp", hyp, "--details", details)
     assert p.returncode == 0, p.stderr
-    assert p.stdout == ("%WER 30.00 [ 3 / 10, 0 ins, 3 del, 0 sub ]\n"
-                        "%SER 75.00 [ 3 / 4 ]\n"
-                        "Scored 4 sentences, 1 not present in hyp.\n")
+    assert p.stdout.splitlines()[:3] == ["%WER 30.00 [ 3 / 10, 0 ins, 3 del, 0 sub ]",
+                                         "%SER 75.00 [ 3 / 4 ]",
+                                         "Scored 4 sentences, 1 not present in hyp."]
+    assert p.stdout.splitlines()[3] == ("%WER 95% CI [ 7.14, 66.67 ] (bootstrap: 1000 "
+                                        "resamples of the utterances, seed 0)")
     assert "u5" in p.stderr and "u4" in p.stderr
     assert details.read_text(encoding="utf-8") == (
         # Kaldi's centring leaves trailing spaces; CJK counts two columns
@@ -266,5 +305,51 @@ def test_cli_bad_input(tmp_path):
 def test_cli_help_names_every_option():
     p = run_tool("score.py", "--help")
     assert p.returncode == 0
-    for opt in ("--ref", "--hyp", "--details", "--no-lowercase", "--keep-punct", "--no-halfwidth"):
+    for opt in ("--ref", "--hyp", "--details", "--no-lowercase", "--keep-punct", "--no-halfwidth",
+                "--norm", "--stats", "--top", "--terms", "--term-table", "--compare",
+                "--bootstrap", "--seed"):
         assert opt in p.stdout
+
+
+def test_cli_norm_levels(tmp_path):
+    ref = write(tmp_path / "ref", "u1 体温38.5度，Ｏｋ\n")
+    hyp = write(tmp_path / "hyp", "u1 体温三十八点五度 ok\n")
+
+    def first_line(*opts):
+        p = run_tool("score.py", "--ref", ref, "--hyp", hyp, "--bootstrap", "0", *opts)
+        assert p.returncode == 0, p.stderr
+        assert len(p.stdout.splitlines()) == 3          # no interval line
+        return p.stdout.splitlines()[0]
+
+    assert first_line() == "%WER 0.00 [ 0 / 9, 0 ins, 0 del, 0 sub ]"
+    # basic: 体 温 38 5 度 ok against 体 温 三 十 八 点 五 度 ok
+    assert first_line("--norm", "basic") == "%WER 83.33 [ 5 / 6, 3 ins, 0 del, 2 sub ]"
+    # none (raw): 体 温 38.5 度 ，Ｏｋ against the same 9 tokens
+    assert first_line("--norm", "none") == "%WER 120.00 [ 6 / 5, 4 ins, 0 del, 2 sub ]"
+
+
+def test_cli_terms_stats_and_compare(tmp_path):
+    ref = write(tmp_path / "ref", "u1 病人血压高\nu2 查心电图\nu3 blood pressure is ok\n")
+    hyp = write(tmp_path / "hyp", "u1 病人学压高\nu2 查心电图\nu3 blood is ok\n")
+    hyp2 = write(tmp_path / "hyp2", "u1 病人血压高\nu2 查心电图\nu3 blood pressure is ok\n")
+    terms = write(tmp_path / "terms", "血压\n心电图\nblood pressure\n")
+    stats, table = tmp_path / "errors.txt", tmp_path / "terms.txt"
+    p = run_tool("score.py", "--ref", ref, "--hyp", hyp, "--terms", terms, "--stats", stats,
+                 "--term-table", table, "--compare", hyp2, "--bootstrap", "200")
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert lines[0] == "%WER 15.38 [ 2 / 13, 0 ins, 1 del, 1 sub ]"
+    assert lines[4] == "%TERM-RECALL 33.33 [ 1 / 3 term occurrences, 0 false alarms ]"
+    assert lines[5] == "%B-WER 28.57 [ 2 / 7 ] %U-WER 0.00 [ 0 / 6 ]"
+    assert lines[6] == "HYP2 %WER 0.00 [ 0 / 13, 0 ins, 0 del, 0 sub ]"
+    assert lines[7].startswith("HYP2 - HYP: -15.38 points, 95% CI [")
+    # u1 and u3 improve, u2 ties: HYP2 is better unless a resample holds u2
+    # alone (1/27), a tie counting half: P = 1 - 1/27 / 2 = 0.981 in the limit
+    prob = float(lines[7].split("P(HYP2 better) = ")[1].split()[0])
+    assert 0.95 < prob < 1.0
+    text = stats.read_text(encoding="utf-8")
+    assert "      1  血 -> 学" in text and "      1  pressure" in text
+    assert table.read_text(encoding="utf-8").splitlines()[0].split()[:3] == ["term", "ref",
+                                                                             "recog"]
+    p = run_tool("score.py", "--ref", ref, "--hyp", hyp, "--terms", tmp_path / "nope")
+    assert p.returncode == 1 and "term list" in p.stderr and "nope" in p.stderr

@@ -18,7 +18,17 @@ def setup_logging(verbose: bool = False) -> None:
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Option defaults shown, and the tool's docstring (examples) kept as written."""
+    """Option defaults shown, and the tool's docstring (examples) kept as written.
+
+    A help text that already says its default, or an option without one, is
+    left as it is (no "(default: None)").
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default in (None, argparse.SUPPRESS) or action.required:
+            return text
+        return super()._get_help_string(action)
 
 
 def parser(description: str) -> argparse.ArgumentParser:

@@ -1,33 +1,83 @@
-"""Scores of every decode of a model family, and the RESULTS.md that shows them."""
+"""Scores of every decode of a model family, and the RESULTS.md that shows them.
+
+For each model (base and every stage) and test set, :func:`score_dir` scores
+``EXP/decode_<model>/<set>/text`` and writes beside it:
+
+* ``score.txt``: Kaldi's three lines, the 95% bootstrap interval, the raw
+  (unnormalised) score and, with a term list, term recall and B-/U-WER;
+* ``details``: per-utterance alignments (ref/hyp/op rows);
+* ``errors.txt``: most frequent substitutions, deletions, insertions and
+  per-token statistics;
+* ``terms.txt`` (with a term list): recall per term.
+
+RESULTS.md then shows the stage picture: error rates with intervals and term
+recall per model, the hours and mix each stage trained on, whether each stage
+changed the error significantly (paired bootstrap against the model before
+it), and a plot of domain against general error per model
+(``stage_tradeoff.png``), the forgetting trade at a glance. Everything comes
+from files: re-running make_results alone regenerates it all.
+"""
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
+import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from .datadir import load_datadir
 from .io import DataError, atomic_write, read_table
+from .normalize import make_scoring_normalizer
 from .scoring import ScoreResult, score, write_details
+from .stats import (Interval, PairedResult, TermMatcher, TermReport, bootstrap_ci, error_stats,
+                    format_error_stats, paired_results, read_terms, term_report)
+
+#: Where the mini corpus's term list is (make_corpus.py's default output).
+MINI_CORPUS_TERMS = Path("downloads/mini_corpus/domain_terms.txt")
 
 
 @dataclass
-class Cell:
-    set: str
-    result: ScoreResult
+class DecodeScore:
+    """Everything scored of one decode dir."""
+
+    result: ScoreResult                 #: normalised, with alignments
+    raw: ScoreResult                    #: no normalisation at all
+    ci: Interval
+    terms: TermReport | None = None
 
 
-def score_dir(ref_text: Path, decode_dir: Path) -> ScoreResult:
-    """Score ``decode_dir/text`` against ``ref_text``; writes ``score.txt`` and ``details``."""
+def score_dir(ref_text: Path, decode_dir: Path,
+              normalizer: Callable[[str], str] | None = None,
+              matcher: TermMatcher | None = None, n_resamples: int = 1000,
+              seed: int = 0) -> DecodeScore:
+    """Score ``decode_dir/text`` against ``ref_text``; writes the files listed
+    in the module doc. ``normalizer`` defaults to the ``full`` level."""
     hyp = decode_dir / "text"
     if not hyp.is_file():
         raise DataError(f"{hyp}: no hypotheses (run the decoding stage)")
-    res = score(read_table(ref_text), read_table(hyp, allow_empty_value=True), details=True)
+    if normalizer is None:
+        normalizer = make_scoring_normalizer("full")
+    refs, hyps = read_table(ref_text), read_table(hyp, allow_empty_value=True)
+    res = score(refs, hyps, normalizer=normalizer, details=True)
+    raw = score(refs, hyps, normalizer=None)
+    ci = bootstrap_ci(res.errors, res.ref_len, n_resamples, seed)
+    out = DecodeScore(res, raw, ci, term_report(res, matcher) if matcher else None)
+    text = (res.summary()
+            + f"%WER 95% CI [ {ci.low:.2f}, {ci.high:.2f} ] (bootstrap: {n_resamples} "
+              f"resamples of the utterances, seed {seed})\n"
+            + f"raw (no normalisation): {raw.summary().splitlines()[0]}\n")
+    if out.terms is not None:
+        text += out.terms.summary()
+        with atomic_write(decode_dir / "terms.txt") as f:
+            f.write(out.terms.table())
     with atomic_write(decode_dir / "score.txt") as f:
-        f.write(res.summary() + "\n")
+        f.write(text + "\n")
     write_details(decode_dir / "details", res)
-    return res
+    with atomic_write(decode_dir / "errors.txt") as f:
+        f.write(format_error_stats(error_stats(res)))
+    return out
 
 
 def read_mix_summary(path: Path) -> dict[str, dict[str, str]]:
@@ -48,52 +98,203 @@ def trained_on(model: str, mix: dict[str, dict[str, str]], pretrain_hours: float
     return "?"
 
 
-def cell_text(r: ScoreResult) -> str:
-    return f"{r.wer:.2f} [{r.n_errors} / {r.n_ref_tokens}]"
+def cell_text(d: DecodeScore) -> str:
+    r = d.result
+    ci = f" [{d.ci.low:.2f}, {d.ci.high:.2f}]" if not math.isnan(d.ci.low) else ""
+    return f"{r.wer:.2f}{ci} ({r.n_errors} / {r.n_ref_tokens})"
+
+
+def _recall_text(rep: TermReport | None) -> str:
+    if rep is None or not rep.n_ref:
+        return "-"
+    return f"{rep.recall:.1f} ({rep.n_recognised} / {rep.n_ref})"
+
+
+def _pct(x: float) -> str:
+    return "-" if math.isnan(x) else f"{x:.2f}"
+
+
+def _term_sets(sets: list[str], scores: dict[str, dict[str, DecodeScore]]) -> list[str]:
+    """Sets whose references hold term occurrences."""
+    return [s for s in sets if any(d[s].terms is not None and d[s].terms.n_ref
+                                   for d in scores.values() if s in d)]
+
+
+def significance(models: list[str], sets: list[str], scores: dict[str, dict[str, DecodeScore]],
+                 n_resamples: int, seed: int) -> list[tuple[str, str, str, PairedResult]]:
+    """(set, model before, model, paired bootstrap) for each model after the
+    first against the one before it, and the last against the first."""
+    pairs = list(zip(models, models[1:]))
+    if len(models) > 2:
+        pairs.append((models[0], models[-1]))
+    out = []
+    for s in sets:
+        for a, b in pairs:
+            if s in scores.get(a, {}) and s in scores.get(b, {}):
+                out.append((s, a, b, paired_results(scores[a][s].result, scores[b][s].result,
+                                                     n_resamples, seed)))
+    return out
+
+
+def plot_tradeoff(models: list[str], scores: dict[str, dict[str, DecodeScore]],
+                  general: str, domain: str, path: Path, title: str) -> bool:
+    """Domain error against general error per model, with 95% intervals and
+    arrows in training order; PNG at ``path``. False when a score is missing."""
+    pts = [(m, scores[m][general], scores[m][domain]) for m in models
+           if general in scores.get(m, {}) and domain in scores.get(m, {})]
+    if not pts:
+        return False
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 6))
+    xs = [g.result.wer for _, g, _ in pts]
+    ys = [d.result.wer for _, _, d in pts]
+
+    def err(vals, cis):
+        return [[max(v - c.low, 0) if not math.isnan(c.low) else 0 for v, c in zip(vals, cis)],
+                [max(c.high - v, 0) if not math.isnan(c.high) else 0 for v, c in zip(vals, cis)]]
+
+    xerr, yerr = err(xs, [g.ci for _, g, _ in pts]), err(ys, [d.ci for _, _, d in pts])
+    ax.errorbar(xs, ys, xerr=xerr, yerr=yerr, fmt="none", ecolor="0.45", capsize=4, lw=1.2,
+                zorder=1)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, ((m, _, _), x, y) in enumerate(zip(pts, xs, ys)):
+        ax.scatter([x], [y], s=60, color=colors[i % len(colors)], zorder=3, label=m)
+        ax.annotate(m, (x, y), textcoords="offset points", xytext=(7, 7), fontsize=10)
+    for (x0, y0), (x1, y1) in zip(zip(xs, ys), zip(xs[1:], ys[1:])):
+        ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
+                    arrowprops=dict(arrowstyle="->", color="0.35", lw=1.2), zorder=2)
+    ax.set_xlabel(f"{general} error rate (%)  (right: forgetting)")
+    ax.set_ylabel(f"{domain} error rate (%)  (down: domain gain)")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    for vals, (below, above), set_lim in ((xs, xerr, ax.set_xlim), (ys, yerr, ax.set_ylim)):
+        lo = min(v - e for v, e in zip(vals, below))
+        hi = max(v + e for v, e in zip(vals, above))
+        pad = 0.08 * (hi - lo) or 0.5
+        set_lim(lo - pad, hi + pad)
+    fig.tight_layout()
+    with atomic_write(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=100)
+    plt.close(fig)
+    return True
 
 
 def results_markdown(family: str, exp: Path, models: list[str], sets: list[str],
-                     scores: dict[str, dict[str, ScoreResult]], mix: dict[str, dict[str, str]],
-                     pretrain_hours: float | None, data: Path) -> str:
+                     scores: dict[str, dict[str, DecodeScore]], mix: dict[str, dict[str, str]],
+                     pretrain_hours: float | None, data: Path, terms_file: Path | None = None,
+                     sig: list[tuple[str, str, str, PairedResult]] | None = None,
+                     plot_name: str | None = None, n_resamples: int = 1000,
+                     seed: int = 0) -> str:
+    """RESULTS.md of a family (see module doc)."""
+    term_sets = _term_sets(sets, scores)
     lines = [f"# RESULTS: {family}", "",
              f"Written by `local/make_results.py` from the files in `{exp}` on "
              f"{dt.date.today().isoformat()}. Error rate (%) = (substitutions + deletions + "
              f"insertions) / reference tokens, tokens being Chinese characters and English "
-             f"words (CER on Chinese, WER on English), after case/punctuation/width "
-             f"normalisation; [errors / tokens]. Per-utterance alignments: "
-             f"`decode_<model>/<set>/details`.", ""]
+             f"words (CER on Chinese, WER on English), after normalising both sides "
+             f"(full-width to half-width, numbers written out as words, lower case, no "
+             f"punctuation); [95% confidence interval, bootstrap over utterances: "
+             f"{n_resamples} resamples, seed {seed}] (errors / tokens). Each decode dir "
+             f"`decode_<model>/<set>/` holds `score.txt` (with the raw, unnormalised score), "
+             f"`details` (per-utterance alignments) and `errors.txt` (most frequent errors, "
+             f"per-token statistics).", ""]
     for s in sets:
         utts = load_datadir(data / s)
         lines.append(f"- `{data / s}`: {len(utts)} utterances, "
                      f"{sum(u.dur for u in utts) / 3600:.3f} h, "
                      f"{len({u.spk for u in utts})} speakers")
-    lines += ["", "| model | trained on | " + " | ".join(f"{s} error rate" for s in sets) + " |",
-              "|---|---|" + "---|" * len(sets)]
+    if terms_file is not None:
+        lines.append(f"- terms: `{terms_file}`; term recall = reference occurrences of a term "
+                     f"recognised exactly / all reference occurrences")
+    header = ["model", "trained on"] + [f"{s} error rate" for s in sets] + \
+        [f"{s} term recall %" for s in term_sets]
+    lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for m in models:
-        cells = [cell_text(scores[m][s]) if s in scores.get(m, {}) else "-" for s in sets]
-        lines.append(f"| {m} | {trained_on(m, mix, pretrain_hours)} | " + " | ".join(cells) + " |")
+        row = [m, trained_on(m, mix, pretrain_hours)]
+        row += [cell_text(scores[m][s]) if s in scores.get(m, {}) else "-" for s in sets]
+        row += [_recall_text(scores[m][s].terms) if s in scores.get(m, {}) else "-"
+                for s in term_sets]
+        lines.append("| " + " | ".join(row) + " |")
     if len(models) > 1 and all(s in scores.get(models[0], {}) and s in scores.get(models[-1], {})
                                for s in sets):
         lines.append("")
         for s in sets:
-            a, b = scores[models[0]][s].wer, scores[models[-1]][s].wer
-            rel = (b - a) / a * 100 if a else 0.0
-            lines.append(f"- {s}: {models[0]} {a:.2f} -> {models[-1]} {b:.2f} "
-                         f"({rel:+.1f}% relative)")
+            a, b = scores[models[0]][s].result.wer, scores[models[-1]][s].result.wer
+            rel = f"{(b - a) / a * 100:+.1f}% relative" if a else f"{b - a:+.2f} points"
+            lines.append(f"- {s}: {models[0]} {a:.2f} -> {models[-1]} {b:.2f} ({rel})")
+    if sig:
+        lines += ["", "## Did each stage change the error rate? (paired bootstrap)", "",
+                  "Both models' per-utterance errors resampled together; P(better) = share of "
+                  "resamples in which the later model makes fewer errors (ties count half). "
+                  "Significant at 95% when P >= 0.975 (better) or P <= 0.025 (worse).", "",
+                  "| set | from | to | change (points) [95% CI] | P(better) | verdict |",
+                  "|---|---|---|---|---|---|"]
+        for s, a, b, p in sig:
+            verdict = ("better" if p.prob_b_better >= 0.975 else "worse"
+                       if p.prob_b_better <= 0.025 else "no significant change")
+            lines.append(f"| {s} | {a} | {b} | {p.delta.estimate:+.2f} [{p.delta.low:+.2f}, "
+                         f"{p.delta.high:+.2f}] | {p.prob_b_better:.3f} | {verdict} |")
+    if term_sets:
+        lines += ["", "## Term tokens against other tokens", "",
+                  "B-WER: errors on tokens of term occurrences (and insertions inside them or "
+                  "of terms not said) / term tokens; U-WER: all other errors / other tokens "
+                  "(definitions: `local/funasr_recipe/stats.py`). Per-term recall: "
+                  "`decode_<model>/<set>/terms.txt`.", "",
+                  "| model | set | term recall % | B-WER % | U-WER % | false alarms |",
+                  "|---|---|---|---|---|---|"]
+        for m in models:
+            for s in term_sets:
+                rep = scores.get(m, {}).get(s)
+                if rep is None or rep.terms is None:
+                    continue
+                t = rep.terms
+                lines.append(f"| {m} | {s} | {_recall_text(t)} | {_pct(t.biased_wer)} "
+                             f"[{t.term_errors} / {t.term_tokens}] | {_pct(t.unbiased_wer)} "
+                             f"[{t.other_errors} / {t.other_tokens}] | {t.n_false_alarms} |")
+    if plot_name:
+        lines += ["", "## The forgetting trade", "",
+                  f"Domain error against general error for each model, in training order, with "
+                  f"95% intervals: down is domain gain, right is forgetting.", "",
+                  f"![domain against general error per model]({plot_name})"]
+    curves = exp / "curves"
+    if (curves / "curves.png").is_file():
+        lines += ["", "## Training curves", "",
+                  f"[curves/curves.png](curves/curves.png) (loss, accuracy, validation loss, "
+                  f"learning rate of every stage on one axis); per-stage summary: "
+                  f"[curves/summary.txt](curves/summary.txt)."]
     return "\n".join(lines) + "\n"
 
 
 def make_results(family: str, exp: Path, models: list[str], sets: list[str], data: Path,
-                 mix_summary: Path, pretrain_data: Path | None, out: Path) -> str:
-    scores: dict[str, dict[str, ScoreResult]] = {}
+                 mix_summary: Path, pretrain_data: Path | None, out: Path,
+                 terms: Path | None = None, n_resamples: int = 1000, seed: int = 0,
+                 norm: str = "full", general_set: str = "general_test",
+                 domain_set: str = "domain_test") -> str:
+    """Score every decode, write RESULTS.md (and ``stage_tradeoff.png`` beside
+    it when both ``general_set`` and ``domain_set`` are scored)."""
+    normalizer = make_scoring_normalizer(norm)
+    matcher = TermMatcher(read_terms(terms), normalizer=normalizer) if terms else None
+    scores: dict[str, dict[str, DecodeScore]] = {}
     for m in models:
         for s in sets:
-            scores.setdefault(m, {})[s] = score_dir(data / s / "text", exp / f"decode_{m}" / s)
+            scores.setdefault(m, {})[s] = score_dir(data / s / "text", exp / f"decode_{m}" / s,
+                                                    normalizer, matcher, n_resamples, seed)
     pretrain_hours = None
     if pretrain_data is not None:
         pretrain_hours = sum(u.dur for u in load_datadir(pretrain_data)) / 3600
+    plot_name = None
+    if general_set in sets and domain_set in sets:
+        plot_name = "stage_tradeoff.png"
+        if not plot_tradeoff(models, scores, general_set, domain_set, out.parent / plot_name,
+                             f"{family}: domain vs general error per model"):
+            plot_name = None
+    sig = significance(models, sets, scores, n_resamples, seed)
     md = results_markdown(family, exp, models, sets, scores, read_mix_summary(mix_summary),
-                          pretrain_hours, data)
+                          pretrain_hours, data, terms, sig, plot_name, n_resamples, seed)
     with atomic_write(out) as f:
         f.write(md)
     return md

@@ -1,0 +1,55 @@
+#!/usr/bin/env python3
+"""Plot the training curves of every stage of an experiment, headless.
+
+Reads funasr's training logs (EXP/logs/pretrain.log, EXP/logs/train_<stage>.log;
+else EXP/<stage>/train.log; else TensorBoard events in EXP/<stage>/tensorboard)
+and writes, under --out:
+
+  curves.png   train loss and accuracy per step, validation loss (and
+               accuracy) per epoch of each valid set (domain, general),
+               learning rate; all stages on one step axis, boundaries dashed
+  summary.txt  per stage: steps, epochs, best epoch, final losses, wall time
+  train.tsv, valid.tsv   the points, to plot them your own way
+
+A log still being written or cut off is read as far as it goes. Run it any
+time, e.g. while a stage trains.
+
+Example:
+  local/plot_curves.py --exp exp/paraformer            # -> exp/paraformer/curves/
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from funasr_recipe import cli
+from funasr_recipe.curves import summary_text, write_curves
+
+
+def build_parser():
+    ap = cli.parser(__doc__)
+    ap.add_argument("--exp", type=Path, required=True, help="the model family's experiment dir")
+    ap.add_argument("--out", type=Path, default=None, help="output dir (default: EXP/curves)")
+    ap.add_argument("--stages", default=None,
+                    help="comma-separated stages in training order (default: pretrain, if "
+                         "logged, then every EXP/logs/train_<stage>.log in natural order)")
+    ap.add_argument("--title", default="", help="plot title (default: the experiment dir)")
+    return ap
+
+
+def body(args) -> int:
+    out = args.out or args.exp / "curves"
+    stages = [s for s in args.stages.split(",") if s] if args.stages else None
+    curves = write_curves(args.exp, out, stages, args.title)
+    print(summary_text(curves), end="")
+    print(f"wrote {out}/curves.png, summary.txt, train.tsv, valid.tsv")
+    return 0
+
+
+def main(argv=None) -> int:
+    return cli.run(body, build_parser(), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
