@@ -5,9 +5,21 @@
 "target_len"} lines, byte-identical to funasr's scp2jsonl for the same input,
 joined by key, sorted by key, lengths read from audio headers.
 
-Example:
+--family nano writes Fun-ASR-Nano chat lines {"key", "messages": [system,
+user: PROMPT<|startofspeech|>!/abs/wav<|endofspeech|>, assistant: transcript],
+"speech_length", "text_length"}: the prompt from the 'prompt:' section of
+--prompt-conf, text_length counted by --model-dir's own Qwen3 tokenizer
+(offline). Utterances funasr would silently drop (empty transcript, length
+outside the model config's dataset_conf limits, as updated by the conf's
+'common' section) are left out, logged and listed as "key reason" lines in
+OUT.dropped (empty when none).
+
+Examples:
   local/make_jsonl.py --family paraformer --data-dir data/domain_train \\
       --out dump/paraformer/domain_train.jsonl --nj 2
+  local/make_jsonl.py --family nano --data-dir data/domain_train \\
+      --model-dir exp/twin/nano --prompt-conf conf/nano/train.yaml \\
+      --out dump/nano/domain_train.jsonl
 """
 
 from __future__ import annotations
@@ -17,7 +29,7 @@ import sys
 from pathlib import Path
 
 from funasr_recipe import cli
-from funasr_recipe.io import atomic_write
+from funasr_recipe.io import DataError, atomic_write
 from funasr_recipe.jsonl import FAMILIES, paraformer_lines
 
 log = logging.getLogger("make_jsonl")
@@ -29,14 +41,54 @@ def build_parser():
     ap.add_argument("--data-dir", type=Path, required=True, help="Kaldi data dir")
     ap.add_argument("--out", type=Path, required=True, help="output jsonl")
     ap.add_argument("--nj", type=int, default=1, help="parallel processes reading headers")
+    ap.add_argument("--model-dir", type=Path, default=None,
+                    help="nano only (required): model dir whose tokenizer counts text_length "
+                         "and whose config gives the length limits")
+    ap.add_argument("--prompt-conf", type=Path, default=None,
+                    help="nano only (required): train config with the 'prompt:' section, "
+                         "e.g. conf/nano/train.yaml")
     return ap
 
 
-def body(args) -> int:
-    lines = paraformer_lines(args.data_dir, args.nj)
-    with atomic_write(args.out) as f:
+def write_lines(path: Path, lines: list[str]) -> None:
+    with atomic_write(path) as f:
         for line in lines:
             f.write(line + "\n")
+
+
+def nano_body(args) -> int:
+    from funasr_recipe.config import load_yaml
+    from funasr_recipe.modeldir import check_model_dir
+    from funasr_recipe.nano import build_prompt, nano_lines, prompt_settings
+
+    if args.model_dir is None or args.prompt_conf is None:
+        raise DataError("--family nano needs --model-dir and --prompt-conf")
+    model_dir = check_model_dir(args.model_dir, "nano")
+    conf = load_yaml(args.prompt_conf)
+    settings = prompt_settings(conf, args.prompt_conf)
+    prompt = build_prompt(settings["language"], settings["itn"])
+    common = conf.get("common") if isinstance(conf.get("common"), dict) else {}
+    lines, dropped = nano_lines(args.data_dir, model_dir, prompt, args.nj, common)
+    write_lines(args.out, lines)
+    dropped_path = args.out.with_name(args.out.name + ".dropped")
+    write_lines(dropped_path, [f"{k} {reason}" for k, reason in dropped])
+    for k, reason in dropped:
+        log.warning("%s: left out '%s': %s (funasr would drop it silently)", args.data_dir, k,
+                    reason)
+    log.info("%s: %d lines, prompt %r; %d left out (listed in %s)", args.out, len(lines),
+             prompt, len(dropped), dropped_path)
+    if not lines:
+        raise DataError(f"{args.data_dir}: every utterance was left out (see {dropped_path})")
+    return 0
+
+
+def body(args) -> int:
+    if args.family == "nano":
+        return nano_body(args)
+    if args.model_dir is not None or args.prompt_conf is not None:
+        raise DataError("--model-dir and --prompt-conf are for --family nano only")
+    lines = paraformer_lines(args.data_dir, args.nj)
+    write_lines(args.out, lines)
     log.info("%s: %d lines", args.out, len(lines))
     return 0
 

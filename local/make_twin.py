@@ -10,6 +10,7 @@ Example:
   python local/make_twin.py --family paraformer --config conf/paraformer/twin.yaml \\
       --tokens data/lang/tokens.txt --cmvn-jsonl dump/general/train.jsonl \\
       --out exp/twin/paraformer
+  python local/make_twin.py --family nano --config conf/nano/twin.yaml --out exp/twin/nano
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from funasr_recipe.io import DataError
 
-FAMILIES = ("paraformer",)
+FAMILIES = ("paraformer", "nano")
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -31,15 +32,16 @@ def get_parser() -> argparse.ArgumentParser:
                    help="model family to twin (required)")
     p.add_argument("--config", required=True, type=Path,
                    help="the twin's architecture config, e.g. conf/paraformer/twin.yaml (required)")
-    p.add_argument("--tokens", required=True, type=Path,
-                   help="vocabulary file, one token a line; <blank> <s> </s> <unk> are added "
-                        "(required)")
+    p.add_argument("--tokens", type=Path, default=None,
+                   help="paraformer only: vocabulary file, one token a line; <blank> <s> </s> "
+                        "<unk> are added (required for paraformer; nano always uses the real "
+                        "Qwen3 tokenizer)")
     p.add_argument("--cmvn-jsonl", type=Path, default=None,
-                   help="Paraformer jsonl whose audio gives the am.mvn statistics "
-                        "(default: none, identity CMVN)")
+                   help="paraformer only: Paraformer jsonl whose audio gives the am.mvn "
+                        "statistics (default: none, identity CMVN)")
     p.add_argument("--cmvn-max-utts", type=int, default=2000,
-                   help="use at most this many utterances for the CMVN statistics "
-                        "(default: %(default)s)")
+                   help="paraformer only: use at most this many utterances for the CMVN "
+                        "statistics (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0,
                    help="random seed of the initial weights (default: %(default)s)")
     p.add_argument("--out", required=True, type=Path,
@@ -51,14 +53,22 @@ def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
-    from funasr_recipe import twin_paraformer
+    from funasr_recipe import twin_nano, twin_paraformer
 
     try:
         arch = twin_paraformer.load_arch(args.config)
-        tokens = twin_paraformer.read_token_file(args.tokens)
-        out = twin_paraformer.make_paraformer_twin(
-            args.out, tokens, args.cmvn_jsonl, arch, seed=args.seed,
-            cmvn_max_utts=args.cmvn_max_utts)
+        if args.family == "nano":
+            if args.tokens is not None or args.cmvn_jsonl is not None:
+                raise DataError("--tokens and --cmvn-jsonl are for paraformer only: the nano "
+                                "twin uses the real Qwen3 tokenizer and no CMVN")
+            out = twin_nano.make_nano_twin(args.out, arch, seed=args.seed)
+        else:
+            if args.tokens is None:
+                raise DataError("--family paraformer needs --tokens (the vocabulary file)")
+            tokens = twin_paraformer.read_token_file(args.tokens)
+            out = twin_paraformer.make_paraformer_twin(
+                args.out, tokens, args.cmvn_jsonl, arch, seed=args.seed,
+                cmvn_max_utts=args.cmvn_max_utts)
     except DataError as e:
         print(f"ERROR: {e}", file=sys.stderr)
         return 1

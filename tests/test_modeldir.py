@@ -63,9 +63,14 @@ def test_missing_files_are_all_listed(tmp_path):
 
 def test_nano_needs_the_qwen_directory(tmp_path):
     d = make_dir(tmp_path / "nano", ["config.yaml", "configuration.json", "model.pt"])
-    with pytest.raises(DataError, match="missing Qwen3-0.6B"):
+    with pytest.raises(DataError, match="missing Qwen3-0.6B/config.json"):
         check_model_dir(d, "nano")
     (d / "Qwen3-0.6B").mkdir()
+    for name in ("config.json", "tokenizer_config.json"):
+        (d / "Qwen3-0.6B" / name).write_text("{}")
+    with pytest.raises(DataError, match="tokenizer.json"):  # the tokenizer itself
+        check_model_dir(d, "nano")
+    (d / "Qwen3-0.6B" / "tokenizer.json").write_text("{}")
     assert check_model_dir(d, "nano") == d.resolve()
 
 

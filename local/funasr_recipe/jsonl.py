@@ -18,7 +18,8 @@ from .io import DataError, dump_jsonl_line, read_table, sort_keys
 
 log = logging.getLogger(__name__)
 
-FAMILIES = ("paraformer",)
+#: Model families with a jsonl format (nano lines: funasr_recipe.nano).
+FAMILIES = ("paraformer", "nano")
 
 
 def paraformer_target_len(text: str) -> int:

@@ -40,7 +40,12 @@ FAMILIES: dict[str, ModelFamily] = {
     ),
     "nano": ModelFamily(
         name="nano",
-        required=("config.yaml", "configuration.json", "model.pt", "Qwen3-0.6B"),
+        # The LLM is built from Qwen3-0.6B/config.json and its weights come from
+        # model.pt; the tokenizer (HuggingfaceTokenizer) reads the Qwen3 files. The
+        # fast tokenizer needs tokenizer.json; vocab.json + merges.txt are its
+        # slow-tokenizer equivalent and not required.
+        required=("config.yaml", "configuration.json", "model.pt", "Qwen3-0.6B/config.json",
+                  "Qwen3-0.6B/tokenizer_config.json", "Qwen3-0.6B/tokenizer.json"),
         one_of=(),
         modelscope_id="FunAudioLLM/Fun-ASR-Nano-2512",
         huggingface_id="FunAudioLLM/Fun-ASR-Nano-2512",

