@@ -24,7 +24,10 @@ corpus_conf=conf/corpus.yaml   # mini corpus settings
 train_conf=           # training settings [conf/<model>/train.yaml]
 twin_conf=            # tiny twin architecture [conf/<model>/twin.yaml]
 test_sets="general_test domain_test"   # sets decoded and scored
+terms=                # domain term list for term recall (mini corpus: its own list)
 train_threads=$(nproc)  # torch threads for training
+ngpu=0                # GPUs per training job (0: CPU); N > 1 trains with torchrun (DDP)
+train_nproc=1         # CPU-only: training processes (DDP over gloo) when ngpu=0
 decode_nj=2           # parallel decoding jobs per set
 timestamps=false      # true: decoding also writes timestamps
 vad=false             # true: segment long recordings with silero-vad when decoding
@@ -68,7 +71,11 @@ Options (default in brackets):
   --train-conf FILE     training settings [conf/<model>/train.yaml]
   --twin-conf FILE      tiny twin architecture [conf/<model>/twin.yaml]
   --test-sets "A B"     sets decoded and scored [${test_sets}]
+  --terms FILE          domain terms, one a line, for term recall in RESULTS.md
+                        [mini corpus: its domain_terms.txt; own data: none]
   --train-threads N     torch threads for training [${train_threads}]
+  --ngpu N              GPUs per training job, through \${cuda_cmd}; N > 1: torchrun DDP [${ngpu}]
+  --train-nproc N       without GPUs: training processes, DDP over gloo [${train_nproc}]
   --decode-nj N         parallel decoding jobs per set [${decode_nj}]
   --timestamps BOOL     also write timestamps when decoding [${timestamps}]
   --vad BOOL            segment long recordings with silero-vad when decoding [${vad}]
@@ -85,6 +92,7 @@ Options (default in brackets):
 EOF
 )
 
+cmdline="$0 $*"
 cd "$(dirname "$0")"
 . ./path.sh
 . ./cmd.sh
@@ -105,6 +113,18 @@ train_conf=${train_conf:-conf/${model}/train.yaml}
 twin_conf=${twin_conf:-conf/${model}/twin.yaml}
 logdir=${expdir}/logs
 mkdir -p "${logdir}"
+# The run's own log (also when started with nohup and no terminal).
+run_log=${logdir}/run_$(date '+%Y%m%d-%H%M%S').log
+exec > >(tee -a "${run_log}") 2>&1
+log "${cmdline}"
+log "this run's log: ${run_log}"
+if [ "${ngpu}" -gt 0 ]; then
+  train_job=("${cuda_cmd}" --gpu "${ngpu}")
+  train_opts=(--device cuda --nproc "${ngpu}")
+else
+  train_job=("${train_cmd}")
+  train_opts=(--device cpu --nproc "${train_nproc}")
+fi
 mexp=${expdir}/${model}
 stage_names=$(python -c 'import sys; from funasr_recipe.mixing import load_plan
 print(" ".join(s.name for s in load_plan(sys.argv[1]).stages))' "${stage_plan}")
@@ -112,11 +132,20 @@ print(" ".join(s.name for s in load_plan(sys.argv[1]).stages))' "${stage_plan}")
 # Run one job through ${train_cmd}; on failure show the end of its log and stop.
 run_job() {
   local logfile=$1; shift
-  if ! ${train_cmd} "${logfile}" "$@"; then
+  run_job_with "${train_cmd}" "${logfile}" "$@"
+}
+run_job_with() {
+  local cmd=$1 logfile=$2; shift 2
+  if ! ${cmd} "${logfile}" "$@"; then
     log "Error: job failed; last lines of ${logfile}:"
     tail -n 20 "${logfile}" >&2
     exit 1
   fi
+}
+# Training curves of every stage so far -> ${mexp}/curves/ (cheap; after each stage).
+plot_curves() {
+  run_job "${mexp}/logs/curves.log" python local/plot_curves.py --exp "${mexp}"
+  log "  training curves: ${mexp}/curves/curves.png, summary: ${mexp}/curves/summary.txt"
 }
 # A stage's outputs are complete when its marker holds the same signature.
 is_done() { [ -f "$1" ] && [ "$(cat "$1")" = "$2" ]; }
@@ -126,6 +155,7 @@ if [ -z "${data}" ]; then
   data=${corpus_dir}/domain
   general=${corpus_dir}/general
   heldout_spk=${heldout_spk:-${corpus_dir}/heldout_speakers.txt}
+  terms=${terms:-${corpus_dir}/domain_terms.txt}
 fi
 
 # ---------------------------------------------------------------- stages
@@ -213,12 +243,13 @@ except DataError as e: sys.exit(f"ERROR: {e}")' "${base_model}" "${model}"
       python local/make_twin.py --family "${model}" --config "${twin_conf}" \
         --tokens "${corpus_dir}/vocabulary.txt" --cmvn-jsonl "${dumpdir}/${model}/general_train.jsonl" \
         --out "${mexp}/twin"
-    run_job "${mexp}/logs/pretrain.log" \
+    run_job_with "${train_job[*]}" "${mexp}/logs/pretrain.log" \
       python local/train.py --family "${model}" --conf "${train_conf}" --section pretrain \
         --model-dir "${mexp}/twin" --train "${dumpdir}/${model}/general_train.jsonl" \
         --valid "${dumpdir}/${model}/general_valid.jsonl" --out "${mexp}/pretrain" \
-        --threads "${train_threads}"
+        --threads "${train_threads}" "${train_opts[@]}"
     grep -E "skipped|chain check" "${mexp}/logs/pretrain.log" | sed 's/^.*INFO[]:]* -* */  /' || true
+    plot_curves
     run_job "${mexp}/logs/export_base.log" \
       python local/export_model.py --model-dir "${mexp}/twin" \
         --checkpoint "${mexp}/pretrain/final.pt" --out "${mexp}/base"
@@ -230,14 +261,15 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
   init=${base_model}/model.pt
   for s in ${stage_names}; do
     log "Stage 5: fine-tune ${s} from ${init} (log: ${mexp}/logs/train_${s}.log)"
-    run_job "${mexp}/logs/train_${s}.log" \
+    run_job_with "${train_job[*]}" "${mexp}/logs/train_${s}.log" \
       python local/train.py --family "${model}" --conf "${train_conf}" --section "${s}" \
         --model-dir "${base_model}" --init "${init}" \
         --train "${dumpdir}/${model}/${s}_train.jsonl" \
         --valid "${dumpdir}/${model}/domain_valid.jsonl" \
         --extra-valid "general=${dumpdir}/${model}/general_valid.jsonl" \
-        --out "${mexp}/${s}" --threads "${train_threads}"
+        --out "${mexp}/${s}" --threads "${train_threads}" "${train_opts[@]}"
     grep -E "skipped|chain check" "${mexp}/logs/train_${s}.log" | sed 's/^.*INFO[]:]* -* */  /' || true
+    plot_curves
     init=${mexp}/${s}/final.pt
   done
   log "Stage 5: export the last stage as a standalone model dir ${mexp}/final_model"
@@ -282,12 +314,14 @@ fi
 
 if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
   log "Stage 7: score and write ${mexp}/RESULTS.md (log: ${mexp}/logs/results.log)"
+  plot_curves
   pretrain_opt=()
   [ "${base_model}" = "${mexp}/base" ] && pretrain_opt=(--pretrain-data "${datadir}/general_train")
   run_job "${mexp}/logs/results.log" \
     python local/make_results.py --family "${model}" --exp "${mexp}" \
       --models "$(echo ${models} | tr ' ' ,)" --sets "$(echo ${test_sets} | tr ' ' ,)" \
-      --data "${datadir}" --mix-summary "${datadir}/mix_summary.tsv" "${pretrain_opt[@]}"
+      --data "${datadir}" --mix-summary "${datadir}/mix_summary.tsv" "${pretrain_opt[@]}" \
+      --terms "${terms:-none}"
   sed -n '/^| model/,$p' "${mexp}/RESULTS.md"
 fi
 
