@@ -12,7 +12,7 @@ SECONDS=0
 # ---------------------------------------------------------------- options
 stage=0               # first stage to run
 stop_stage=100        # last stage to run
-model=paraformer      # model family: paraformer
+model=paraformer      # model family: paraformer or nano (Fun-ASR-Nano)
 base_model=           # local model dir to fine-tune; empty: the mini recipe's tiny twin
 data=                 # domain data: folder of audio + .txt, list (.jsonl/.csv/.xlsx) or wav.scp;
                       # empty: the embedded mini corpus
@@ -31,6 +31,9 @@ train_nproc=1         # CPU-only: training processes (DDP over gloo) when ngpu=0
 decode_nj=2           # parallel decoding jobs per set
 timestamps=false      # true: decoding also writes timestamps
 vad=false             # true: segment long recordings with silero-vad when decoding
+hotwords=             # nano: comma-separated hotwords or a file, one a line
+language=             # nano: output language for the prompt (empty: the train conf's)
+itn=                  # true/false: inverse text normalisation (empty: the family's default)
 stage_plan=conf/stages.yaml    # general:domain mixing per stage (hours)
 split_ratios=8:1:1    # train:valid:test
 split_seed=0          # seed of the split
@@ -58,8 +61,9 @@ Stages:
 Options (default in brackets):
   --stage N             first stage to run [${stage}]
   --stop-stage N        last stage to run [${stop_stage}]
-  --model NAME          model family: paraformer [${model}]
-  --base-model DIR      local model dir to fine-tune (e.g. a downloaded paraformer-large)
+  --model NAME          model family: paraformer or nano [${model}]
+  --base-model DIR      local model dir to fine-tune (a downloaded paraformer-large or
+                        Fun-ASR-Nano-2512)
                         [tiny twin pre-trained by the recipe]
   --data PATH           domain data: folder of audio + same-named .txt, a .jsonl/.json/
                         .csv/.tsv/.xlsx list, or a wav.scp (with --text) [mini corpus]
@@ -79,6 +83,9 @@ Options (default in brackets):
   --decode-nj N         parallel decoding jobs per set [${decode_nj}]
   --timestamps BOOL     also write timestamps when decoding [${timestamps}]
   --vad BOOL            segment long recordings with silero-vad when decoding [${vad}]
+  --hotwords LIST|FILE  nano: hotwords given to the model's prompt when decoding [${hotwords}]
+  --language NAME       nano: output language in the prompt, e.g. 中文 [train conf's prompt]
+  --itn BOOL            inverse text normalisation of the output [nano: train conf; paraformer: false]
   --stage-plan FILE     general:domain mixing plan [${stage_plan}]
   --split-ratios A:B:C  train:valid:test [${split_ratios}]
   --split-seed N        split seed [${split_seed}]
@@ -102,8 +109,8 @@ if [ $# -ne 0 ]; then
   log "Error: unexpected arguments: $*"; log "${help_message}"; exit 1
 fi
 case "${model}" in
-  paraformer) ;;
-  *) log "Error: --model ${model}: unknown model family (paraformer)"; exit 1 ;;
+  paraformer|nano) ;;
+  *) log "Error: --model ${model}: unknown model family (paraformer, nano)"; exit 1 ;;
 esac
 if [ -n "${data}" ] && [ -z "${general}" ]; then
   log "Error: --data needs --general (the general pool mixed in by the stage plan)"; exit 1
@@ -141,6 +148,21 @@ run_job_with() {
     tail -n 20 "${logfile}" >&2
     exit 1
   fi
+}
+# The mini recipe's tiny twin of the family's model (make_twin.py skips an identical one).
+make_twin() {
+  local opts=()
+  [ "${model}" = paraformer ] && opts=(--tokens "${corpus_dir}/vocabulary.txt"
+                                       --cmvn-jsonl "${dumpdir}/${model}/general_train.jsonl")
+  run_job "${mexp}/logs/make_twin.log" \
+    python local/make_twin.py --family "${model}" --config "${twin_conf}" "${opts[@]}" \
+      --out "${mexp}/twin"
+}
+# Whether the stage in dir $1 trained LoRA weights (funasr's saved config says so).
+uses_lora() {
+  [ -f "$1/config.yaml" ] && python -c 'import sys, yaml
+c = yaml.safe_load(open(sys.argv[1], encoding="utf-8")) or {}
+sys.exit(0 if (c.get("llm_conf") or {}).get("use_lora") else 1)' "$1/config.yaml"
 }
 # Training curves of every stage so far -> ${mexp}/curves/ (cheap; after each stage).
 plot_curves() {
@@ -214,17 +236,26 @@ fi
 if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
   log "Stage 3: ${model} jsonl -> ${dumpdir}/${model}/ (logs: ${logdir}/jsonl_${model}_*.log)"
   mkdir -p "${dumpdir}/${model}"
+  jsonl_opts=()
+  if [ "${model}" = nano ]; then
+    # text_length counts the model's own tokens: the base model's tokenizer (mini
+    # recipe: the twin's, which is the real Qwen3 one)
+    tok_dir=${base_model:-${mexp}/twin}
+    [ -n "${base_model}" ] || make_twin
+    jsonl_opts=(--model-dir "${tok_dir}" --prompt-conf "${train_conf}")
+  fi
   for set in general_train general_valid general_test domain_train domain_valid domain_test \
              $(for s in ${stage_names}; do echo "${s}_train"; done); do
     out=${dumpdir}/${model}/${set}.jsonl
     sig=$(cat "${datadir}/${set}/wav.scp" "${datadir}/${set}/text" | sha256sum | cut -c1-16)
+    [ "${model}" = nano ] && sig+=" $(realpath "${tok_dir}") $(sha256sum < "${train_conf}" | cut -c1-16)"
     if is_done "${out}.done" "${sig}" && [ -f "${out}" ]; then
       log "  ${out}: complete, skipped"
       continue
     fi
     run_job "${logdir}/jsonl_${model}_${set}.log" \
       python local/make_jsonl.py --family "${model}" --data-dir "${datadir}/${set}" \
-        --out "${out}" --nj "${nj}"
+        --out "${out}" --nj "${nj}" "${jsonl_opts[@]}"
     mark_done "${out}.done" "${sig}"
     log "  ${out}: $(wc -l < "${out}") lines"
   done
@@ -239,10 +270,7 @@ try: check_model_dir(sys.argv[1], sys.argv[2])
 except DataError as e: sys.exit(f"ERROR: {e}")' "${base_model}" "${model}"
   else
     log "Stage 4: tiny ${model} twin, pre-trained on the general pool -> ${mexp}/base (logs: ${mexp}/logs/)"
-    run_job "${mexp}/logs/make_twin.log" \
-      python local/make_twin.py --family "${model}" --config "${twin_conf}" \
-        --tokens "${corpus_dir}/vocabulary.txt" --cmvn-jsonl "${dumpdir}/${model}/general_train.jsonl" \
-        --out "${mexp}/twin"
+    make_twin
     run_job_with "${train_job[*]}" "${mexp}/logs/pretrain.log" \
       python local/train.py --family "${model}" --conf "${train_conf}" --section pretrain \
         --model-dir "${mexp}/twin" --train "${dumpdir}/${model}/general_train.jsonl" \
@@ -271,25 +299,51 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
     grep -E "skipped|chain check" "${mexp}/logs/train_${s}.log" | sed 's/^.*INFO[]:]* -* */  /' || true
     plot_curves
     init=${mexp}/${s}/final.pt
+    if uses_lora "${mexp}/${s}"; then
+      # a LoRA stage decodes (and ships) as a model dir with the adapter folded in
+      log "  ${s} trained LoRA: merged into ${mexp}/${s}/merged (+ peft_adapter/)"
+      run_job "${mexp}/logs/merge_${s}.log" \
+        python local/merge_lora.py --model-dir "${base_model}" --checkpoint "${init}" \
+          --out "${mexp}/${s}/merged"
+    fi
   done
+  last=${s}
   log "Stage 5: export the last stage as a standalone model dir ${mexp}/final_model"
-  run_job "${mexp}/logs/export_final.log" \
-    python local/export_model.py --model-dir "${base_model}" --checkpoint "${init}" \
-      --out "${mexp}/final_model"
+  if uses_lora "${mexp}/${last}"; then
+    run_job "${mexp}/logs/export_final.log" \
+      python local/merge_lora.py --model-dir "${base_model}" --checkpoint "${init}" \
+        --out "${mexp}/final_model"
+  else
+    run_job "${mexp}/logs/export_final.log" \
+      python local/export_model.py --model-dir "${base_model}" --checkpoint "${init}" \
+        --out "${mexp}/final_model"
+  fi
 fi
 
 models="base ${stage_names}"
-checkpoint_of() { if [ "$1" = base ]; then echo "${base_model}/model.pt"; else echo "${mexp}/$1/final.pt"; fi; }
+# The model dir and weights each model decodes with.
+model_dir_of() {
+  if [ "$1" != base ] && uses_lora "${mexp}/$1"; then echo "${mexp}/$1/merged"; else echo "${base_model}"; fi
+}
+checkpoint_of() {
+  if [ "$1" = base ]; then echo "${base_model}/model.pt"
+  elif uses_lora "${mexp}/$1"; then echo "${mexp}/$1/merged/model.pt"
+  else echo "${mexp}/$1/final.pt"; fi
+}
 
 if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
   dec_opts=()
   [ "${timestamps}" = true ] && dec_opts+=(--timestamps)
   [ "${vad}" = true ] && dec_opts+=(--vad)
+  [ -n "${hotwords}" ] && dec_opts+=(--hotwords "${hotwords}")
+  [ -n "${language}" ] && dec_opts+=(--language "${language}")
+  [ -n "${itn}" ] && dec_opts+=(--itn "${itn}")
   for m in ${models}; do
     ckpt=$(checkpoint_of "${m}")
+    mdir=$(model_dir_of "${m}")
     for set in ${test_sets}; do
       out=${mexp}/decode_${m}/${set}
-      sig="$(realpath "${ckpt}") $(stat -L -c %s.%Y "${ckpt}") $(sha256sum < "${datadir}/${set}/wav.scp" | cut -c1-16) ${dec_opts[*]:-}"
+      sig="$(realpath "${ckpt}") $(stat -L -c %s.%Y "${ckpt}") $(sha256sum < "${datadir}/${set}/wav.scp" | cut -c1-16) $(sha256sum < "${train_conf}" | cut -c1-16) ${dec_opts[*]:-}"
       if is_done "${out}/.done" "${sig}" && [ -f "${out}/text" ]; then
         log "Stage 6: ${out} complete, skipped"
         continue
@@ -297,7 +351,7 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
       log "Stage 6: decode ${set} with ${m} -> ${out}/text (logs: ${out}/log/decode.*.log)"
       rm -f "${out}"/text.*
       if ! ${decode_cmd} JOB=1:"${decode_nj}" "${out}/log/decode.JOB.log" \
-          python local/decode.py --family "${model}" --model-dir "${base_model}" \
+          python local/decode.py --family "${model}" --model-dir "${mdir}" \
             --checkpoint "${ckpt}" --data-dir "${datadir}/${set}" --out "${out}" \
             --conf "${train_conf}" --nj "${decode_nj}" --job JOB "${dec_opts[@]}"; then
         log "Error: decoding failed; see ${out}/log/"; exit 1

@@ -9,6 +9,12 @@ are whole batches of the full set, so the merged output equals a 1-job run.
 --vad segments long recordings with silero-vad (its weights ship with its
 package) so several-minute files decode without running out of memory.
 
+Fun-ASR-Nano takes --hotwords, --language and --itn as text in its prompt
+(hotwords are context for the LLM, not a decoding bias); their defaults come
+from the 'prompt' section of --conf, the prompt the model was trained with.
+For Paraformer, --itn true applies wetext's inverse text normalisation to the
+output; hotwords need a contextual Paraformer (SeACo) and are refused.
+
 Example:
   local/decode.py --model-dir exp/paraformer/stage3_model --data-dir data/domain_test \\
       --out exp/paraformer/decode/stage3/domain_test --batch-size 16
@@ -25,7 +31,9 @@ from funasr_recipe import cli
 from funasr_recipe.config import load_yaml
 from funasr_recipe.datadir import load_datadir
 from funasr_recipe.decoding import (Item, decode, duration_batches, job_batches, load_model,
-                                    write_results)
+                                    read_hotwords, write_results)
+from funasr_recipe.io import DataError
+from funasr_recipe.text import join_cjk
 from funasr_recipe.modeldir import FAMILIES, check_model_dir
 
 log = logging.getLogger("decode")
@@ -48,12 +56,39 @@ def build_parser():
     ap.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
     ap.add_argument("--timestamps", action="store_true", help="also write OUT/timestamps")
     ap.add_argument("--vad", action="store_true", help="segment long audio with silero-vad")
+    ap.add_argument("--hotwords", default=None,
+                    help="nano: hotwords, comma-separated or a file with one a line")
+    ap.add_argument("--language", default=None,
+                    help="nano: output language for the prompt, e.g. 中文, 英文 "
+                         "(default: the conf's prompt.language)")
+    ap.add_argument("--itn", choices=("true", "false"), default=None,
+                    help="inverse text normalisation (default: nano: the conf's prompt.itn; "
+                         "paraformer: false)")
     ap.add_argument("--vad-max-segment-ms", type=int, default=30000, help="longest VAD segment")
     return ap
 
 
+def generate_options(args, conf: dict) -> tuple[dict, bool]:
+    """``generate()`` options of the family, and whether to apply ITN to the output."""
+    hotwords = read_hotwords(args.hotwords)
+    if args.family != "nano":
+        if hotwords or args.language:
+            raise DataError("--hotwords and --language are Fun-ASR-Nano prompt options; "
+                            "Paraformer takes hotwords only as a contextual (SeACo) model")
+        return {}, args.itn == "true"
+    from funasr_recipe.nano import prompt_settings
+    prompt = prompt_settings(conf, args.conf or "conf")
+    opts = {"language": args.language or prompt["language"],
+            "itn": prompt["itn"] if args.itn is None else args.itn == "true"}
+    if hotwords:
+        opts["hotwords"] = hotwords  # a list: funasr splits a plain string into characters
+    return opts, False
+
+
 def body(args) -> int:
-    dec = (load_yaml(args.conf).get("decode") or {}) if args.conf else {}
+    conf = load_yaml(args.conf) if args.conf else {}
+    dec = conf.get("decode") or {}
+    options, post_itn = generate_options(args, conf)
     batch_size = args.batch_size or int(dec.get("batch_size", 16))
     model_dir = check_model_dir(args.model_dir, args.family)
     utts = load_datadir(args.data_dir, require_text=False)
@@ -67,7 +102,11 @@ def body(args) -> int:
     model = load_model(model_dir, args.checkpoint, args.device, args.threads,
                        float(dec.get("dither", 0.0)), args.vad, args.vad_max_segment_ms)
     t = time.perf_counter()
-    results = decode(model, batches, args.timestamps, args.vad)
+    results = decode(model, batches, args.timestamps, args.vad, options)
+    if post_itn:
+        from funasr_recipe.normalize import itn
+        for r in results.values():
+            r["text"] = itn(join_cjk(str(r.get("text", ""))))
     elapsed = time.perf_counter() - t
     audio = sum(it.dur for it in items)
     write_results(results, args.out, args.timestamps, suffix)

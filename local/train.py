@@ -126,6 +126,10 @@ def body(args) -> int:
     if not (out / checkpoint).is_file():
         raise DataError(f"{out / checkpoint}: funasr did not write the averaged checkpoint; "
                         f"see the log above")
+    if args.family == "nano":  # the LLM must be in the checkpoint the next stage reads
+        from funasr_recipe.nano import check_checkpoint_keys
+        check_checkpoint_keys(out / checkpoint, out / "config.yaml")
+        log.info("%s: encoder, adaptor and every LLM weight present", out / checkpoint)
     write_chain(out, report, checkpoint)
     final = out / "final.pt"
     if final.is_symlink() or final.exists():

@@ -28,9 +28,15 @@ def reduced_configs(tmp: Path) -> dict[str, Path]:
     train["pretrain"]["train_conf.max_epoch"] = 3
     for stage in train["stages"].values():
         stage["train_conf.max_epoch"] = 1
-    paths = {"corpus": tmp / "corpus.yaml", "train": tmp / "train.yaml"}
+    nano = yaml.safe_load((ROOT / "conf" / "nano" / "train.yaml").read_text())
+    nano["pretrain"]["train_conf.max_epoch"] = 1
+    for stage in nano["stages"].values():
+        stage["train_conf.max_epoch"] = 1
+    paths = {"corpus": tmp / "corpus.yaml", "train": tmp / "train.yaml",
+             "nano": tmp / "nano_train.yaml"}
     paths["corpus"].write_text(yaml.safe_dump(corpus, allow_unicode=True))
     paths["train"].write_text(yaml.safe_dump(train, allow_unicode=True))
+    paths["nano"].write_text(yaml.safe_dump(nano, allow_unicode=True))
     return paths
 
 
@@ -105,3 +111,37 @@ def test_rerun_skips_finished_stages(recipe):
     for s in ("stage1", "stage2", "stage3"):
         log = (tmp / "exp" / "paraformer" / "logs" / f"train_{s}.log").read_text()
         assert "skipped" in log
+
+
+@pytest.fixture(scope="module")
+def nano_recipe(recipe):
+    """The Fun-ASR-Nano recipe on the same data dirs (stages 3-7), one epoch a stage."""
+    tmp, conf, _ = recipe
+    r = run_recipe(tmp, dict(conf, train=conf["nano"]), "--model", "nano", "--stage", "3")
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
+    return tmp, r
+
+
+def test_nano_recipe_end_to_end(nano_recipe):
+    tmp, r = nano_recipe
+    exp = tmp / "exp" / "nano"
+    line = json.loads((tmp / "dump" / "nano" / "domain_test.jsonl").read_text().splitlines()[0])
+    assert [m["role"] for m in line["messages"]] == ["system", "user", "assistant"]
+    assert "<|startofspeech|>!" in line["messages"][1]["content"]
+    prev = (exp / "base" / "model.pt").resolve()
+    for s in ("stage1", "stage2", "stage3"):
+        chain = json.loads((exp / s / "chain.json").read_text())
+        assert chain["init"] == str(prev) and chain["differ"] == [] and chain["absent"] == []
+        prev = (exp / s / "final.pt").resolve()
+    # stage 3 trains LoRA (conf/nano/train.yaml): its adapter is new, then merged
+    assert any("lora_A" in k for k in json.loads((exp / "stage3" / "chain.json").read_text())["new"])
+    assert (exp / "stage3" / "merged" / "peft_adapter" / "adapter_config.json").is_file()
+    final = yaml.safe_load((exp / "final_model" / "config.yaml").read_text())
+    assert final["llm_conf"]["use_lora"] is False
+    assert (exp / "final_model" / "Qwen3-0.6B" / "tokenizer.json").is_file()
+    md = (exp / "RESULTS.md").read_text()
+    for m in ("base", "stage1", "stage2", "stage3"):
+        assert f"| {m} |" in md
+        hyp = (exp / f"decode_{m}" / "domain_test" / "text").read_text().splitlines()
+        assert len(hyp) == len((tmp / "data" / "domain_test" / "text").read_text().splitlines())
+    assert "Successfully finished" in r.stdout

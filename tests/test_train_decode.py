@@ -81,7 +81,10 @@ def test_compare_loaded_finds_differences():
     rep = compare_loaded(a, {"w": torch.ones(2, 2) * 2})
     assert rep["differ"] == ["w"] and rep["absent"] == ["b"]
     rep = compare_loaded(dict(a, **{"l.lora_A": torch.ones(1)}), a)
-    assert rep["new"] == ["l.lora_A"] and rep["absent"] == []
+    assert rep["new"] == ["l.lora_A"] and rep["absent"] == [] and rep["unused"] == []
+    # a LoRA checkpoint loaded into a model without LoRA: its adapter would be dropped
+    rep = compare_loaded(a, dict(a, **{"l.lora_B": torch.ones(1)}))
+    assert rep["unused"] == ["l.lora_B"]
     assert state_checksum(a) == state_checksum({k: v.clone() for k, v in a.items()})
     assert state_checksum(a) != state_checksum({"w": torch.ones(2, 2), "b": torch.ones(2)})
 

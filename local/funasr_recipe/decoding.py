@@ -50,11 +50,14 @@ def duration_batches(items: list[Item], batch_size: int) -> list[list[Item]]:
 
 
 def decode(model, batches: list[list[Item]], timestamps: bool = False,
-           vad: bool = False) -> dict[str, dict]:
+           vad: bool = False, options: dict[str, Any] | None = None) -> dict[str, dict]:
     """Decode ``batches`` (see :func:`duration_batches`); ``{key: result}`` with a ``text``
-    for every key."""
+    for every key. ``options`` go to every ``generate()`` call (Fun-ASR-Nano:
+    ``hotwords``, ``language``, ``itn``, which become its prompt text)."""
     results: dict[str, dict] = {}
-    opts: dict[str, Any] = {"output_timestamp": True} if timestamps else {}
+    opts: dict[str, Any] = dict(options or {})
+    if timestamps:
+        opts["output_timestamp"] = True
     if vad:  # funasr's VAD path segments one recording at a time, batching its segments
         for it in (it for batch in batches for it in batch):
             res = model.generate(input=it.wav, batch_size_s=300, **opts)
@@ -75,6 +78,18 @@ def decode(model, batches: list[list[Item]], timestamps: bool = False,
             for k in missing:
                 results[k] = {"key": k, "text": ""}
     return results
+
+
+def read_hotwords(spec: str | None) -> list[str]:
+    """``--hotwords``: an existing file (one hotword a line) or a comma-separated list."""
+    if not spec:
+        return []
+    p = Path(spec)
+    words = p.read_text(encoding="utf-8").splitlines() if p.is_file() else spec.split(",")
+    words = [w.strip() for w in words if w.strip()]
+    if not words:
+        raise DataError(f"--hotwords {spec}: no hotwords in it")
+    return words
 
 
 def write_results(results: dict[str, dict], out_dir: Path, timestamps: bool = False,

@@ -139,6 +139,7 @@ def compare_loaded(model_state: dict, ckpt_state: dict,
     return {"shared": len(shared), "differ": differ, "new": [k for k in absent
                                                              if k not in unexpected_absent],
             "absent": unexpected_absent,
+            "unused": [k for k in ckpt_state if k not in model_state],
             "checksum_model": state_checksum(model_state, shared),
             "checksum_ckpt": state_checksum(ckpt_state, shared)}
 
@@ -177,6 +178,11 @@ def _verify_after_load(orig):
                                  f"{len(report['absent'])} are missing from it (e.g. "
                                  f"{', '.join(bad) or 'no shared weights at all'}); the "
                                  f"checkpoint does not belong to this model config")
+            if report["unused"]:
+                raise ChainError(f"{path} has {len(report['unused'])} weight(s) this stage's "
+                                 f"model does not (e.g. {report['unused'][0]}): they would be "
+                                 f"silently dropped. A LoRA checkpoint needs use_lora in the "
+                                 f"next stage too, or merge it first (local/merge_lora.py)")
             log.info("chain check: %d weights loaded from %s match it exactly (checksum %s)",
                      report["shared"], path, report["checksum_ckpt"][:16])
         return result
