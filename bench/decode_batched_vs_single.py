@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT / "local"))
 
 from funasr_recipe.datadir import load_datadir  # noqa: E402
 from funasr_recipe.decoding import Item, decode, duration_batches, load_model  # noqa: E402
+from funasr_recipe.scoring import score  # noqa: E402
 from funasr_recipe.text import join_cjk  # noqa: E402
 
 
@@ -58,6 +59,12 @@ def main() -> int:
     print(f"one at a time (AutoModel.generate): median {ms:.2f} s, {audio / ms:.1f} s audio/s")
     print(f"batched by duration               : median {mb:.2f} s, {audio / mb:.1f} s audio/s")
     print(f"throughput ratio: {ms / mb:.1f}x; identical hypotheses: {same} / {len(items)}")
+    refs = {u.key: u.text for u in load_datadir(args.data_dir) if u.text is not None}
+    if refs:
+        for name, hyps in (("one at a time", single), ("batched", batched)):
+            r = score(refs, hyps)
+            print(f"error rate against the reference, {name}: {r.wer:.2f}% "
+                  f"({r.n_errors} / {r.n_ref_tokens})")
     for k in sorted(single):
         if single[k] != batched[k]:
             print(f"  differs: {k}: single '{single[k]}' batched '{batched[k]}'")
