@@ -23,8 +23,8 @@ flock 9
 up_to_date && exit 0   # another process finished the install while we waited
 
 python=${PYTHON:-python3}
-if ! "${python}" -c 'import sys; sys.exit(not ((3, 10) <= sys.version_info[:2] <= (3, 12)))'; then
-  echo "ERROR: ${python} is $("${python}" -V 2>&1); the recipe needs Python 3.10-3.12" \
+if ! "${python}" -c 'import sys; sys.exit(not ((3, 11) <= sys.version_info[:2] <= (3, 12)))'; then
+  echo "ERROR: ${python} is $("${python}" -V 2>&1); the recipe needs Python 3.11-3.12 (numpy 2.4)" \
        "(set PYTHON=/path/to/python3.11)" >&2
   exit 1
 fi

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -38,3 +39,18 @@ def run_tool(tool: str, *args: str, cwd: Path | None = None) -> subprocess.Compl
     """Run ``local/<tool>`` with this interpreter; text output captured."""
     return subprocess.run([sys.executable, str(ROOT / "local" / tool), *map(str, args)],
                           capture_output=True, text=True, cwd=cwd)
+
+
+HEADER_TIME = r"\w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \S+ \d{4}"
+
+
+def check_log(path: Path, command: str, code: int, threads: int = 1) -> list[str]:
+    """Assert a job log's Kaldi-style header and trailer (run.pl, slurm.pl, queue.pl);
+    return the job's own output lines."""
+    lines = path.read_text().splitlines()
+    assert lines[0] == f"# {command}"
+    assert re.fullmatch(rf"# Started at {HEADER_TIME}", lines[1]), lines[1]
+    assert re.fullmatch(rf"# Accounting: time=\d+ threads={threads}", lines[-2]), lines[-2]
+    assert re.fullmatch(rf"# Ended \(code {code}\) at {HEADER_TIME}, elapsed time \d+ seconds",
+                        lines[-1]), lines[-1]
+    return lines[2:-2]

@@ -4,11 +4,12 @@ validate_data_dir.sh and the utt2spk/spk2utt filters."""
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 from pathlib import Path
 
 import pytest
+
+from helpers import check_log
 
 ROOT = Path(__file__).resolve().parents[1]
 UTILS = ROOT / "utils"
@@ -128,18 +129,6 @@ def test_parse_options_refuses_to_run_unsourced() -> None:
 # run.pl
 
 RUN_PL = UTILS / "run.pl"
-HEADER_TIME = r"\w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \S+ \d{4}"
-
-
-def check_log(path: Path, command: str, code: int, threads: int = 1) -> list[str]:
-    """Assert Kaldi's header and trailer; return the job's own output lines."""
-    lines = path.read_text().splitlines()
-    assert lines[0] == f"# {command}"
-    assert re.fullmatch(rf"# Started at {HEADER_TIME}", lines[1]), lines[1]
-    assert re.fullmatch(rf"# Accounting: time=\d+ threads={threads}", lines[-2]), lines[-2]
-    assert re.fullmatch(rf"# Ended \(code {code}\) at {HEADER_TIME}, elapsed time \d+ seconds",
-                        lines[-1]), lines[-1]
-    return lines[2:-2]
 
 
 def test_run_pl_substitutes_job_index(tmp_path: Path) -> None:
