@@ -76,3 +76,11 @@ def test_hotwords_from_a_file_and_refused_for_paraformer(tmp_path):
     args = argparse.Namespace(family="paraformer", hotwords="a", language=None, itn=None, conf=None)
     with pytest.raises(DataError, match="SeACo"):
         decode_tool.generate_options(args, {})
+
+
+def test_paraformer_itn_is_applied_to_the_output():
+    args = argparse.Namespace(family="paraformer", hotwords=None, language=None, itn="true",
+                              conf=None)
+    assert decode_tool.generate_options(args, {}) == ({}, True)
+    args.itn = None
+    assert decode_tool.generate_options(args, {}) == ({}, False)
