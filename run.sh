@@ -28,6 +28,8 @@ terms=                # domain term list for term recall (mini corpus: its own l
 train_threads=$(nproc)  # torch threads for training
 ngpu=0                # GPUs per training job (0: CPU); N > 1 trains with torchrun (DDP)
 train_nproc=1         # CPU-only: training processes (DDP over gloo) when ngpu=0
+num_nodes=1           # Slurm: nodes per training job; N > 1: srun starts torchrun on each
+deepspeed=            # DeepSpeed config (conf/deepspeed/*.json): ZeRO 1/2 via funasr's trainer
 decode_nj=2           # parallel decoding jobs per set
 timestamps=false      # true: decoding also writes timestamps
 vad=false             # true: segment long recordings with silero-vad when decoding
@@ -80,6 +82,10 @@ Options (default in brackets):
   --train-threads N     torch threads for training [${train_threads}]
   --ngpu N              GPUs per training job, through \${cuda_cmd}; N > 1: torchrun DDP [${ngpu}]
   --train-nproc N       without GPUs: training processes, DDP over gloo [${train_nproc}]
+  --num-nodes N         nodes per training job (cmd_backend=slurm), --ngpu GPUs each;
+                        srun starts one torchrun per node [${num_nodes}]
+  --deepspeed FILE      train with DeepSpeed, ZeRO stage and precision from FILE, e.g.
+                        conf/deepspeed/zero2_bf16.json [off: DDP]
   --decode-nj N         parallel decoding jobs per set [${decode_nj}]
   --timestamps BOOL     also write timestamps when decoding [${timestamps}]
   --vad BOOL            segment long recordings with silero-vad when decoding [${vad}]
@@ -132,6 +138,15 @@ else
   train_job=("${train_cmd}")
   train_opts=(--device cpu --nproc "${train_nproc}")
 fi
+if [ "${num_nodes}" -gt 1 ]; then
+  if [ "${cmd_backend}" != slurm ]; then
+    log "Error: --num-nodes ${num_nodes} needs cmd_backend=slurm (cmd.sh): a multi-node" \
+        "job is a Slurm allocation"; exit 1
+  fi
+  train_job+=(--num-nodes "${num_nodes}")
+  train_opts+=(--num-nodes "${num_nodes}")
+fi
+[ -z "${deepspeed}" ] || train_opts+=(--deepspeed "${deepspeed}")
 mexp=${expdir}/${model}
 stage_names=$(python -c 'import sys; from funasr_recipe.mixing import load_plan
 print(" ".join(s.name for s in load_plan(sys.argv[1]).stages))' "${stage_plan}")

@@ -15,7 +15,11 @@ interrupted one resumes from OUT/model.pt.
 
 With --nproc N > 1 the trainer runs as N processes under torchrun (DDP): one
 per GPU with --device cuda (nccl), or over gloo on CPUs, which is how the
-multi-process path is tested on machines without a GPU.
+multi-process path is tested on machines without a GPU. With --deepspeed
+FILE (conf/deepspeed/) funasr's DeepSpeed trainer runs instead, under torchrun
+even for one process; its checkpoints are directories, and the stage's chosen
+model is still funasr's averaged file (OUT/final.pt), which is what the next
+stage and decoding read.
 
 Example:
   local/train.py --conf conf/paraformer/train.yaml --section stage1 \\
@@ -38,9 +42,10 @@ from pathlib import Path
 from funasr_recipe import cli
 from funasr_recipe.io import DataError
 from funasr_recipe.modeldir import FAMILIES, check_model_dir
-from funasr_recipe.training import (avg_checkpoint_name, check_init, is_complete, load_train_conf,
+from funasr_recipe.training import (avg_checkpoint_name, check_deepspeed_config, check_init,
+                                    is_complete, load_train_conf,
                                     mark_complete, overrides, run_funasr_train, section_settings,
-                                    stage_signature, write_chain)
+                                    stage_signature, torchrun_command, write_chain)
 
 log = logging.getLogger("train")
 WORKER_ARGS = "--ddp-worker-args"
@@ -67,6 +72,16 @@ def build_parser():
     ap.add_argument("--nproc", type=int, default=1,
                     help="training processes (DDP under torchrun): one per GPU with --device "
                          "cuda; on CPUs they run over gloo")
+    ap.add_argument("--num-nodes", type=int, default=1,
+                    help="nodes of a Slurm allocation to train on, --nproc processes each "
+                         "(srun starts one torchrun per node; c10d rendezvous on the first)")
+    ap.add_argument("--launcher", choices=("auto", "standalone", "srun"), default="auto",
+                    help="how the processes start: torchrun --standalone on this machine, or "
+                         "srun + torchrun per node of the Slurm job (auto: srun when "
+                         "--num-nodes > 1)")
+    ap.add_argument("--deepspeed", type=Path, default=None, metavar="JSON",
+                    help="train with DeepSpeed (ZeRO stage 1 or 2, precision: this file, "
+                         "e.g. conf/deepspeed/zero2_bf16.json)")
     ap.add_argument("--worker-report", type=Path, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="extra funasr override for this run only (repeatable)")
@@ -103,10 +118,16 @@ def body(args) -> int:
         "++disable_update=true", *overrides(settings),
         "hydra.output_subdir=null", f"hydra.run.dir={out}",
     ]
-    if args.nproc > 1:
+    deepspeed = args.deepspeed is not None
+    if deepspeed:
+        funasr_args += ["++use_deepspeed=true",
+                        f"++deepspeed_config={check_deepspeed_config(args.deepspeed)}"]
+    if args.num_nodes < 1 or args.nproc < 1:
+        raise DataError("--num-nodes and --nproc must be at least 1")
+    if args.nproc * args.num_nodes > 1 or deepspeed:
         funasr_args.append("++backend=" + ("nccl" if args.device.startswith("cuda") else "gloo"))
     if args.worker_report is not None:  # one rank of a DDP job started below
-        report = run_funasr_train(funasr_args, init, extra)
+        report = run_funasr_train(funasr_args, init, extra, deepspeed)
         if int(os.environ.get("RANK", "0")) == 0:
             args.worker_report.write_text(json.dumps(report))
         return 0
@@ -119,8 +140,10 @@ def body(args) -> int:
     if (out / "model.pt").exists():
         log.info("%s/model.pt exists: funasr resumes from it", out)
     log.info("funasr-train %s", " ".join(funasr_args))
-    if args.nproc > 1:
-        report = run_ddp(args, out)
+    launcher = args.launcher if args.launcher != "auto" else (
+        "srun" if args.num_nodes > 1 else "standalone")
+    if args.nproc > 1 or deepspeed or launcher == "srun":  # DeepSpeed wants torchrun's env
+        report = run_ddp(args, out, launcher)
     else:
         report = run_funasr_train(funasr_args, init, extra)
     if not (out / checkpoint).is_file():
@@ -140,17 +163,16 @@ def body(args) -> int:
     return 0
 
 
-def run_ddp(args, out: Path) -> dict:
-    """Run this tool's training as ``args.nproc`` ranks under torchrun; rank 0's chain report."""
+def run_ddp(args, out: Path, launcher: str) -> dict:
+    """Run this tool's training as ranks under torchrun; rank 0's chain report."""
     with tempfile.TemporaryDirectory(dir=out, prefix=".ddp.") as tmp:
         report = Path(tmp) / "chain_report.json"
         # the ranks get their arguments through a file: torchrun's own parser
         # would take abbreviations of its options (--nproc) from the script's
         worker_args = Path(tmp) / "args.json"
         worker_args.write_text(json.dumps([*args.argv, "--worker-report", str(report)]))
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               f"--nproc-per-node={args.nproc}", str(Path(__file__).resolve()),
-               WORKER_ARGS, str(worker_args)]
+        cmd = torchrun_command([str(Path(__file__).resolve()), WORKER_ARGS, str(worker_args)],
+                               args.nproc, args.num_nodes, launcher)
         log.info("DDP: %s", " ".join(cmd))
         env = dict(os.environ, OMP_NUM_THREADS=str(max(1, args.threads // args.nproc)))
         rc = subprocess.call(cmd, env=env)

@@ -222,6 +222,16 @@ def test_sbatch_flags_from_conf(fake_env, tmp_path: Path) -> None:
         assert check_log(tmp_path / f"log/d.{i}.log", f"echo {i}", 0, threads=2) == [str(i)]
 
 
+def test_sbatch_num_nodes(fake_env, tmp_path: Path) -> None:
+    r = with_cmd_sh("slurm", f"${{cuda_cmd}} --num-nodes 2 {tmp_path}/t.log true", env=fake_env)
+    assert r.returncode == 0, r.stderr
+    args = fake_args(fake_env)
+    assert args[args.index("--gres=gpu:1") + 1:][:3] == ["--nodes=2", "--ntasks=2",
+                                                         "--ntasks-per-node=1"]
+    r = with_cmd_sh("slurm", f"${{cuda_cmd}} --num-nodes 1 {tmp_path}/t.log true", env=fake_env)
+    assert r.returncode == 0 and not [a for a in fake_args(fake_env) if a.startswith("--nodes")]
+
+
 def test_sbatch_defaults_and_exact_values(fake_env, tmp_path: Path) -> None:
     # No --gpu: "default gpu=0" applies, and "option gpu=0" adds nothing;
     # a single job is not an array.

@@ -193,6 +193,20 @@ def _trainer_class(base):
     class RecipeTrainer(base):
         """funasr's Trainer, also reporting loss/acc on the extra validation sets."""
 
+        # funasr's DeepSpeed entry sets ``trainer.device = LOCAL_RANK`` (a CUDA
+        # index); on a machine without CUDA, DeepSpeed's CPU accelerator holds
+        # the model and the batches must go to the CPU too.
+        @property
+        def device(self):
+            return self._recipe_device
+
+        @device.setter
+        def device(self, value):
+            import torch
+            if isinstance(value, int) and not torch.cuda.is_available():
+                value = "cpu"
+            self._recipe_device = value
+
         def validate_epoch(self, model=None, dataloader_val=None, epoch=None, writer=None,
                            **kwargs):
             super().validate_epoch(model=model, dataloader_val=dataloader_val, epoch=epoch,
@@ -271,15 +285,19 @@ def _cpu_ddp_patches(ft) -> Callable[[], None]:
 
 
 def run_funasr_train(args: list[str], expect_init: Path | None,
-                     extra_valid: dict[str, str]) -> dict[str, Any]:
+                     extra_valid: dict[str, str], deepspeed: bool = False) -> dict[str, Any]:
     """Run ``funasr.bin.train`` with ``args`` (Hydra overrides) in this process.
 
     Under torchrun (``WORLD_SIZE > 1``) this is one rank of a DDP job; without
-    CUDA it runs over gloo (see :func:`_cpu_ddp_patches`).
+    CUDA it runs over gloo (see :func:`_cpu_ddp_patches`). With ``deepspeed``
+    it is funasr's DeepSpeed entry, ``funasr.bin.train_ds`` (the ZeRO stage and
+    precision come from the ``++deepspeed_config`` file in ``args``).
     """
+    import importlib
+
     import funasr.auto.auto_model as am
-    import funasr.bin.train as ft
     import torch
+    ft = importlib.import_module("funasr.bin.train_ds" if deepspeed else "funasr.bin.train")
 
     _ctx.clear()
     _ctx.update(expect_init=str(expect_init) if expect_init else None, extra_valid=extra_valid)
@@ -306,13 +324,86 @@ def run_funasr_train(args: list[str], expect_init: Path | None,
         ft.main, ft.Trainer, am.load_pretrained_model = orig_main, orig_trainer, orig_load
         if undo_ddp is not None:
             undo_ddp()
-        if distributed:
-            import torch.distributed as dist
-            if dist.is_initialized():
-                dist.destroy_process_group()
+        import torch.distributed as dist
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
     if expect_init is not None and "chain_report" not in _ctx:
         raise ChainError(f"funasr never loaded the initial checkpoint {expect_init}")
     return _ctx.get("chain_report", {})
+
+
+def check_deepspeed_config(path: Path) -> Path:
+    """A DeepSpeed config funasr's DeepSpeed trainer can use; DeepSpeed importable.
+
+    funasr's DeepSpeed trainer saves ``model.module.state_dict()`` into every
+    checkpoint directory and averages those: under ZeRO stage 3 that holds
+    only each rank's shard, so stage 3 is refused here rather than producing an
+    averaged model of empty tensors.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"--deepspeed {path}: no such file (see conf/deepspeed/)")
+    try:
+        conf = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise DataError(f"{path}: not valid JSON: {e}") from None
+    stage = int((conf.get("zero_optimization") or {}).get("stage", 0))
+    if stage not in (0, 1, 2):
+        raise DataError(f"{path}: zero_optimization.stage {stage}: funasr's DeepSpeed trainer "
+                        f"averages full state dicts, which ZeRO-3 does not keep; use stage 1 "
+                        f"or 2")
+    try:
+        import deepspeed  # noqa: F401
+    except ImportError:
+        raise DataError("DeepSpeed is not installed in this environment: install it with "
+                        "'.venv/bin/pip install -e .[deepspeed]' (it takes the installed "
+                        "torch)") from None
+    return path.resolve()
+
+
+def torchrun_command(script_args: list[str], nproc: int, num_nodes: int = 1,
+                     launcher: str = "standalone", env: dict[str, str] | None = None,
+                     hostnames: Callable[[str], list[str]] | None = None) -> list[str]:
+    """The command starting ``nproc`` ranks of ``script_args`` on each of ``num_nodes``.
+
+    ``standalone``: ``torchrun --standalone`` on this machine (one node).
+    ``srun``: inside a Slurm job, one ``torchrun`` per node started by ``srun``,
+    meeting through c10d rendezvous on the job's first node (port from the job
+    id, so two jobs sharing a node do not collide); the Slurm idiom for
+    multi-node PyTorch.
+    """
+    import subprocess
+
+    env = dict(os.environ if env is None else env)
+    run = [sys.executable, "-m", "torch.distributed.run"]
+    if launcher == "standalone":
+        if num_nodes != 1:
+            raise DataError(f"--num-nodes {num_nodes} needs the srun launcher (a Slurm job)")
+        return [*run, "--standalone", f"--nproc-per-node={nproc}", *script_args]
+    if launcher != "srun":
+        raise DataError(f"unknown launcher {launcher!r} (standalone, srun)")
+    job, nodelist = env.get("SLURM_JOB_ID"), env.get("SLURM_JOB_NODELIST")
+    if not job or not nodelist:
+        raise DataError("multi-node training (--num-nodes N, --launcher srun) runs inside a "
+                        "Slurm job: set cmd_backend=slurm in cmd.sh and run run.sh "
+                        "--num-nodes N, which submits it with --nodes=N")
+    if hostnames is None:
+        def hostnames(spec: str) -> list[str]:
+            return subprocess.run(["scontrol", "show", "hostnames", spec], check=True,
+                                  capture_output=True, text=True).stdout.split()
+    nodes = hostnames(nodelist)
+    if len(nodes) < num_nodes:
+        raise DataError(f"--num-nodes {num_nodes}, but Slurm job {job} has {len(nodes)} "
+                        f"node(s) ({nodelist}): submit it with --num-nodes {num_nodes}")
+    port = 20000 + int(job) % 30000
+    srun = ["srun", f"--nodes={num_nodes}", f"--ntasks={num_nodes}", "--ntasks-per-node=1",
+            "--kill-on-bad-exit=1"]
+    if env.get("SLURM_CPUS_PER_TASK"):  # srun does not inherit sbatch's --cpus-per-task
+        srun.append(f"--cpus-per-task={env['SLURM_CPUS_PER_TASK']}")
+    cmd = [*srun, *run, f"--nnodes={num_nodes}", f"--nproc-per-node={nproc}",
+           "--rdzv-backend=c10d", f"--rdzv-endpoint={nodes[0]}:{port}",
+           f"--rdzv-id={job}", *script_args]
+    return cmd
 
 
 def stage_signature(model_dir: Path, init: Path | None, train: Path, valid: Path,
@@ -349,4 +440,5 @@ def write_chain(out: Path, report: dict[str, Any], checkpoint: str) -> None:
 
 __all__ = ["ChainError", "load_train_conf", "section_settings", "overrides", "avg_checkpoint_name",
            "load_state", "state_checksum", "compare_loaded", "check_init", "run_funasr_train",
+           "check_deepspeed_config", "torchrun_command",
            "stage_signature", "is_complete", "mark_complete", "write_chain"]
