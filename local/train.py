@@ -37,6 +37,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from funasr_recipe import cli
@@ -136,7 +137,7 @@ def body(args) -> int:
         log.info("%s: complete for the same inputs, skipped (remove %s to redo)", out,
                  out / ".done")
         return 0
-    out.mkdir(parents=True, exist_ok=True)
+    set_aside_other_run(out, signature)
     if (out / "model.pt").exists():
         log.info("%s/model.pt exists: funasr resumes from it", out)
     log.info("funasr-train %s", " ".join(funasr_args))
@@ -161,6 +162,37 @@ def body(args) -> int:
     mark_complete(out, signature, checkpoint)
     log.info("%s: done; chosen checkpoint %s", out, final)
     return 0
+
+
+def run_identity(signature: dict) -> dict:
+    """What makes two runs in one output dir the same run: everything but the
+    number of epochs (raising it continues a finished or interrupted run)."""
+    return dict(signature, args=[a for a in signature["args"]
+                                 if not a.startswith("++train_conf.max_epoch=")])
+
+
+def set_aside_other_run(out: Path, signature: dict) -> None:
+    """Make ``out`` hold this run's checkpoints only, and record its identity.
+
+    funasr resumes from whatever ``out/model.pt`` holds, optimizer and
+    scheduler included, so a run with another init, data or settings (a new
+    learning rate, say) would silently continue the old one with the old
+    settings. Such a dir is renamed to ``<out>.prev-<date>`` (nothing is
+    deleted) and training starts from the beginning.
+    """
+    ident = out / ".run.json"
+    if out.is_dir() and any(out.iterdir()):
+        try:
+            same = json.loads(ident.read_text()) == run_identity(signature)
+        except (OSError, ValueError):
+            same = False
+        if not same:
+            prev = out.with_name(f"{out.name}.prev-{time.strftime('%Y%m%d-%H%M%S')}")
+            out.rename(prev)
+            log.warning("%s held a run with other inputs or settings: moved to %s; "
+                        "training from the start", out, prev)
+    out.mkdir(parents=True, exist_ok=True)
+    ident.write_text(json.dumps(run_identity(signature), ensure_ascii=False, indent=1))
 
 
 def run_ddp(args, out: Path, launcher: str) -> dict:

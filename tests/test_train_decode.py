@@ -149,6 +149,25 @@ def test_interrupted_stage_resumes(setup):
     assert torch.load(out / "model.pt", weights_only=False)["epoch"] == 2
 
 
+def test_other_settings_do_not_resume_the_old_run(setup):
+    """funasr would resume OUT/model.pt with its old optimizer and learning rate:
+    a run with other settings moves the old one aside and starts from epoch 1."""
+    out = setup["dir"] / "s_changed"
+    r = train(setup, out)
+    assert r.returncode == 0, r.stderr[-2000:]
+    old_sum = state_checksum(load_state(out / "final.pt"))
+    r = run_tool("train.py", "--conf", setup["conf"], "--section", "stage1", "--model-dir",
+                 setup["twin"], "--train", setup["jsonl"], "--valid", setup["jsonl"], "--out",
+                 out, "--threads", "1", "--set", "optim_conf.lr=0.0003")
+    log = r.stdout + r.stderr
+    assert r.returncode == 0, log[-2000:]
+    assert "training from the start" in log and "resumes" not in log
+    prev = [p for p in setup["dir"].iterdir() if p.name.startswith("s_changed.prev-")]
+    assert len(prev) == 1 and state_checksum(load_state(prev[0] / "final.pt")) == old_sum
+    assert torch.load(out / "model.pt", weights_only=False)["epoch"] == 1
+    assert "++optim_conf.lr=0.0003" in json.loads((out / ".run.json").read_text())["args"]
+
+
 def test_export_decode_and_results(setup, tmp_path):
     model = tmp_path / "model"
     r = run_tool("export_model.py", "--model-dir", setup["twin"], "--checkpoint",
