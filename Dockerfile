@@ -54,14 +54,15 @@ WORKDIR /opt/funasr-recipe
 # Dependencies first (a layer that survives code changes): torch alone with
 # the exact pin from pyproject.toml (letting pip resolve it through funasr's
 # neighbours pulls other builds), then the project with everything else
-# (every dependency is pinned in pyproject.toml).
+# (every dependency is pinned in pyproject.toml), with DeepSpeed for
+# run.sh --deepspeed.
 COPY pyproject.toml README.md ./
 COPY local/funasr_recipe/ local/funasr_recipe/
 # hadolint ignore=DL3013
 RUN torch_pin=$(grep -oE '"torch==[^"]+"' pyproject.toml | tr -d '"') \
     && test -n "${torch_pin}" \
     && pip install "${torch_pin}" \
-    && pip install . \
+    && pip install ".[deepspeed]" \
     && python -c "import torch, funasr, funasr_recipe; print('torch', torch.__version__, 'funasr', funasr.__version__)"
 
 COPY . .
