@@ -272,6 +272,18 @@ def test_decode_rejects_hub_name(tmp_path, setup):
     assert r.returncode == 1 and "paraformer-zh" in r.stderr and "local directory" in r.stderr
 
 
+def export_and_decode(setup, checkpoint: Path, tmp_path: Path) -> None:
+    """A stage's chosen checkpoint exports as a model dir that decodes every utterance."""
+    model = tmp_path / "model"
+    r = run_tool("export_model.py", "--model-dir", setup["twin"], "--checkpoint", checkpoint,
+                 "--out", model)
+    assert r.returncode == 0, r.stderr
+    r = run_tool("decode.py", "--model-dir", model, "--data-dir", setup["data"], "--out",
+                 tmp_path / "dec")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert len((tmp_path / "dec" / "text").read_text().splitlines()) == 8
+
+
 def test_two_process_ddp_trains_and_decodes(setup, tmp_path):
     """The multi-process path (torchrun, DDP over gloo on CPUs) trains one epoch and the
     checkpoint loads, exports and decodes like a single-process one."""
@@ -287,14 +299,7 @@ def test_two_process_ddp_trains_and_decodes(setup, tmp_path):
     state = load_state(out / "final.pt")
     assert not any(k.startswith("module.") for k in state)  # DDP's wrapper is not saved
     assert chain["checksum_final"] != state_checksum(load_state(setup["twin"] / "model.pt"))
-    model = tmp_path / "model"
-    r = run_tool("export_model.py", "--model-dir", setup["twin"], "--checkpoint",
-                 out / "final.pt", "--out", model)
-    assert r.returncode == 0, r.stderr
-    r = run_tool("decode.py", "--model-dir", model, "--data-dir", setup["data"], "--out",
-                 tmp_path / "dec")
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert len((tmp_path / "dec" / "text").read_text().splitlines()) == 8
+    export_and_decode(setup, out / "final.pt", tmp_path)
 
 
 def test_deepspeed_zero2_trains_resumes_and_decodes(setup, tmp_path):
@@ -323,14 +328,7 @@ def test_deepspeed_zero2_trains_resumes_and_decodes(setup, tmp_path):
     assert r.returncode == 0, log[-3000:]
     assert "Checkpoint loaded successfully" in log and (out / "model.pt.ep2").is_dir()
     assert state_checksum(load_state(out / "final.pt")) != first
-    model = tmp_path / "model"
-    r = run_tool("export_model.py", "--model-dir", setup["twin"], "--checkpoint",
-                 out / "final.pt", "--out", model)
-    assert r.returncode == 0, r.stderr
-    r = run_tool("decode.py", "--model-dir", model, "--data-dir", setup["data"], "--out",
-                 tmp_path / "dec")
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert len((tmp_path / "dec" / "text").read_text().splitlines()) == 8
+    export_and_decode(setup, out / "final.pt", tmp_path)
 
 
 def test_deepspeed_config_checked(tmp_path):
