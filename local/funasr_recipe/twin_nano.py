@@ -32,7 +32,7 @@ from pathlib import Path
 
 import yaml
 
-from .io import DataError, atomic_write
+from .io import DataError, atomic_write, made_from
 from .twin_paraformer import _deep_merge, count_parameters, load_arch
 
 log = logging.getLogger(__name__)
@@ -313,16 +313,7 @@ def _inputs_digest(config: dict, qwen: dict, tok_dir: Path, seed: int) -> str:
 
 def twin_is_complete(out_dir: str | os.PathLike, digest: str | None = None) -> bool:
     """True when ``out_dir`` holds every twin file (and, if given, was made from ``digest``)."""
-    out_dir = Path(out_dir)
-    if not all((out_dir / name).is_file() for name in TWIN_FILES):
-        return False
-    if digest is None:
-        return True
-    try:
-        info = json.loads((out_dir / "twin_info.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return False
-    return info.get("inputs_sha256") == digest
+    return made_from(out_dir, TWIN_FILES, digest)
 
 
 def make_nano_twin(out_dir: str | os.PathLike, arch: dict, seed: int = 0) -> Path:

@@ -30,7 +30,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import yaml
 
-from .io import DataError, atomic_write, read_jsonl, read_lines
+from .io import DataError, atomic_write, made_from, read_jsonl, read_lines
 
 log = logging.getLogger(__name__)
 
@@ -373,16 +373,7 @@ def _inputs_digest(config: dict, token_list: list[str], cmvn_jsonl: str | None,
 
 def twin_is_complete(out_dir: str | os.PathLike, digest: str | None = None) -> bool:
     """True when ``out_dir`` holds every twin file (and, if given, was made from ``digest``)."""
-    out_dir = Path(out_dir)
-    if not all((out_dir / name).is_file() for name in TWIN_FILES):
-        return False
-    if digest is None:
-        return True
-    try:
-        info = json.loads((out_dir / "twin_info.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return False
-    return info.get("inputs_sha256") == digest
+    return made_from(out_dir, TWIN_FILES, digest)
 
 
 def make_paraformer_twin(out_dir: str | os.PathLike, tokens: Iterable[str],
