@@ -1,0 +1,170 @@
+#!/usr/bin/env python3
+"""Benchmark: how the data stages (1-3) grow with the number of utterances.
+
+Builds, without a large disk, a general and a domain Kaldi data dir of N and
+N/10 utterances (``wav.scp``, ``text``, ``utt2spk`` and ``utt2dur`` as Kaldi
+users have them) whose entries point at a small set of real 16 kHz files, then
+runs the recipe's own tools on them as run.sh does, each in its own process:
+
+  stage 1  local/prepare_data.py (wav.scp + --text) and local/split_data.py
+  stage 2  local/mix_stages.py (conf/stages.yaml)
+  stage 3  local/make_jsonl.py --family paraformer for every training set
+
+and reports, per step, the median wall time and the peak RSS (``/usr/bin/time``)
+over --runs, and for each step the exponent b of time ~ N^b fitted over the
+sizes (1.0 = linear).
+
+  python bench/data_scale.py [--sizes 10000,100000,1000000] [--runs 3] [--nj 2]
+      [--workdir /tmp/bench_data_scale]
+
+The general pool's size is N, the domain pool's N/10. Nothing here is a test:
+figures go to bench/RESULTS.md with the command and the commit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+ROOT = Path(__file__).resolve().parents[1]
+N_FILES = 64
+WORDS = list("今天天气很好我们去公园散步利率债券市盈率一二三四五六七八九十患者血压")
+
+
+def make_files(work: Path) -> list[tuple[str, float]]:
+    """N_FILES real wav files of 0.5-3 s; returns (path, seconds)."""
+    rng = np.random.default_rng(0)
+    out = []
+    for i in range(N_FILES):
+        p = work / "wav" / f"f{i:03d}.wav"
+        n = int(rng.integers(8000, 48000))
+        if not p.exists():
+            p.parent.mkdir(parents=True, exist_ok=True)
+            sf.write(str(p), (rng.standard_normal(n) * 0.05).astype("float32"), 16000,
+                     subtype="PCM_16")
+        out.append((str(p.resolve()), n / 16000))
+    return out
+
+
+def make_kaldi(d: Path, n: int, prefix: str, files: list[tuple[str, float]]) -> Path:
+    """A Kaldi dir of n utterances over ``files`` (wav.scp, text, utt2spk, utt2dur)."""
+    if (d / "utt2dur").exists() and sum(1 for _ in open(d / "utt2dur")) == n:
+        return d
+    d.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(n)
+    n_spk = max(10, n // 200)
+    keys = sorted(f"{prefix}spk{i % n_spk:05d}-{i:08d}" for i in range(n))
+    with open(d / "wav.scp", "w") as w, open(d / "text", "w") as t, \
+            open(d / "utt2spk", "w") as s, open(d / "utt2dur", "w") as u:
+        choice = rng.integers(0, len(files), size=n)
+        lens = rng.integers(3, 15, size=n)
+        for k, c, ln in zip(keys, choice, lens):
+            path, dur = files[c]
+            w.write(f"{k} {path}\n")
+            t.write(f"{k} {''.join(rng.choice(WORDS, size=int(ln)))}\n")
+            s.write(f"{k} {k.split('-')[0]}\n")
+            u.write(f"{k} {dur:.3f}\n")
+    return d
+
+
+def timed(cmd: list[str], log: Path) -> tuple[float, float]:
+    """(wall seconds, peak RSS in MB) of ``cmd``, run under /usr/bin/time."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "local"), OMP_NUM_THREADS="1")
+    t = time.perf_counter()
+    with open(log, "w") as f:
+        r = subprocess.run(["/usr/bin/time", "-f", "MAXRSS %M", *cmd], cwd=ROOT, env=env,
+                           stdout=f, stderr=subprocess.STDOUT)
+    wall = time.perf_counter() - t
+    text = log.read_text(errors="replace")
+    if r.returncode != 0:
+        sys.exit(f"failed ({r.returncode}): {' '.join(cmd)}\n{text[-2000:]}")
+    rss = [int(line.split()[1]) for line in text.splitlines() if line.startswith("MAXRSS ")]
+    return wall, (rss[-1] / 1024 if rss else math.nan)
+
+
+def steps(src: Path, data: Path, dump: Path, nj: int) -> list[tuple[str, list[str]]]:
+    py = sys.executable
+    prep, split = [], []
+    for pool in ("general", "domain"):
+        prep.append([py, "local/prepare_data.py", "--in", str(src / pool / "wav.scp"),
+                     "--text", str(src / pool / "text"), "--utt2spk", str(src / pool / "utt2spk"),
+                     "--out", str(data / f"{pool}_all")])
+        split.append([py, "local/split_data.py", "--src", str(data / f"{pool}_all"),
+                      "--out-prefix", str(data / pool)])
+    mix = [[py, "local/mix_stages.py", "--plan", "conf/stages.yaml",
+            "--general", str(data / "general_train"), "--domain", str(data / "domain_train"),
+            "--out-prefix", f"{data}/", "--summary", str(data / "mix_summary.tsv")]]
+    jsonl = [[py, "local/make_jsonl.py", "--family", "paraformer", "--data-dir", str(data / s),
+              "--out", str(dump / f"{s}.jsonl"), "--nj", str(nj)]
+             for s in ("general_train", "domain_train", "stage1_train", "stage2_train",
+                       "stage3_train")]
+    out = [("stage1 prepare", prep), ("stage1 split", split), ("stage2 mix", mix),
+           ("stage3 jsonl", jsonl)]
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="10000,100000,1000000",
+                    help="general-pool sizes N (domain: N/10), comma separated")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--nj", type=int, default=2, help="--nj for make_jsonl.py")
+    ap.add_argument("--workdir", type=Path, default=Path("/tmp/bench_data_scale"))
+    args = ap.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    files = make_files(args.workdir)
+    results: dict[str, dict[int, tuple[float, float]]] = {}
+    for n in sizes:
+        src = args.workdir / f"src_{n}"
+        make_kaldi(src / "general", n, "g", files)
+        make_kaldi(src / "domain", max(10, n // 10), "d", files)
+        walls: dict[str, list[float]] = {}
+        rss: dict[str, float] = {}
+        for run in range(args.runs):
+            data = args.workdir / f"data_{n}"
+            dump = args.workdir / f"dump_{n}"
+            subprocess.run(["rm", "-rf", str(data), str(dump)], check=True)
+            dump.mkdir(parents=True)
+            for name, cmds in steps(src, data, dump, args.nj):
+                total = 0.0
+                for i, cmd in enumerate(cmds):
+                    w, m = timed(cmd, args.workdir / f"log_{n}_{name.replace(' ', '_')}_{i}.txt")
+                    total += w
+                    rss[name] = max(rss.get(name, 0.0), m)
+                walls.setdefault(name, []).append(total)
+            print(f"N={n} run {run + 1}: " + ", ".join(f"{k} {v[-1]:.1f}s" for k, v in walls.items()),
+                  flush=True)
+        for name, ws in walls.items():
+            results.setdefault(name, {})[n] = (statistics.median(ws), rss[name])
+        total = sum(statistics.median(ws) for ws in walls.values())
+        results.setdefault("stages 1-3", {})[n] = (total, max(rss.values()))
+    print(f"\n{'step':<16}" + "".join(f"{'N=' + str(n):>24}" for n in sizes) + f"{'exponent':>10}")
+    for name, by_n in results.items():
+        row = f"{name:<16}"
+        for n in sizes:
+            w, m = by_n[n]
+            row += f"{w:>12.2f} s {m:>7.0f} MB"
+        if len(sizes) > 1:
+            xs = [math.log(n) for n in sizes]
+            ys = [math.log(max(by_n[n][0], 1e-3)) for n in sizes]
+            mx, my = statistics.mean(xs), statistics.mean(ys)
+            b = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+            row += f"{b:>10.2f}"
+        print(row)
+    print(f"\n(median of {args.runs} runs; peak RSS is the largest of the step's processes; "
+          f"general pool N, domain pool N/10; --nj {args.nj}; {os.cpu_count()} CPUs)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
