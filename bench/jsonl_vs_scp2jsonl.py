@@ -67,7 +67,6 @@ def main() -> int:
     args = ap.parse_args()
     work = args.workdir.resolve()
     d = make_data(work, args.n)
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "local"))
     ours_out, theirs_out = work / "ours.jsonl", work / "theirs.jsonl"
     scp2jsonl = str(Path(sys.executable).with_name("scp2jsonl"))
     ours_cmd = [sys.executable, str(ROOT / "local" / "make_jsonl.py"), "--data-dir", str(d),

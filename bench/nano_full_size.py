@@ -25,7 +25,7 @@ import numpy as np
 import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "local"))
-from funasr_recipe.twin_nano import make_nano_twin  # noqa: E402
+from funasr_recipe.twin_nano import make_nano_twin
 
 
 def peak_gb() -> float:
