@@ -52,9 +52,16 @@ BAD_CASES = {
     "missing transcript": (lambda d: write_wav(d / "s1" / "x.wav"), "missing transcript"),
     "empty transcript": (lambda d: write_utt(d, "s1", "x", "   "), "empty transcript"),
     "non-utf8": (lambda d: write_utt(d, "s1", "x", "你好".encode("gbk")), "not valid UTF-8"),
-    "crlf": (lambda d: write_utt(d, "s1", "x", b"hello\r\n"), "CRLF"),
-    "bom": (lambda d: write_utt(d, "s1", "x", "\ufeffhello".encode()), "byte-order mark"),
+    "lone CR": (lambda d: write_utt(d, "s1", "x", b"hello\rworld\n"), "carriage return"),
     "zero-length audio": (lambda d: write_utt(d, "s1", "x", "hi", seconds=0), "zero-length"),
+    "0-byte audio": (lambda d: (write_utt(d, "s1", "x", "hi"), (d / "s1" / "x.wav").write_bytes(b"")),
+                     "zero-length audio file (0 bytes)"),
+    "punctuation only (CJK)": (lambda d: write_utt(d, "s1", "x", "。。。！？"), "only punctuation"),
+    "punctuation only (ASCII)": (lambda d: write_utt(d, "s1", "x", "..."), "only punctuation"),
+    "punctuation only (mixed)": (lambda d: write_utt(d, "s1", "x", "“……” ，-"), "only punctuation"),
+    "orphan transcript": (lambda d: ((d / "s1").mkdir(parents=True),
+                                     (d / "s1" / "x.txt").write_text("no audio for me\n")),
+                          "transcript without audio"),
     "unreadable audio": (lambda d: ((d / "s1").mkdir(parents=True),
                                     (d / "s1" / "x.wav").write_bytes(b"RIFF0000garbage"),
                                     (d / "s1" / "x.txt").write_text("hi\n")),
@@ -195,3 +202,162 @@ def test_load_datadir_roundtrip(tmp_path):
 def test_help():
     r = run_tool("prepare_data.py", "--help")
     assert r.returncode == 0 and "--skip-bad" in r.stdout and "--resample" in r.stdout
+
+
+# --------------------------------------------------------------------------
+# Encoding artefacts (BOM, CRLF) are normalised; other encodings are named
+
+def test_bom_and_crlf_are_normalised_everywhere(tmp_path):
+    import openpyxl  # noqa: F401  (the xlsx path is covered above)
+
+    a = write_wav(tmp_path / "audio" / "a.wav", seed=1)
+    b = write_wav(tmp_path / "audio" / "b.wav", seed=2)
+    rows = [{"path": "audio/a.wav", "text": "甲 一", "spk": "p1"},
+            {"path": str(b), "text": "乙", "spk": "p2"}]
+    # Python's csv module writes CRLF by default; Excel's "CSV UTF-8" adds a BOM
+    with open(tmp_path / "python.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, ["path", "text", "spk"])
+        w.writeheader()
+        w.writerows(rows)
+    with open(tmp_path / "excel.csv", "w", newline="", encoding="utf-8-sig") as f:
+        w = csv.DictWriter(f, ["path", "text", "spk"])
+        w.writeheader()
+        w.writerows(rows)
+    assert (tmp_path / "excel.csv").read_bytes().startswith(b"\xef\xbb\xbfpath,text,spk\r\n")
+    (tmp_path / "bom.tsv").write_bytes(b"\xef\xbb\xbf" + "".join(
+        f"{r['path']}\t{r['text']}\t{r['spk']}\r\n" for r in
+        [{"path": "path", "text": "text", "spk": "spk"}] + rows).encode())
+    (tmp_path / "bom.jsonl").write_bytes(b"\xef\xbb\xbf" + "".join(
+        json.dumps(r, ensure_ascii=False) + "\r\n" for r in rows).encode())
+    (tmp_path / "bom.json").write_bytes(b"\xef\xbb\xbf" + json.dumps(
+        rows, ensure_ascii=False, indent=1).replace("\n", "\r\n").encode())
+    (tmp_path / "wav.scp").write_bytes(f"\ufeffp1-a {a}\r\np2-b {b}\r\n".encode())
+    (tmp_path / "text").write_bytes("\ufeffp1-a 甲 一\r\np2-b 乙\r\n".encode())
+    (tmp_path / "utt2spk").write_bytes(b"p1-a p1\r\np2-b p2\r\n")
+    outs = []
+    for name, extra, n_files in (
+            ("python.csv", [], 1), ("excel.csv", [], 1), ("bom.tsv", [], 1),
+            ("bom.jsonl", [], 1), ("bom.json", [], 1),
+            ("wav.scp", ["--text", tmp_path / "text", "--utt2spk", tmp_path / "utt2spk"], 3)):
+        out = tmp_path / f"d_{name}"
+        r = run_tool("prepare_data.py", "--in", tmp_path / name, *extra, "--out", out)
+        assert r.returncode == 0, (name, r.stderr)
+        assert f"normalised {n_files} files" in r.stdout, (name, r.stdout)
+        outs.append({f: (out / f).read_bytes() for f in ("wav.scp", "text", "utt2spk")})
+    assert all(o == outs[0] for o in outs)
+    assert outs[0]["text"] == "p1-a 甲 一\np2-b 乙\n".encode()
+
+
+def test_bom_and_crlf_transcripts_in_a_folder(tmp_path):
+    src = tmp_path / "in"
+    write_utt(src, "s1", "bom", "\ufeff你好".encode())
+    write_utt(src, "s1", "crlf", b"hello world\r\n")
+    write_utt(src, "s1", "both", "\ufeff早上好\r\n".encode())
+    write_utt(src, "s1", "clean", "clean")
+    out = tmp_path / "d"
+    r = run_tool("prepare_data.py", "--in", src, "--out", out)
+    assert r.returncode == 0, r.stderr
+    assert "normalised 3 files (BOM and CRLF removed" in r.stdout
+    assert (out / "text").read_bytes() == (
+        "s1-bom 你好\ns1-both 早上好\ns1-clean clean\ns1-crlf hello world\n").encode()
+    validate_datadir(out)
+    # nothing to normalise: no such line
+    write_utt(tmp_path / "clean", "s1", "clean", "clean")
+    r = run_tool("prepare_data.py", "--in", tmp_path / "clean", "--out", tmp_path / "x")
+    assert r.returncode == 0 and r.stdout == ""
+
+
+def test_other_encoding_names_file_and_iconv_or_is_read_with_encoding(tmp_path):
+    src = tmp_path / "in"
+    write_utt(src, "s1", "x", "你好".encode("gbk"))
+    r = run_tool("prepare_data.py", "--in", src, "--out", tmp_path / "d")
+    assert r.returncode == 1
+    assert f"{src / 's1' / 'x.txt'}: not valid UTF-8" in r.stderr
+    assert f"iconv -f GBK -t UTF-8 {src / 's1' / 'x.txt'}" in r.stderr
+    assert "--encoding" in r.stderr
+    r = run_tool("prepare_data.py", "--in", src, "--out", tmp_path / "d", "--encoding", "gbk")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "d" / "text").read_bytes() == "s1-x 你好\n".encode()
+    # a GBK csv with a BOM-less header, and a list in an encoding it is not
+    write_wav(tmp_path / "a.wav")
+    (tmp_path / "l.csv").write_bytes("path,text\na.wav,病历\n".encode("gbk"))
+    r = run_tool("prepare_data.py", "--in", tmp_path / "l.csv", "--out", tmp_path / "e")
+    assert r.returncode == 1 and f"{tmp_path / 'l.csv'}:2: not valid UTF-8" in r.stderr
+    r = run_tool("prepare_data.py", "--in", tmp_path / "l.csv", "--out", tmp_path / "e",
+                 "--encoding", "gb18030")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "e" / "text").read_text(encoding="utf-8") == "a 病历\n"
+    r = run_tool("prepare_data.py", "--in", src, "--out", tmp_path / "f", "--encoding", "klingon")
+    assert r.returncode == 1 and "unknown encoding 'klingon'" in r.stderr
+
+
+# --------------------------------------------------------------------------
+# Messages a user can act on
+
+def test_missing_text_field_says_which_names_are_accepted(tmp_path):
+    write_wav(tmp_path / "a.wav")
+    write_wav(tmp_path / "b.wav")
+    (tmp_path / "l.jsonl").write_text('{"path": "a.wav", "text": "ok"}\n'
+                                      '{"path": "b.wav", "txt": "typo"}\n')
+    r = run_tool("prepare_data.py", "--in", tmp_path / "l.jsonl", "--out", tmp_path / "d")
+    assert r.returncode == 1
+    assert (f"{tmp_path / 'l.jsonl'}:2: no transcript field; accepted names: text, transcript, "
+            f"target, sentence, label (any case); this row has: path, txt") in r.stderr
+    assert "empty transcript" not in r.stderr
+    r = run_tool("prepare_data.py", "--in", tmp_path / "l.jsonl", "--out", tmp_path / "d",
+                 "--skip-bad")
+    assert r.returncode == 0, r.stderr
+    assert "no transcript field" in (tmp_path / "d" / "dropped.tsv").read_text()
+    assert r.stdout.splitlines()[0] == (f"dropped 1 of 2 items; reasons in "
+                                        f"{tmp_path / 'd' / 'dropped.tsv'}")
+    # an empty value is an empty transcript, not a missing field
+    (tmp_path / "e.jsonl").write_text('{"path": "a.wav", "text": ""}\n')
+    r = run_tool("prepare_data.py", "--in", tmp_path / "e.jsonl", "--out", tmp_path / "e")
+    assert r.returncode == 1 and "e.jsonl:1: empty transcript" in r.stderr
+    # a table without a transcript column: the header is named
+    (tmp_path / "l.csv").write_text("wav,words\na.wav,ok\n")
+    r = run_tool("prepare_data.py", "--in", tmp_path / "l.csv", "--out", tmp_path / "c",
+                 "--skip-bad")
+    assert r.returncode == 1
+    assert (f"{tmp_path / 'l.csv'}:1: the header has no transcript column; accepted names: "
+            f"text, transcript, target, sentence, label (any case); the header is: wav, words"
+            ) in r.stderr
+    (tmp_path / "p.tsv").write_text("file_name\ttext\na.wav\tok\n")
+    r = run_tool("prepare_data.py", "--in", tmp_path / "p.tsv", "--out", tmp_path / "c")
+    assert r.returncode == 1 and "header has no audio path column; accepted names: path" in r.stderr
+
+
+def test_folder_accounts_for_orphans_and_other_files(tmp_path):
+    src = tmp_path / "in"
+    write_utt(src, "s1", "ok", "好的")
+    (src / "s1" / "orphan.txt").write_text("我没有音频\n", encoding="utf-8")
+    (src / "README").write_text("about this data\n")
+    (src / "s1" / "meta.json").write_text("{}\n")
+    (src / ".DS_Store").write_bytes(b"\0")
+    out = tmp_path / "d"
+    r = run_tool("prepare_data.py", "--in", src, "--out", out)
+    assert r.returncode == 1
+    assert (f"{src / 's1' / 'orphan.txt'}: transcript without audio (no orphan.wav, .flac, "
+            f".mp3, .ogg, .opus beside it)") in r.stderr
+    r = run_tool("prepare_data.py", "--in", src, "--out", out, "--skip-bad")
+    assert r.returncode == 0, r.stderr
+    assert list(read_table(out / "wav.scp")) == ["s1-ok"]
+    dropped = (out / "dropped.tsv").read_text().splitlines()[1:]
+    assert [row.split("\t")[:2] for row in dropped] == [[str(src / "s1" / "orphan.txt"),
+                                                         "s1-orphan"]]
+    ignored = (out / "ignored.tsv").read_text().splitlines()
+    assert ignored[0] == "file\twhy"
+    assert [row.split("\t")[0] for row in ignored[1:]] == [
+        str(src / ".DS_Store"), str(src / "README"), str(src / "s1" / "meta.json")]
+    assert all("neither audio" in row for row in ignored[1:])
+    for name in (".DS_Store", "README", "meta.json"):  # each named once in the log
+        assert r.stderr.count(f"ignored: {src}") == 3 and r.stderr.count(name) == 1
+    assert f"ignored 3 files (neither audio nor transcripts); list in {out / 'ignored.tsv'}" \
+        in r.stdout
+    assert f"dropped 1 of 2 items; reasons in {out / 'dropped.tsv'}" in r.stdout
+    # fixed input: the lists of an earlier run go
+    (src / "s1" / "orphan.txt").unlink()
+    for p in (src / "README", src / "s1" / "meta.json", src / ".DS_Store"):
+        p.unlink()
+    assert run_tool("prepare_data.py", "--in", src, "--out", out).returncode == 0
+    assert not (out / "dropped.tsv").exists() and not (out / "ignored.tsv").exists()
