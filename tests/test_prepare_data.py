@@ -361,3 +361,182 @@ def test_folder_accounts_for_orphans_and_other_files(tmp_path):
         p.unlink()
     assert run_tool("prepare_data.py", "--in", src, "--out", out).returncode == 0
     assert not (out / "dropped.tsv").exists() and not (out / "ignored.tsv").exists()
+
+
+# --------------------------------------------------------------------------
+# The messy folder: every kind of bad input, encoding artefacts, other files
+# and hostile names; every file must be accounted for.
+
+HOSTILE = "R&D;touch${IFS}X;|(p)*'q\"`b` 病历 数据"
+
+
+def make_messy_folder(root: Path, n_good: int = 4) -> dict[str, tuple[str, str, str]]:
+    """Write the messy folder; return {file: (fate, detail, via)} for every file
+    in it: ("data", key, audio), ("dropped", reason text, where) or
+    ("ignored", "", file); ``via`` is the file whose entry accounts for it."""
+    fate: dict[str, tuple[str, str, str]] = {}
+    hs = root / HOSTILE                      # a speaker folder with a hostile name
+    spk = "R&D;touch${IFS}X;|(p)*'q\"`b`_病历_数据"
+
+    def utt(folder: Path, name: str, text, key: str | None, reason: str = "", **kw) -> Path:
+        wav = write_utt(folder.parent, folder.name, name, text, **kw)
+        state = ("data", key, str(wav)) if key else ("dropped", reason, str(wav))
+        fate[str(wav)] = fate[str(wav.with_suffix(".txt"))] = state
+        return wav
+
+    utt(hs, "cost$x it's \"q\" 病历 数据", "病历数据", f"{spk}-cost$x_it's_\"q\"_病历_数据")
+    utt(hs, "bom", "\ufeff你好".encode(), f"{spk}-bom")
+    utt(hs, "crlf", b"hello world\r\n", f"{spk}-crlf")
+    utt(hs, "both", "\ufeff早上好\r\n".encode(), f"{spk}-both")
+    s2 = root / "s2"
+    for i in range(n_good):
+        utt(s2, f"good{i}", f"好的 {i}", f"s2-good{i}", seed=i)
+    utt(s2, "empty", "   ", None, "empty transcript")
+    utt(s2, "multi", "one\ntwo", None, "one line")
+    utt(s2, "gbk", "你好".encode("gbk"), None, "not valid UTF-8")
+    utt(s2, "lonecr", b"a\rb\n", None, "carriage return")
+    utt(s2, "punct", "。。。！？", None, "only punctuation")
+    utt(s2, "dots", "...", None, "only punctuation")
+    utt(s2, "zerolen", "hi", None, "zero-length audio", seconds=0)
+    utt(s2, "rate8k", "hi", None, "--resample", sr=8000)
+    wav = utt(s2, "zerobyte", "hi", None, "zero-length audio file (0 bytes)")
+    wav.write_bytes(b"")
+    wav = utt(s2, "garbage", "hi", None, "cannot read audio")
+    wav.write_bytes(b"RIFF0000garbage")
+    wav = write_wav(s2 / "stereo.wav", channels=2)
+    (s2 / "stereo.txt").write_text("hi\n")
+    fate[str(wav)] = fate[str(s2 / "stereo.txt")] = ("dropped", "2 channel(s)", str(wav))
+    wav = write_wav(s2 / "notext.wav")
+    fate[str(wav)] = ("dropped", "missing transcript", str(wav))
+    # same stem, same speaker: the first in C order (dup.flac) is kept
+    utt(s2, "dup", "重复", None, "duplicate key 's2-dup'")
+    write_wav(s2 / "dup.flac")
+    fate[str(s2 / "dup.flac")] = fate[str(s2 / "dup.txt")] = ("data", "s2-dup",
+                                                              str(s2 / "dup.flac"))
+    for orphan in (s2 / "orphan.txt", hs / "orphan 孤儿 $x.txt"):
+        orphan.write_text("我没有音频\n", encoding="utf-8")
+        fate[str(orphan)] = ("dropped", "transcript without audio", str(orphan))
+    # other files, listed as ignored; an Excel "CSV UTF-8" list (BOM + CRLF) among them
+    (root / "README").write_text("about\n")
+    (hs / "notes.json").write_text("{}\n")
+    (root / ".DS_Store").write_bytes(b"\0\1")
+    with open(root / "list.csv", "w", newline="", encoding="utf-8-sig") as f:
+        w = csv.writer(f)  # Excel and Python's csv module: CRLF
+        w.writerow(["Audio", "Transcript"])
+        w.writerow([f"{HOSTILE}/bom.wav", "你好"])
+        w.writerow(["s2/good0.wav", "好的"])
+        w.writerow(["s2/nothere.wav", "好的"])
+        w.writerow(["s2/good1.wav", "！！"])
+    for p in (root / "README", hs / "notes.json", root / ".DS_Store", root / "list.csv"):
+        fate[str(p)] = ("ignored", "", str(p))
+    return fate
+
+
+def test_messy_folder_every_file_accounted_for(tmp_path):
+    root = tmp_path / f"messy {HOSTILE}"
+    fate = make_messy_folder(root)
+    on_disk = {str(p) for p in root.rglob("*") if p.is_file()}
+    assert on_disk == set(fate)  # the expectation covers every file
+    out = tmp_path / "data"
+    # without --skip-bad: stops, naming a file of the folder, writing nothing
+    r = run_tool("prepare_data.py", "--in", root, "--out", out)
+    assert r.returncode == 1
+    named = [f for f, (what, _, _) in fate.items() if what == "dropped" and f in r.stderr]
+    assert named, r.stderr
+    assert not (out / "wav.scp").exists()
+    # with --skip-bad: every file is in the data dir, dropped.tsv or ignored.tsv
+    r = run_tool("prepare_data.py", "--in", root, "--out", out, "--skip-bad")
+    assert r.returncode == 0, r.stderr
+    wavs = read_table(out / "wav.scp")
+    texts = read_table(out / "text")
+    dropped = {row.split("\t")[0]: row.split("\t")[2]
+               for row in (out / "dropped.tsv").read_text().splitlines()[1:]}
+    ignored = [row.split("\t")[0] for row in (out / "ignored.tsv").read_text().splitlines()[1:]]
+    assert len(ignored) == len(set(ignored))
+    for f, (what, detail, via) in fate.items():
+        if what == "data":
+            assert wavs[detail] == via and texts[detail], f
+        elif what == "dropped":
+            assert detail in dropped[via], (f, dropped.get(via))
+        else:
+            assert via in ignored, f
+    # and nothing else is in them
+    assert set(wavs.values()) == {v for w, _, v in fate.values() if w == "data"}
+    assert set(dropped) == {v for w, _, v in fate.values() if w == "dropped"}
+    assert set(ignored) == {v for w, _, v in fate.values() if w == "ignored"}
+    assert texts["R&D;touch${IFS}X;|(p)*'q\"`b`_病历_数据-bom"] == "你好"
+    assert (out / "text").read_bytes().count(b"\r") == 0 and b"\xef\xbb\xbf" not in (
+        out / "text").read_bytes()
+    lines = r.stdout.splitlines()
+    assert lines[0] == f"dropped {len(dropped)} of {len(dropped) + len(wavs)} items; reasons " \
+                       f"in {out / 'dropped.tsv'}"
+    assert lines[1].startswith(f"ignored {len(ignored)} files")
+    assert lines[2].startswith("normalised 3 files (BOM and CRLF removed")
+    validate_datadir(out)
+    assert not list(tmp_path.rglob("X"))  # no name was run as shell code
+
+    # the Excel CSV in it: BOM + CRLF, hostile relative paths, bad rows by line
+    lst = root / "list.csv"
+    r = run_tool("prepare_data.py", "--in", lst, "--out", tmp_path / "l")
+    assert r.returncode == 1 and f"{lst}:4: audio file" in r.stderr
+    r = run_tool("prepare_data.py", "--in", lst, "--out", tmp_path / "l", "--skip-bad")
+    assert r.returncode == 0, r.stderr
+    assert sorted(read_table(tmp_path / "l" / "wav.scp").values()) == [
+        str(root / HOSTILE / "bom.wav"), str(root / "s2" / "good0.wav")]
+    rows = (tmp_path / "l" / "dropped.tsv").read_text().splitlines()[1:]
+    assert [row.split("\t")[0] for row in rows] == [f"{lst}:4", f"{lst}:5"]
+    assert "only punctuation" in rows[1]
+    assert "normalised 1 files (BOM and CRLF removed" in r.stdout
+
+
+def test_run_sh_messy_hostile_folders_end_to_end(tmp_path):
+    """run.sh stages 1-3 on the local backend with --data and --general in
+    folders whose names hold ; & | $ ` ' " ( ) * and unicode: no name is run as
+    shell code, every file is accounted for; without --skip-bad the run stops at
+    stage 1 naming a file."""
+    import os
+    import subprocess
+
+    from helpers import ROOT
+
+    data = tmp_path / f"dom {HOSTILE}"
+    fate = make_messy_folder(data, n_good=10)
+    general = tmp_path / f"gen {HOSTILE}"
+    for i in range(20):
+        write_utt(general, f"g{i % 4} {HOSTILE}", f"u{i} $x", f"一般 {i}", seconds=1.0, seed=i)
+    out = tmp_path / "o"
+
+    def run_sh(*extra):
+        return subprocess.run(
+            ["bash", ROOT / "run.sh", "--data", data, "--general", general, "--stop-stage", "3",
+             "--datadir", out / "data", "--dumpdir", out / "dump", "--expdir", out / "exp",
+             *extra], capture_output=True, text=True, cwd=tmp_path, timeout=600,
+            env=dict(os.environ, cmd_backend="local"))
+
+    r = run_sh()
+    assert r.returncode != 0
+    log = (out / "exp" / "logs" / "prepare_general.log").read_text()
+    assert "# Ended (code 0)" in log  # the general pool is clean
+    log = (out / "exp" / "logs" / "prepare_domain.log").read_text()
+    assert "# Ended (code 1)" in log and f"ERROR: {data}" in log
+    assert not (out / "data" / "domain_all" / "wav.scp").exists()
+
+    r = run_sh("--skip-bad", "true")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert not list(tmp_path.rglob("X")) and not (ROOT / "X").exists()
+    d = out / "data" / "domain_all"
+    wavs = read_table(d / "wav.scp")
+    assert set(wavs.values()) == {v for w, _, v in fate.values() if w == "data"}
+    dropped = {row.split("\t")[0] for row in (d / "dropped.tsv").read_text().splitlines()[1:]}
+    assert dropped == {v for w, _, v in fate.values() if w == "dropped"}
+    ignored = {row.split("\t")[0] for row in (d / "ignored.tsv").read_text().splitlines()[1:]}
+    assert ignored == {v for w, _, v in fate.values() if w == "ignored"}
+    assert f"dropped {len(dropped)} of {len(dropped) + len(wavs)} items" in (
+        out / "exp" / "logs" / "prepare_domain.log").read_text()
+    assert len(read_table(out / "data" / "general_all" / "wav.scp")) == 20
+    # every set's jsonl names the hostile paths exactly
+    jsonl = (out / "dump" / "paraformer" / "domain_train.jsonl").read_text(encoding="utf-8")
+    dump_sources = {json.loads(line)["source"] for line in jsonl.splitlines()}
+    assert dump_sources and dump_sources <= set(wavs.values())
+    for s in ("stage1", "stage2", "stage3"):
+        assert (out / "dump" / "paraformer" / f"{s}_train.jsonl").stat().st_size > 0
