@@ -188,6 +188,28 @@ def test_recipe_stages(backend: str, tmp_path: Path) -> None:
             assert (tmp_path / "data" / f"{pool}_{part}" / "wav.scp").stat().st_size > 0
 
 
+def test_run_sh_hostile_folder_names(backend: str, tmp_path: Path) -> None:
+    """run.sh stages 1-2 as cluster jobs on --data/--general folders whose names
+    hold shell syntax and unicode: every path reaches the jobs exactly."""
+    from helpers import write_utt
+
+    data, general = tmp_path / f"dom {HOSTILE_DIR}", tmp_path / f"gen {HOSTILE_DIR}"
+    for i in range(10):
+        write_utt(data, f"d {HOSTILE_DIR}", f"u{i} $x", f"病历 {i}", seed=i)
+    for i in range(10):
+        write_utt(general, f"g {HOSTILE_DIR}", f"u{i} $x", f"一般 {i}", seconds=1.0, seed=i)
+    r = run(["bash", ROOT / "run.sh", "--data", data, "--general", general,
+             "--stage", "1", "--stop-stage", "2", "--datadir", tmp_path / "data",
+             "--expdir", tmp_path / "exp"],
+            env=dict(os.environ, cmd_backend=backend), timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    wavs = (tmp_path / "data" / "domain_all" / "wav.scp").read_text(encoding="utf-8")
+    assert f"{data}/d {HOSTILE_DIR}/u0 $x.wav" in wavs
+    assert (tmp_path / "data" / "stage1_train" / "wav.scp").stat().st_size > 0
+    assert not (ROOT / "X").exists() and not (ROOT / "Y").exists()
+    assert not list(tmp_path.rglob("X")) and not list(tmp_path.rglob("Y"))
+
+
 # --------------------------------------------------------------------------
 # stand-in schedulers: the option mapping and queue.pl's whole path
 
