@@ -540,3 +540,18 @@ def test_run_sh_messy_hostile_folders_end_to_end(tmp_path):
     assert dump_sources and dump_sources <= set(wavs.values())
     for s in ("stage1", "stage2", "stage3"):
         assert (out / "dump" / "paraformer" / f"{s}_train.jsonl").stat().st_size > 0
+
+
+@pytest.mark.parametrize("text", ["。。。！？", "...", "，、；：", "“”《》", "-- !", "'", "…",
+                                  "好。", "ok!", "3.5%", "+", "A1", "don't"])
+def test_nothing_to_recognise_is_what_the_scorer_sees_as_empty(text):
+    from funasr_recipe.datadir import clean_text
+    from funasr_recipe.normalize import make_scoring_normalizer
+
+    empty_for_scorer = make_scoring_normalizer("basic")(text) == ""
+    try:
+        clean_text(text, "x")
+        refused = False
+    except DataError as e:
+        refused = "only punctuation" in str(e)
+    assert refused == empty_for_scorer
