@@ -148,8 +148,7 @@ if [ "${num_nodes}" -gt 1 ]; then
 fi
 [ -z "${deepspeed}" ] || train_opts+=(--deepspeed "${deepspeed}")
 mexp=${expdir}/${model}
-stage_names=$(python -c 'import sys; from funasr_recipe.mixing import load_plan
-print(" ".join(s.name for s in load_plan(sys.argv[1]).stages))' "${stage_plan}")
+stage_names=$(python local/mix_stages.py --plan "${stage_plan}" --list-stages) || exit 1
 
 # Run one job through ${train_cmd}; on failure show the end of its log and stop.
 run_job() {

@@ -22,14 +22,17 @@ from pathlib import Path
 
 from funasr_recipe import cli
 from funasr_recipe.datadir import load_datadir
+from funasr_recipe.io import DataError
 from funasr_recipe.mixing import ON_SHORT, format_table, load_plan, mix_stage, write_mixes
 
 
 def build_parser():
     ap = cli.parser(__doc__)
     ap.add_argument("--plan", type=Path, default=Path("conf/stages.yaml"), help="stage plan")
-    ap.add_argument("--general", type=Path, required=True, help="general training data dir")
-    ap.add_argument("--domain", type=Path, required=True, help="domain training data dir")
+    ap.add_argument("--general", type=Path, help="general training data dir (required)")
+    ap.add_argument("--domain", type=Path, help="domain training data dir (required)")
+    ap.add_argument("--list-stages", action="store_true",
+                    help="only check the plan and print its stage names (one line)")
     ap.add_argument("--out-prefix", default="data/", help="stage dirs are PREFIX<stage>_train")
     ap.add_argument("--summary", type=Path, default=None,
                     help="summary TSV (default: PREFIXmix_summary.tsv)")
@@ -41,6 +44,11 @@ def build_parser():
 
 def body(args) -> int:
     plan = load_plan(args.plan)
+    if args.list_stages:
+        print(" ".join(s.name for s in plan.stages))
+        return 0
+    if args.general is None or args.domain is None:
+        raise DataError("--general and --domain (the training data dirs) are required")
     seed = plan.seed if args.seed is None else args.seed
     on_short = args.on_short_general or plan.on_short_general
     general = load_datadir(args.general)

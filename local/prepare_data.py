@@ -3,7 +3,19 @@
 a json/jsonl/csv/tsv/xlsx list of (path, transcript), or a wav.scp + text.
 
 Writes OUT/{wav.scp,text,utt2spk,spk2utt,utt2dur} (sorted, validated, written
-atomically) and OUT/dropped.tsv listing every item left out with --skip-bad.
+atomically), OUT/dropped.tsv listing every item left out with --skip-bad, and
+OUT/ignored.tsv listing the files of a folder that are neither audio nor
+transcripts. Every file of the input is accounted for in one of the three.
+
+Encoding artefacts are removed, not refused: a leading byte-order mark and
+CRLF line ends in transcripts, lists and Kaldi files (Windows editors, Excel's
+"CSV UTF-8", Python's csv module); the output is clean LF UTF-8. Text in
+another encoding is refused unless named with --encoding.
+
+Printed at the end (also in the job's log), for run.sh to show:
+  dropped N of M items; reasons in OUT/dropped.tsv     (with --skip-bad)
+  ignored N files (neither audio nor transcripts); list in OUT/ignored.tsv
+  normalised N files (byte-order mark or CRLF line ends removed)
 
 Examples:
   local/prepare_data.py --in /data/my_domain --out data/domain_all
@@ -18,7 +30,9 @@ import sys
 from pathlib import Path
 
 from funasr_recipe import cli
-from funasr_recipe.datadir import Dropped, build_utts, iter_summary, read_input, write_datadir
+from funasr_recipe.datadir import (Dropped, build_utts, iter_summary, read_input, write_datadir,
+                                  write_tsv)
+from funasr_recipe.io import take_normalised
 
 log = logging.getLogger("prepare_data")
 
@@ -37,6 +51,9 @@ def build_parser():
     ap.add_argument("--resample", action="store_true",
                     help="convert audio that is not 16 kHz mono into OUT/wav/KEY.wav instead of "
                          "rejecting it")
+    ap.add_argument("--encoding", default="utf-8",
+                    help="encoding of the transcripts, lists and Kaldi text (e.g. gbk, "
+                         "gb18030); the data dir is always written as UTF-8")
     ap.add_argument("--spk-prefix", default="",
                     help="prefix for speaker ids (and so keys), to keep two pools' keys apart")
     ap.add_argument("--verbose", action="store_true", help="debug logging")
@@ -44,23 +61,42 @@ def build_parser():
 
 
 def body(args) -> int:
-    items = read_input(args.src, args.text, args.utt2spk)
+    take_normalised()
+    inputs = read_input(args.src, args.text, args.utt2spk, args.encoding)
+    items = inputs.items
     dropped = Dropped()
+    out = args.out
     try:
-        utts = build_utts(items, args.out, skip_bad=args.skip_bad, resample=args.resample,
-                          spk_prefix=args.spk_prefix, dropped=dropped)
+        utts = build_utts(items, out, skip_bad=args.skip_bad, resample=args.resample,
+                          spk_prefix=args.spk_prefix, dropped=dropped, encoding=args.encoding)
     finally:
         if dropped.rows:
-            args.out.mkdir(parents=True, exist_ok=True)
-            dropped.write(args.out / "dropped.tsv")
-    if not dropped.rows and (args.out / "dropped.tsv").exists():
-        (args.out / "dropped.tsv").unlink()  # from an earlier run; nothing was dropped now
-    write_datadir(args.out, utts)
-    for line in iter_summary(str(args.out), utts):
+            dropped.write(out / "dropped.tsv")
+        if inputs.ignored:
+            write_tsv(out / "ignored.tsv", ("file", "why"), inputs.ignored)
+    # lists from an earlier run, when nothing was dropped or ignored now
+    for name, rows in (("dropped.tsv", dropped.rows), ("ignored.tsv", inputs.ignored)):
+        if not rows and (out / name).exists():
+            (out / name).unlink()
+    write_datadir(out, utts)
+    for line in iter_summary(str(out), utts):
         log.info(line)
+    for path, why in inputs.ignored:
+        log.info("ignored: %s (%s)", path, why)
+    normalised = take_normalised()
+    for path, what in sorted(normalised.items()):
+        log.debug("normalised: %s (%s removed)", path, " and ".join(sorted(what)))
+    # One plain line each, for run.sh to show (see the module doc).
     if dropped.rows:
-        log.warning("%d of %d items dropped; reasons in %s", len(dropped.rows), len(items),
-                    args.out / "dropped.tsv")
+        print(f"dropped {len(dropped.rows)} of {len(items)} items; reasons in "
+              f"{out / 'dropped.tsv'}", flush=True)
+    if inputs.ignored:
+        print(f"ignored {len(inputs.ignored)} files (neither audio nor transcripts); list in "
+              f"{out / 'ignored.tsv'}", flush=True)
+    if normalised:
+        kinds = sorted({w for what in normalised.values() for w in what})
+        print(f"normalised {len(normalised)} files ({' and '.join(kinds)} removed; the data "
+              f"dir is clean LF UTF-8)", flush=True)
     return 0
 
 

@@ -45,10 +45,11 @@ def with_cmd_sh(backend: str, command: str, env: dict[str, str] | None = None,
     return run(["bash", "-c", script], env=env)
 
 
-def words(command: str) -> str:
-    """A command's whitespace-separated words, each quoted for bash, so that a
-    backend receives ; | > as words of their own (as in Kaldi recipes)."""
-    return " ".join(shlex.quote(w) for w in command.split())
+def as_code(command: str) -> str:
+    """Shell code as one word quoted for bash: a backend given exactly one
+    command word runs it as shell code (Kaldi's rule); several words are
+    passed to the command exactly as given."""
+    return shlex.quote(command)
 
 
 # --------------------------------------------------------------------------
@@ -92,7 +93,7 @@ def test_array_through_cmd_sh(backend: str, tmp_path: Path) -> None:
     cmd = (f"echo job JOB > {out}.JOB ; echo task ${{SLURM_ARRAY_TASK_ID:-$SGE_TASK_ID}} ; "
            "echo mem ${SLURM_MEM_PER_CPU:-none}")
     r = with_cmd_sh(backend, f"${{decode_cmd}} --mem 100M --num-threads 1 JOB=1:3 "
-                    f"{tmp_path}/log/echo.JOB.log {words(cmd)}")
+                    f"{tmp_path}/log/echo.JOB.log {as_code(cmd)}")
     assert r.returncode == 0, r.stderr
     for i in (1, 2, 3):
         body = check_log(tmp_path / f"log/echo.{i}.log", cmd.replace("JOB", str(i)), 0)
@@ -107,7 +108,7 @@ def test_array_through_cmd_sh(backend: str, tmp_path: Path) -> None:
 
 def test_failing_job_code_comes_back(backend: str, tmp_path: Path) -> None:
     cmd = "echo JOB; [ JOB -le 1 ] || exit 3"
-    r = with_cmd_sh(backend, f"${{train_cmd}} JOB=1:2 {tmp_path}/x.JOB.log {words(cmd)}")
+    r = with_cmd_sh(backend, f"${{train_cmd}} JOB=1:2 {tmp_path}/x.JOB.log {as_code(cmd)}")
     assert r.returncode == 1
     assert f"1 / 2 failed, log is in {tmp_path}/x.2.log" in r.stderr
     assert check_log(tmp_path / "x.1.log", cmd.replace("JOB", "1"), 0) == ["1"]
@@ -122,7 +123,7 @@ def test_job_killed_without_trailer_is_noticed(backend: str, tmp_path: Path) -> 
     # The command kills its job script, so no trailer and no done file are
     # written: only asking the scheduler can tell that the task has ended.
     start = time.monotonic()
-    r = with_cmd_sh(backend, f"${{train_cmd}} {tmp_path}/k.log kill -9 \\$PPID")
+    r = with_cmd_sh(backend, f"${{train_cmd}} {tmp_path}/k.log {as_code('kill -9 $PPID')}")
     assert r.returncode == 1
     assert re.search(r"task 1 ended \(.+\) without writing its exit code", r.stderr), r.stderr
     assert f"job failed, log is in {tmp_path}/k.log" in r.stderr
@@ -131,10 +132,36 @@ def test_job_killed_without_trailer_is_noticed(backend: str, tmp_path: Path) -> 
     assert time.monotonic() - start < 60
 
 
+# Words a path or name may hold; none may be run as shell code by a backend.
+HOSTILE = ["d;touch${IFS}X;", "R&D", "cost$x", "a|b", "back`tick`", "it's", 'say "hi"',
+           "(paren)", "star*", "病历 数据", "back\\slash", "", "A=b"]
+# A log folder with such a name (no '%': Slurm expands it in --output).
+HOSTILE_DIR = "logs d;touch${IFS}Y;&R|(x)*'q\"`b` 病历"
+
+
+def check_hostile_words(tmp_path: Path, tool_call: str, env: dict[str, str] | None = None,
+                        backend: str = "slurm") -> None:
+    log = tmp_path / HOSTILE_DIR / "h.JOB.log"
+    r = with_cmd_sh(backend, f"{tool_call} JOB=1:2 {shlex.quote(str(log))} printf '[%s]\\n' "
+                    + " ".join(shlex.quote(w) for w in HOSTILE) + " JOB", env=env)
+    assert r.returncode == 0, r.stderr
+    for i in (1, 2):
+        lines = (tmp_path / HOSTILE_DIR / f"h.{i}.log").read_text().splitlines()
+        assert lines[2:-2] == [f"[{w}]" for w in HOSTILE] + [f"[{i}]"]
+        assert lines[-1].startswith("# Ended (code 0)")
+    assert not (ROOT / "X").exists() and not (ROOT / "Y").exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "fakebin" and p.name != "args") \
+        == [HOSTILE_DIR]
+
+
+def test_every_word_reaches_the_job_exactly(backend: str, tmp_path: Path) -> None:
+    check_hostile_words(tmp_path, "${decode_cmd}", backend=backend)
+
+
 def test_max_jobs_run(backend: str, tmp_path: Path) -> None:
     cmd = "date +%s.%N; sleep 1; date +%s.%N"
     r = with_cmd_sh(backend, f"${{decode_cmd}} --max-jobs-run 1 JOB=1:2 {tmp_path}/t.JOB.log "
-                    f"{words(cmd)}")
+                    f"{as_code(cmd)}")
     assert r.returncode == 0, r.stderr
     (s1, e1), (s2, e2) = (map(float, check_log(tmp_path / f"t.{i}.log", cmd, 0)) for i in (1, 2))
     assert e1 <= s2 or e2 <= s1  # one after the other (the node has room for both)
@@ -159,6 +186,28 @@ def test_recipe_stages(backend: str, tmp_path: Path) -> None:
     for pool in ("general", "domain"):
         for part in ("train", "valid", "test"):
             assert (tmp_path / "data" / f"{pool}_{part}" / "wav.scp").stat().st_size > 0
+
+
+def test_run_sh_hostile_folder_names(backend: str, tmp_path: Path) -> None:
+    """run.sh stages 1-2 as cluster jobs on --data/--general folders whose names
+    hold shell syntax and unicode: every path reaches the jobs exactly."""
+    from helpers import write_utt
+
+    data, general = tmp_path / f"dom {HOSTILE_DIR}", tmp_path / f"gen {HOSTILE_DIR}"
+    for i in range(10):
+        write_utt(data, f"d {HOSTILE_DIR}", f"u{i} $x", f"病历 {i}", seed=i)
+    for i in range(10):
+        write_utt(general, f"g {HOSTILE_DIR}", f"u{i} $x", f"一般 {i}", seconds=1.0, seed=i)
+    r = run(["bash", ROOT / "run.sh", "--data", data, "--general", general,
+             "--stage", "1", "--stop-stage", "2", "--datadir", tmp_path / "data",
+             "--expdir", tmp_path / "exp"],
+            env=dict(os.environ, cmd_backend=backend), timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    wavs = (tmp_path / "data" / "domain_all" / "wav.scp").read_text(encoding="utf-8")
+    assert f"{data}/d {HOSTILE_DIR}/u0 $x.wav" in wavs
+    assert (tmp_path / "data" / "stage1_train" / "wav.scp").stat().st_size > 0
+    assert not (ROOT / "X").exists() and not (ROOT / "Y").exists()
+    assert not list(tmp_path.rglob("X")) and not list(tmp_path.rglob("Y"))
 
 
 # --------------------------------------------------------------------------
@@ -246,7 +295,7 @@ def test_sbatch_defaults_and_exact_values(fake_env, tmp_path: Path) -> None:
 def test_queue_pl_array_through_cmd_sh(fake_env, tmp_path: Path) -> None:
     cmd = "echo JOB; [ JOB -ne 2 ] || exit 4"
     r = with_cmd_sh("sge", f"${{decode_cmd}} --mem 2G --num-threads 2 --max-jobs-run 2 "
-                    f"JOB=1:3 {tmp_path}/log/d.JOB.log {words(cmd)}",
+                    f"JOB=1:3 {tmp_path}/log/d.JOB.log {as_code(cmd)}",
                     env=fake_env)
     assert r.returncode == 1
     assert f"1 / 3 failed, log is in {tmp_path}/log/d.2.log" in r.stderr
@@ -260,6 +309,12 @@ def test_queue_pl_array_through_cmd_sh(fake_env, tmp_path: Path) -> None:
                          threads=2) == [str(i)]
         assert (q / f"d.{i}.done").read_text() == f"{code}\n"
         assert "sge job 88 task" in (q / f"d.{i}.out").read_text()
+
+
+@pytest.mark.parametrize("backend", ["slurm", "sge"])
+def test_every_word_reaches_the_job_exactly_stand_in(backend: str, fake_env,
+                                                      tmp_path: Path) -> None:
+    check_hostile_words(tmp_path, "${decode_cmd}", env=fake_env, backend=backend)
 
 
 def test_range_from_zero_is_shifted_for_the_scheduler(fake_env, tmp_path: Path) -> None:

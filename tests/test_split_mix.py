@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -102,6 +104,51 @@ def test_bad_plan(tmp_path):
     p.write_text("stages:\n  - {name: a, general: -1, domain: 5}\n")
     with pytest.raises(DataError, match="non-negative"):
         load_plan(p)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("stages:\n  - name: a\n    general: 1\n   domain: 2\n", ":4:4: not valid YAML ("),
+    ("stages: [\n", ":2:1: not valid YAML (while parsing a flow node expected the node content"),
+    ("stages:\n\t- name: a\n", ":2:1: not valid YAML ("),
+    ("- just a list\n", "expected a mapping (key: value lines) at the top level, got list"),
+    ("seed: 0\n", "'stages' must be a list of stages"),
+    ("stages: []\n", "'stages' must be a list of stages"),
+    ("stages:\n  - stage1\n", "stages[0] needs a name, general and domain (got 'stage1')"),
+    ("stages:\n  - {name: a, general: x, domain: 5}\n", "stage 'a': general and domain"),
+    ("stages:\n  - {name: a b, general: 1, domain: 5}\n", "stage name 'a b': use letters"),
+    ("stages:\n  - {name: a, general: 1, domain: 5}\n  - {name: a, general: 0, domain: 1}\n",
+     "stage names must be unique"),
+    ("seed: one\nstages:\n  - {name: a, general: 1, domain: 5}\n", "seed must be a whole number"),
+    ("on_short_general: maybe\nstages:\n  - {name: a, general: 1, domain: 5}\n",
+     "on_short_general must be one of"),
+])
+def test_bad_plan_is_one_line_naming_the_file(tmp_path, text, message):
+    p = tmp_path / "plan.yaml"
+    p.write_text(text)
+    with pytest.raises(DataError, match=re.escape(message)):
+        load_plan(p)
+    r = run_tool("mix_stages.py", "--plan", p, "--list-stages")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith(f"ERROR: {p}") \
+        and message in r.stderr, r.stderr
+
+
+def test_list_stages(tmp_path):
+    r = run_tool("mix_stages.py", "--plan", ROOT / "conf" / "stages.yaml", "--list-stages")
+    assert r.returncode == 0 and r.stdout == "stage1 stage2 stage3\n"
+    r = run_tool("mix_stages.py", "--plan", ROOT / "conf" / "stages.yaml")
+    assert r.returncode == 1 and "--general and --domain" in r.stderr
+
+
+def test_run_sh_bad_plan_is_one_line(tmp_path):
+    p = tmp_path / "plan.yaml"
+    p.write_text("stages: [\n")
+    r = subprocess.run(["bash", ROOT / "run.sh", "--stage-plan", p, "--stage", "9",
+                        "--expdir", tmp_path / "exp", "--datadir", tmp_path / "data"],
+                       capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode != 0
+    out = r.stdout + r.stderr
+    assert "Traceback" not in out and f"ERROR: {p}:2:1: not valid YAML" in out, out
 
 
 def test_mix_cli(tmp_path):

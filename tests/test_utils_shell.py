@@ -144,7 +144,7 @@ def test_run_pl_substitutes_job_index(tmp_path: Path) -> None:
 
 def test_run_pl_any_range_name_pipes_and_stderr(tmp_path: Path) -> None:
     cmd = "echo part SPLIT | tr a-z A-Z > out.SPLIT.txt; echo to-stderr-SPLIT >&2"
-    r = run([RUN_PL, "--num-threads", "4", "SPLIT=2:3", "log/SPLIT/x.log", *cmd.split()],
+    r = run([RUN_PL, "--num-threads", "4", "SPLIT=2:3", "log/SPLIT/x.log", cmd],
             cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     for i in (2, 3):
@@ -158,8 +158,8 @@ def test_run_pl_single_job_and_cluster_options_ignored(tmp_path: Path) -> None:
     r = run([RUN_PL, "--gpu", "1", "--mem", "4G", "--time", "1:00:00", "a/b/c.log",
              "echo", "two  spaces", 'say "hi"'], cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    # Kaldi's rule: a word with whitespace is quoted, so it stays one word
-    assert check_log(tmp_path / "a/b/c.log", """echo "two  spaces" 'say "hi"'""", 0) == [
+    # several words: each is quoted for bash as needed, so it stays one word
+    assert check_log(tmp_path / "a/b/c.log", """echo 'two  spaces' 'say "hi"'""", 0) == [
         'two  spaces say "hi"']
 
 
@@ -171,9 +171,37 @@ def test_run_pl_path_with_spaces_is_one_word(tmp_path: Path) -> None:
     assert (tmp_path / "copy of").is_dir()
 
 
+HOSTILE = ["d;touch${IFS}X;", "R&D", "cost$x", "a|b", "back`tick`", "it's", 'say "hi"',
+           "(paren)", "star*", "病历 数据", "back\\slash", "", "--x=1", "A=b"]
+
+
+def test_run_pl_passes_every_word_exactly(tmp_path: Path) -> None:
+    # Several words: none of them is shell code, whatever it holds; JOB is still
+    # replaced in every word.
+    (tmp_path / "starfile").write_text("")
+    r = run([RUN_PL, "JOB=1:2", "log/h.JOB.log", "printf", "[%s]\\n", *HOSTILE, "JOB"],
+            cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    for i in (1, 2):
+        body = (tmp_path / f"log/h.{i}.log").read_text().splitlines()[2:-2]
+        assert body == [f"[{w}]" for w in HOSTILE] + [f"[{i}]"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["log", "starfile"]  # no X, no R
+    # a first word holding '=' is a command name, not a variable assignment
+    r = run([RUN_PL, "log/a.log", "A=b", "x"], cwd=tmp_path)
+    assert r.returncode != 0 and "A=b: command not found" in (tmp_path / "log/a.log").read_text()
+
+
+def test_run_pl_single_word_is_shell_code(tmp_path: Path) -> None:
+    r = run([RUN_PL, "log/s.log", "echo a$((1+2)) | tr a A > out; echo done"], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "out").read_text() == "A3\n"
+    assert check_log(tmp_path / "log/s.log", "echo a$((1+2)) | tr a A > out; echo done", 0) == [
+        "done"]
+
+
 def test_run_pl_failed_jobs_are_named(tmp_path: Path) -> None:
     r = run([RUN_PL, "JOB=1:4", "exp/x/log.JOB.log",
-             *"echo JOB; [ JOB -le 2 ] || exit 3".split()],
+             "echo JOB; [ JOB -le 2 ] || exit 3"],
             cwd=tmp_path)
     assert r.returncode != 0
     assert "2 / 4 failed" in r.stderr
@@ -194,7 +222,7 @@ def test_run_pl_single_failed_job(tmp_path: Path) -> None:
 def test_run_pl_max_jobs_run(tmp_path: Path) -> None:
     # Each job logs when it starts and ends; at no time may more than 2 overlap.
     cmd = "date +%s.%N; sleep 0.5; date +%s.%N"
-    r = run([RUN_PL, "--max-jobs-run", "2", "JOB=1:5", "log/t.JOB.log", *cmd.split()],
+    r = run([RUN_PL, "--max-jobs-run", "2", "JOB=1:5", "log/t.JOB.log", cmd],
             cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     spans = []
@@ -212,7 +240,7 @@ def test_run_pl_max_jobs_run(tmp_path: Path) -> None:
 def test_run_pl_default_runs_all_jobs_at_once(tmp_path: Path) -> None:
     # Job 1 waits for a file that job 3 writes: only possible when all run together.
     cmd = "if [ JOB = 3 ]; then touch flag; else for i in $(seq 100); do [ -e flag ] && exit 0; sleep 0.05; done; exit 1; fi"
-    r = run([RUN_PL, "JOB=1:3", "log/w.JOB.log", *cmd.split()], cwd=tmp_path)
+    r = run([RUN_PL, "JOB=1:3", "log/w.JOB.log", cmd], cwd=tmp_path)
     assert r.returncode == 0, r.stderr
 
 

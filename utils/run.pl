@@ -6,9 +6,10 @@
 # Runs COMMAND once, or once per index of the range VAR=START:END (VAR may be
 # any name: JOB=1:4, SPLIT=1:3; VAR=N alone means the single index N).  Every
 # occurrence of VAR in LOGFILE and in the command words is replaced by the
-# index.  The words are joined with spaces and run by "bash -c"; as in Kaldi, a
-# word holding whitespace is quoted first (so a path with spaces stays one
-# word), and pipes and redirections are passed as words of their own (a \| b).  The job's stdout and stderr
+# index.  As in Kaldi, a single COMMAND word is shell code, run by "bash -c"
+# as it stands (run.pl log "a | b > out"); several words are a command and
+# its arguments, each reaching it exactly as given (quoted for bash, so a
+# path holding spaces or ; & | $ ` ' " ( ) * stays one literal word).  The job's stdout and stderr
 # go to its log, whose directory is created; the log starts with
 # "# COMMAND" and "# Started at DATE" and ends with
 # "# Accounting: time=SECONDS threads=N" and
@@ -32,14 +33,21 @@ use POSIX qw(setpgid strftime);
 
 my $me = 'run.pl';
 
-# Kaldi's rule for joining the command words: a word with whitespace in it is
-# quoted (with '' if it holds a double quote, else with ""), so a path with
-# spaces stays one word; shell syntax is passed as separate words (a \| b).
+# How the command words become the job's shell code (Kaldi's rule): exactly
+# one word after the log is shell code as it stands (pipes, redirections,
+# variables: run.pl log "a | b > c"); several words are a command and its
+# arguments, each passed exactly as given: quoted for bash where needed, so
+# that no path or name (; & | $ ` ' " ( ) * ...) is ever run as shell code.
 sub quote_word {
-    my ($w) = @_;
-    return $w if $w =~ m/^\S+$/;
-    return "'$w'" if $w =~ m/"/;
-    return "\"$w\"";
+    my ($w, $first) = @_;
+    return $w if $w =~ m{^[A-Za-z0-9_./:\@%+,^-]+$} || (!$first && $w =~ m{^[A-Za-z0-9_./:\@%+,^=-]+$});
+    $w =~ s/'/'\\''/g;
+    return "'$w'";
+}
+sub command_of {
+    my @w = @_;
+    return $w[0] if @w == 1;
+    return join(' ', map { quote_word($w[$_], $_ == 0) } 0 .. $#w);
 }
 
 sub usage {
@@ -191,7 +199,7 @@ for my $i (0 .. $#indices) {
     last if defined $stop_signal;
     my $index = $indices[$i];
     my $log = defined $index ? substitute($log_pattern, $index) : $log_pattern;
-    my $cmd = join(' ', map { quote_word(defined $index ? substitute($_, $index) : $_) } @words);
+    my $cmd = command_of(map { defined $index ? substitute($_, $index) : $_ } @words);
     my $pid = fork();
     die "$me: cannot fork: $!\n" unless defined $pid;
     if ($pid == 0) {

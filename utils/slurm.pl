@@ -104,13 +104,20 @@ sub fail {
 
 sub now { return strftime('%a %b %e %H:%M:%S %Z %Y', localtime()); }
 
-# run.pl's rule for joining command words (Kaldi's): quote a word holding
-# whitespace, with '' when it holds a double quote, else with "".
+# run.pl's rule (Kaldi's) for the job's shell code: exactly one command word
+# is shell code as it stands; several words are a command and its arguments,
+# each quoted for bash where needed, so every word reaches the job exactly
+# as given (no path or name is ever run as shell code).
 sub quote_word {
-    my ($w) = @_;
-    return $w if $w =~ m/^\S+$/;
-    return "'$w'" if $w =~ m/"/;
-    return "\"$w\"";
+    my ($w, $first) = @_;
+    return $w if $w =~ m{^[A-Za-z0-9_./:\@%+,^-]+$} || (!$first && $w =~ m{^[A-Za-z0-9_./:\@%+,^=-]+$});
+    $w =~ s/'/'\\''/g;
+    return "'$w'";
+}
+sub command_of {
+    my @w = @_;
+    return $w[0] if @w == 1;
+    return join(' ', map { quote_word($w[$_], $_ == 0) } 0 .. $#w);
 }
 
 # A bash single-quoted literal of any string.
@@ -278,7 +285,7 @@ for my $index (defined $var ? ($first .. $last) : (undef)) {
     push @tasks, {
         task => $task,
         log  => defined $index ? substitute($log_pattern, $index) : $log_pattern,
-        cmd  => join(' ', map { quote_word(defined $index ? substitute($_, $index) : $_) } @words),
+        cmd  => command_of(map { defined $index ? substitute($_, $index) : $_ } @words),
         done => "$qdir/" . task_file($task) . ".done",
         out  => "$qdir/" . task_file($task) . ".out",
     };

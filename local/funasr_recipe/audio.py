@@ -29,6 +29,12 @@ class AudioInfo:
 def audio_info(path: str | os.PathLike) -> AudioInfo:
     """Read sample rate, length and channels from the file header only."""
     try:
+        if os.path.getsize(path) == 0:
+            raise DataError(f"{path}: zero-length audio file (0 bytes): nothing was written to "
+                            f"it; copy or export the recording again, or remove it")
+    except OSError:
+        pass  # missing or unreadable: soundfile says so below
+    try:
         info = sf.info(str(path))
     except Exception as e:  # soundfile raises several types; all mean "cannot read"
         raise DataError(f"{path}: cannot read audio ({e}); check the file is a complete "

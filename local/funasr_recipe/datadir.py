@@ -19,8 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from .audio import SAMPLE_RATE, audio_info, is_audio, resample_to
-from .io import DataError, atomic_write, read_lines, read_table, sort_keys, write_table
+from .audio import AUDIO_EXTENSIONS, SAMPLE_RATE, audio_info, is_audio, resample_to
+from .io import (DataError, atomic_write, decode_text, read_lines, read_table, sort_keys,
+                 write_table)
+from .text import normalize as scoring_form
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,15 @@ class RawItem:
     text_file: str | None = None
     key: str | None = None
     spk: str | None = None
+    error: str | None = None   # known bad already (e.g. a transcript without audio)
+
+
+@dataclass
+class Inputs:
+    """What a user's input holds: the items, and the files it ignored (path, why)."""
+
+    items: list[RawItem]
+    ignored: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -60,10 +71,15 @@ class Dropped:
         self.rows.append((where, key or "-", reason))
 
     def write(self, path: Path) -> None:
-        with atomic_write(path) as f:
-            f.write("where\tkey\treason\n")
-            for row in self.rows:
-                f.write("\t".join(s.replace("\t", " ").replace("\n", " ") for s in row) + "\n")
+        write_tsv(path, ("where", "key", "reason"), self.rows)
+
+
+def write_tsv(path: Path, header: tuple[str, ...], rows: Iterable[tuple[str, ...]]) -> None:
+    """A header and rows, tabs and newlines inside fields made spaces (atomic)."""
+    with atomic_write(path) as f:
+        f.write("\t".join(header) + "\n")
+        for row in rows:
+            f.write("\t".join(s.replace("\t", " ").replace("\n", " ") for s in row) + "\n")
 
 
 _WS = re.compile(r"\s+")
@@ -85,28 +101,55 @@ def utt_key(spk: str, stem: str) -> str:
 # ----------------------------------------------------------------------------
 # Readers of the accepted input forms
 
-def scan_folder(root: Path) -> list[RawItem]:
+TRANSCRIPT_SUFFIX = ".txt"
+IGNORED_WHY = (f"neither audio ({' '.join(AUDIO_EXTENSIONS)}) nor a transcript "
+               f"({TRANSCRIPT_SUFFIX})")
+
+
+def scan_folder(root: Path) -> Inputs:
     """Audio files under ``root`` (recursively), each with a same-named ``.txt``.
 
     The speaker is the audio file's parent folder (relative to ``root``, parts
-    joined by ``-``); a file directly in ``root`` is its own speaker.
+    joined by ``-``); a file directly in ``root`` is its own speaker. Every
+    file is accounted for: a ``.txt`` with no audio of the same name is an
+    item already known bad (an orphan transcript), any other file is listed
+    in :attr:`Inputs.ignored`.
     """
     root = root.resolve()
     items = []
+    ignored: list[tuple[str, str]] = []
+    n_audio = 0
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
+        for name in list(dirnames):
+            if os.path.islink(os.path.join(dirpath, name)):
+                ignored.append((os.path.join(dirpath, name),
+                                "a symbolic link to a folder (not followed)"))
+        audio_stems = {Path(n).stem for n in filenames if is_audio(Path(n))}
         for name in sorted(filenames):
             p = Path(dirpath) / name
-            if not is_audio(p):
-                continue
             rel_parent = p.parent.relative_to(root)
             spk = "-".join(rel_parent.parts) if rel_parent.parts else None
-            items.append(RawItem(where=str(p), path=str(p), text_file=str(p.with_suffix(".txt")),
-                                 spk=spk))
-    if not items:
-        raise DataError(f"{root}: no audio files (*{', *'.join(('.wav', '.flac', '.mp3'))}) found "
+            if is_audio(p):
+                n_audio += 1
+                items.append(RawItem(where=str(p), path=str(p),
+                                     text_file=str(p.with_suffix(TRANSCRIPT_SUFFIX)), spk=spk))
+            elif p.suffix == TRANSCRIPT_SUFFIX and p.stem not in audio_stems:
+                items.append(RawItem(
+                    where=str(p), path=str(p.with_suffix(".wav")), text_file=str(p), spk=spk,
+                    error=f"{p}: transcript without audio (no {p.stem}"
+                          f"{', '.join(AUDIO_EXTENSIONS)} beside it); add its audio or remove "
+                          f"the transcript"))
+            elif p.suffix != TRANSCRIPT_SUFFIX:
+                ignored.append((str(p), IGNORED_WHY))
+    if not n_audio:
+        raise DataError(f"{root}: no audio files (*{', *'.join(AUDIO_EXTENSIONS)}) found "
                         f"under this folder")
-    return items
+    return Inputs(items, ignored)
+
+
+def _has(row: dict, names: tuple[str, ...]) -> bool:
+    return any(str(k).strip().lower() in names for k in row if k is not None)
 
 
 def _pick(row: dict, names: tuple[str, ...]) -> str | None:
@@ -117,20 +160,42 @@ def _pick(row: dict, names: tuple[str, ...]) -> str | None:
     return None
 
 
+def _missing_field(where: str, what: str, names: tuple[str, ...], row: dict) -> str:
+    have = ", ".join(str(k) for k in row if k is not None) or "none"
+    return (f"{where}: no {what} field; accepted names: {', '.join(names)} (any case); "
+            f"this row has: {have}")
+
+
+def _check_header(src: Path, header: list[str]) -> None:
+    """A table's header must name an audio path and a transcript column."""
+    row = {h: None for h in header}
+    for what, names in (("audio path", PATH_FIELDS), ("transcript", TEXT_FIELDS)):
+        if not _has(row, names):
+            raise DataError(f"{src}:1: the header has no {what} column; accepted names: "
+                            f"{', '.join(names)} (any case); the header is: "
+                            f"{', '.join(h for h in header if h) or '(empty)'}")
+
+
 def _rows_to_items(rows: Iterable[tuple[str, dict]], src: Path) -> list[RawItem]:
     items = []
     for where, row in rows:
         path = _pick(row, PATH_FIELDS)
+        error = None
         if path is None:
-            raise DataError(f"{where}: no audio path column/field (one of {', '.join(PATH_FIELDS)})")
-        if not os.path.isabs(path):
+            error = (_missing_field(where, "audio path", PATH_FIELDS, row) if not
+                     _has(row, PATH_FIELDS) else f"{where}: empty audio path")
+            path = ""
+        elif not os.path.isabs(path):
             path = str(src.parent / path)
+        if error is None and not _has(row, TEXT_FIELDS):
+            error = _missing_field(where, "transcript", TEXT_FIELDS, row)
         items.append(RawItem(where=where, path=path, text=_pick(row, TEXT_FIELDS) or "",
-                             key=_pick(row, KEY_FIELDS), spk=_pick(row, SPK_FIELDS)))
+                             key=_pick(row, KEY_FIELDS), spk=_pick(row, SPK_FIELDS),
+                             error=error))
     return items
 
 
-def read_list(src: Path) -> list[RawItem]:
+def read_list(src: Path, encoding: str = "utf-8") -> list[RawItem]:
     """A json/jsonl/csv/tsv/xlsx list of audio path + transcript (+ optional key, speaker).
 
     Relative audio paths are taken relative to the list file's folder.
@@ -138,7 +203,7 @@ def read_list(src: Path) -> list[RawItem]:
     suffix = src.suffix.lower()
     rows: list[tuple[str, dict]] = []
     if suffix == ".jsonl":
-        for n, line in read_lines(src):
+        for n, line in read_lines(src, normalise=True, encoding=encoding):
             if not line.strip():
                 continue
             try:
@@ -149,7 +214,7 @@ def read_list(src: Path) -> list[RawItem]:
                 raise DataError(f"{src}:{n}: expected a JSON object per line")
             rows.append((f"{src}:{n}", obj))
     elif suffix == ".json":
-        text = "\n".join(line for _, line in read_lines(src))
+        text = decode_text(src.read_bytes(), src, encoding)
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:
@@ -161,9 +226,11 @@ def read_list(src: Path) -> list[RawItem]:
             raise DataError(f"{src}: expected a JSON list of objects")
         rows = [(f"{src}[{i}]", obj) for i, obj in enumerate(data)]
     elif suffix in (".csv", ".tsv"):
-        lines = [line for _, line in read_lines(src)]
+        lines = [line for _, line in read_lines(src, normalise=True, encoding=encoding)]
         reader = csv.DictReader(lines, delimiter="\t" if suffix == ".tsv" else ",")
-        rows = [(f"{src}:{i + 2}", row) for i, row in enumerate(reader)]
+        _check_header(src, [str(h) for h in reader.fieldnames or []])
+        rows = [(f"{src}:{reader.line_num}", row) for row in reader
+                if any(v not in (None, "") for v in row.values())]
     elif suffix == ".xlsx":
         import openpyxl
 
@@ -174,6 +241,7 @@ def read_list(src: Path) -> list[RawItem]:
         ws = wb.worksheets[0]
         it = ws.iter_rows(values_only=True)
         header = [str(h).strip() if h is not None else "" for h in next(it, [])]
+        _check_header(src, header)
         for i, values in enumerate(it, start=2):
             if values is None or all(v is None for v in values):
                 continue
@@ -186,11 +254,12 @@ def read_list(src: Path) -> list[RawItem]:
     return _rows_to_items(rows, src)
 
 
-def read_kaldi(wav_scp: Path, text: Path, utt2spk: Path | None = None) -> list[RawItem]:
+def read_kaldi(wav_scp: Path, text: Path, utt2spk: Path | None = None,
+               encoding: str = "utf-8") -> list[RawItem]:
     """An existing ``wav.scp`` + ``text`` (+ ``utt2spk``), joined by key."""
-    wavs = read_table(wav_scp)
-    texts = read_table(text, allow_empty_value=True)
-    spks = read_table(utt2spk) if utt2spk else {}
+    wavs = read_table(wav_scp, normalise=True)
+    texts = read_table(text, allow_empty_value=True, normalise=True, encoding=encoding)
+    spks = read_table(utt2spk, normalise=True) if utt2spk else {}
     items = []
     for key, wav in wavs.items():
         if wav.endswith("|"):
@@ -205,7 +274,10 @@ def read_kaldi(wav_scp: Path, text: Path, utt2spk: Path | None = None) -> list[R
     return items
 
 
-def read_input(src: Path, text: Path | None = None, utt2spk: Path | None = None) -> list[RawItem]:
+def read_input(src: Path, text: Path | None = None, utt2spk: Path | None = None,
+               encoding: str = "utf-8") -> Inputs:
+    """The user's input in any accepted form; ``encoding`` is that of its text
+    files (transcripts, lists, Kaldi text), UTF-8 unless told."""
     if not src.exists():
         raise DataError(f"{src}: no such file or folder")
     if src.is_dir():
@@ -213,28 +285,25 @@ def read_input(src: Path, text: Path | None = None, utt2spk: Path | None = None)
     if text is not None or src.name.endswith(".scp"):
         if text is None:
             raise DataError(f"{src}: a wav.scp needs its transcripts: pass --text FILE")
-        return read_kaldi(src, text, utt2spk)
-    return read_list(src)
+        return Inputs(read_kaldi(src, text, utt2spk, encoding))
+    return Inputs(read_list(src, encoding))
 
 
 # ----------------------------------------------------------------------------
 # Checks
 
-def read_transcript_file(path: Path) -> str:
-    """One transcript from a ``.txt`` file; every flaw is a :class:`DataError`."""
+def read_transcript_file(path: Path, encoding: str = "utf-8") -> str:
+    """One transcript from a ``.txt`` file; every flaw is a :class:`DataError`.
+
+    A leading byte-order mark and CRLF line ends are encoding artefacts, not
+    content: they are removed (and counted, see :func:`io.take_normalised`).
+    """
     if not path.exists():
         raise DataError(f"{path}: missing transcript (every audio file needs a same-named .txt)")
-    raw = path.read_bytes()
-    if raw.startswith(b"\xef\xbb\xbf"):
-        raise DataError(f"{path}: starts with a byte-order mark (BOM); save it as UTF-8 "
-                        f"without BOM")
-    if b"\r" in raw:
-        raise DataError(f"{path}: has CR (Windows CRLF line ends); convert with dos2unix")
-    try:
-        content = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not valid UTF-8 (byte {e.start}); convert it, e.g. "
-                        f"iconv -f GBK -t UTF-8") from None
+    content = decode_text(path.read_bytes(), path, encoding)
+    if "\r" in content:
+        raise DataError(f"{path}: holds a carriage return that is not part of a CRLF line end "
+                        f"(old Mac line ends?); replace it with a newline")
     lines = [line for line in content.split("\n") if line.strip()]
     if not lines:
         raise DataError(f"{path}: empty transcript")
@@ -245,6 +314,9 @@ def read_transcript_file(path: Path) -> str:
 
 
 def clean_text(text: str | None, where: str) -> str:
+    """A transcript with whitespace runs made one space; an empty one, or one
+    with nothing to recognise (only punctuation, as the scorer sees it) is a
+    :class:`DataError`."""
     if text is None:
         raise DataError(f"{where}: no transcript")
     if "\r" in text or "\ufeff" in text:
@@ -252,12 +324,15 @@ def clean_text(text: str | None, where: str) -> str:
     text = _WS.sub(" ", text).strip()
     if not text:
         raise DataError(f"{where}: empty transcript")
+    if not scoring_form(text):
+        raise DataError(f"{where}: empty transcript: '{text}' is only punctuation, nothing to "
+                        f"recognise (the scorer removes punctuation); write the words spoken")
     return text
 
 
 def build_utts(items: list[RawItem], out_dir: Path, *, skip_bad: bool = False,
                resample: bool = False, spk_prefix: str = "",
-               dropped: Dropped | None = None) -> list[Utt]:
+               dropped: Dropped | None = None, encoding: str = "utf-8") -> list[Utt]:
     """Check every item; return the good utterances, C-sorted by key.
 
     A bad item raises :class:`DataError`, or with ``skip_bad`` is recorded in
@@ -272,12 +347,14 @@ def build_utts(items: list[RawItem], out_dir: Path, *, skip_bad: bool = False,
         try:
             stem = safe_id(item.key or Path(item.path).stem)
             spk0 = safe_id(item.spk) if item.spk else stem
-            key = spk_prefix + utt_key(spk0, stem)
+            key = spk_prefix + utt_key(spk0, stem) if stem else None
             spk = spk_prefix + spk0
+            if item.error:
+                raise DataError(item.error)
             if key in utts:
                 raise DataError(f"{item.where}: duplicate key '{key}' (also from "
                                 f"{where_of[key]}); rename one of them")
-            text = (read_transcript_file(Path(item.text_file)) if item.text_file
+            text = (read_transcript_file(Path(item.text_file), encoding) if item.text_file
                     else clean_text(item.text, item.where))
             text = clean_text(text, item.where)
             path = Path(item.path)

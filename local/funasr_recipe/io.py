@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import tempfile
 from pathlib import Path
 from typing import IO, Iterable, Iterator
@@ -48,39 +49,116 @@ def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
         raise
 
 
-def read_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
+#: Input files whose encoding artefacts :func:`read_lines` (``normalise=True``)
+#: or a caller removed: path -> what was removed ("BOM", "CRLF"). Tools that
+#: read user input report their number (see :func:`take_normalised`).
+_NORMALISED: dict[str, set[str]] = {}
+
+BOM = b"\xef\xbb\xbf"
+
+
+def note_normalised(path: str | os.PathLike, what: str) -> None:
+    """Record that ``what`` (``BOM``, ``CRLF``) was removed from ``path``."""
+    _NORMALISED.setdefault(str(path), set()).add(what)
+
+
+def take_normalised() -> dict[str, set[str]]:
+    """The files normalised so far (path -> what was removed), and forget them."""
+    out = dict(_NORMALISED)
+    _NORMALISED.clear()
+    return out
+
+
+def _not_utf8(path: Path, where: str, e: UnicodeDecodeError) -> DataError:
+    enc = "UTF-8" if e.encoding.replace("-", "").lower() == "utf8" else e.encoding
+    return DataError(f"{where}: not valid {enc} ({e.reason} at byte {e.start}); convert the "
+                     f"file to UTF-8, e.g. iconv -f GBK -t UTF-8 {_sh(path)} > fixed.txt, "
+                     f"or name its encoding with --encoding (e.g. --encoding gbk)")
+
+
+def _sh(path: Path) -> str:
+    return shlex.quote(str(path))
+
+
+def decode_text(raw: bytes, path: str | os.PathLike, encoding: str = "utf-8",
+                where: str | None = None) -> str:
+    """Decode a whole input file's bytes, removing a leading BOM and CRLF line
+    ends (recorded by :func:`note_normalised`); a lone CR stays. Undecodable
+    bytes are a :class:`DataError` naming the file and the ``iconv`` command."""
+    path = Path(path)
+    if raw.startswith(BOM):
+        raw = raw[len(BOM):]
+        note_normalised(path, "BOM")
+    if b"\r\n" in raw:
+        raw = raw.replace(b"\r\n", b"\n")
+        note_normalised(path, "CRLF")
+    try:
+        text = raw.decode(encoding)
+    except UnicodeDecodeError as e:
+        raise _not_utf8(path, where or str(path), e) from None
+    except LookupError:
+        raise DataError(f"{path}: unknown encoding '{encoding}' (e.g. utf-8, gbk, gb18030)") \
+            from None
+    if text.startswith("\ufeff"):      # a BOM in another encoding (e.g. UTF-8 BOM read as gb18030)
+        text = text[1:]
+        note_normalised(path, "BOM")
+    return text
+
+
+def read_lines(path: str | os.PathLike, normalise: bool = False,
+               encoding: str = "utf-8") -> Iterator[tuple[int, str]]:
     """Yield ``(line_number, line)`` of a UTF-8 text file, line ends removed.
 
     Raises :class:`DataError` naming the file and line on non-UTF-8 bytes, a
     byte-order mark or a carriage return, instead of letting them reach a
-    model as odd characters.
+    model as odd characters. With ``normalise`` (user input: transcripts,
+    lists, Kaldi files given to the recipe) a leading BOM and CRLF line ends
+    are removed instead (and recorded, see :func:`take_normalised`), and the
+    file may be in another ``encoding``; a CR anywhere else is still an error.
     """
     path = Path(path)
     with open(path, "rb") as f:
         for n, raw in enumerate(f, 1):
-            if n == 1 and raw.startswith(b"\xef\xbb\xbf"):
-                raise DataError(f"{path}:1: starts with a UTF-8 byte-order mark (BOM); "
-                                f"remove it (e.g. sed -i '1s/^\\xEF\\xBB\\xBF//' {path})")
+            if n == 1 and raw.startswith(BOM):
+                if not normalise:
+                    raise DataError(f"{path}:1: starts with a UTF-8 byte-order mark (BOM); "
+                                    f"remove it (e.g. sed -i '1s/^\\xEF\\xBB\\xBF//' {_sh(path)})")
+                raw = raw[len(BOM):]
+                note_normalised(path, "BOM")
+            if normalise and raw.endswith(b"\r\n"):
+                raw = raw[:-2] + b"\n"
+                note_normalised(path, "CRLF")
             try:
-                line = raw.decode("utf-8")
+                line = raw.decode(encoding if normalise else "utf-8")
             except UnicodeDecodeError as e:
-                raise DataError(f"{path}:{n}: not valid UTF-8 ({e.reason} at byte {e.start}); "
-                                f"convert the file to UTF-8 (e.g. iconv -f GBK -t UTF-8)") from None
+                raise _not_utf8(path, f"{path}:{n}", e) from None
+            except LookupError:
+                raise DataError(f"{path}: unknown encoding '{encoding}' (e.g. utf-8, gbk, "
+                                f"gb18030)") from None
             line = line.rstrip("\n")
+            if n == 1 and normalise and line.startswith("\ufeff"):
+                line = line[1:]
+                note_normalised(path, "BOM")
             if "\r" in line:
-                raise DataError(f"{path}:{n}: carriage return (CRLF line end); "
-                                f"convert with dos2unix or sed -i 's/\\r$//' {path}")
+                raise DataError(f"{path}:{n}: carriage return "
+                                + ("inside the line (a lone CR: old Mac line ends?); "
+                                   "replace it with a newline or remove it"
+                                   if normalise else
+                                   f"(CRLF line end); convert with dos2unix or "
+                                   f"sed -i 's/\\r$//' {_sh(path)}"))
             yield n, line
 
 
-def read_table(path: str | os.PathLike, allow_empty_value: bool = False) -> dict[str, str]:
+def read_table(path: str | os.PathLike, allow_empty_value: bool = False,
+               normalise: bool = False, encoding: str = "utf-8") -> dict[str, str]:
     """Read a Kaldi table into an insertion-ordered ``{key: value}``.
 
     Duplicate keys, empty lines and (unless allowed) empty values are errors.
+    ``normalise`` and ``encoding`` as for :func:`read_lines`.
     """
     table: dict[str, str] = {}
     first_line: dict[str, int] = {}
-    for n, line in read_lines(path):
+    for n, line in read_lines(path, normalise=normalise, encoding=encoding):
         parts = line.strip().split(maxsplit=1)
         if not parts:
             raise DataError(f"{path}:{n}: empty line; remove it")

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import load_yaml, require
+from .config import load_yaml
 from .datadir import Utt, write_datadir
 from .io import DataError, atomic_write, sort_keys
 
@@ -46,23 +47,40 @@ class MixResult:
         return 100.0 * self.general_hours / total if total else 0.0
 
 
+_STAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
 def load_plan(path: str | Path) -> MixPlan:
+    """The stage plan; every flaw is a one-line :class:`DataError` naming the file."""
     cfg = load_yaml(path)
+    entries = cfg.get("stages")
+    if not isinstance(entries, list) or not entries:
+        raise DataError(f"{path}: 'stages' must be a list of stages (- name: stage1, general: "
+                        f"50, domain: 50), got {entries!r}")
     stages = []
-    for i, st in enumerate(require(cfg, "stages", path, list)):
+    for i, st in enumerate(entries):
         if not isinstance(st, dict) or "name" not in st:
-            raise DataError(f"{path}: stages[{i}] needs a name, general and domain")
+            raise DataError(f"{path}: stages[{i}] needs a name, general and domain "
+                            f"(got {st!r})")
+        name = str(st["name"])
+        if not _STAGE_NAME.fullmatch(name):
+            raise DataError(f"{path}: stage name {name!r}: use letters, digits, _ . - only "
+                            f"(it names data dirs and experiment dirs)")
         g, d = st.get("general"), st.get("domain")
-        if not all(isinstance(x, (int, float)) and x >= 0 for x in (g, d)) or g + d <= 0:
-            raise DataError(f"{path}: stage '{st['name']}': general and domain must be "
+        if (not all(isinstance(x, (int, float)) and not isinstance(x, bool) and x >= 0
+                    for x in (g, d)) or g + d <= 0):
+            raise DataError(f"{path}: stage '{name}': general and domain must be "
                             f"non-negative numbers, not both zero (got {g}:{d})")
-        stages.append(StageMix(str(st["name"]), float(g), float(d)))
+        stages.append(StageMix(name, float(g), float(d)))
     if len({s.name for s in stages}) != len(stages):
         raise DataError(f"{path}: stage names must be unique")
     on_short = cfg.get("on_short_general", "error")
     if on_short not in ON_SHORT:
         raise DataError(f"{path}: on_short_general must be one of {ON_SHORT}, not {on_short!r}")
-    return MixPlan(int(cfg.get("seed", 0)), on_short, tuple(stages))
+    seed = cfg.get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise DataError(f"{path}: seed must be a whole number, not {seed!r}")
+    return MixPlan(seed, on_short, tuple(stages))
 
 
 def _hours(utts: list[Utt]) -> float:
