@@ -334,7 +334,8 @@ def build_nano(config: dict, llm_dir: str | os.PathLike, seed: int,
     """Build the ``FunASRNano`` of ``config`` through funasr's registry, with the
     constructor arguments funasr's ``AutoModel`` passes (``model_conf`` merged
     with the whole config), its LLM from ``llm_dir``'s config.json and its CTC
-    tokenizer from ``ctc_vocab``, randomly initialised from ``seed``."""
+    tokenizer from ``ctc_vocab`` (default: ``multilingual.tiktoken`` beside
+    ``llm_dir``, in the model dir), randomly initialised from ``seed``."""
     import torch
     from funasr.register import tables
 
@@ -342,7 +343,9 @@ def build_nano(config: dict, llm_dir: str | os.PathLike, seed: int,
     kwargs = copy.deepcopy(config["model_conf"])
     kwargs.update(copy.deepcopy({k: v for k, v in config.items() if k != "model_conf"}))
     kwargs["llm_conf"]["init_param_path"] = str(llm_dir)
-    if ctc_vocab is not None and kwargs.get("ctc_decoder"):
+    if ctc_vocab is None:       # the model dir's, as configuration.json maps it
+        ctc_vocab = Path(llm_dir).parent / CTC_VOCAB
+    if kwargs.get("ctc_decoder"):
         kwargs["dataset_conf"]["ctc_tokenizer_conf"]["vocab_path"] = str(ctc_vocab)
     kwargs["input_size"] = fc["n_mels"] * fc["lfr_m"]
     model_class = tables.model_classes.get(config["model"])
