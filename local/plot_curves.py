@@ -12,7 +12,9 @@ and writes, under --out:
   train.tsv, valid.tsv   the points, to plot them your own way
 
 A log still being written or cut off is read as far as it goes. Run it any
-time, e.g. while a stage trains.
+time, e.g. while a stage trains. A stage with no logged step (fewer batches
+than log_interval) is drawn from its validations. Failing to write the
+outputs is a WARNING and exit status 0: the curves never stop a recipe.
 
 Example:
   local/plot_curves.py --exp exp/paraformer            # -> exp/paraformer/curves/
@@ -20,11 +22,12 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
 from funasr_recipe import cli
-from funasr_recipe.curves import summary_text, write_curves
+from funasr_recipe.curves import load_experiment, summary_text, write_outputs
 
 
 def build_parser():
@@ -41,8 +44,15 @@ def build_parser():
 def body(args) -> int:
     out = args.out or args.exp / "curves"
     stages = [s for s in args.stages.split(",") if s] if args.stages else None
-    curves = write_curves(args.exp, out, stages, args.title)
+    curves = load_experiment(args.exp, stages)      # no logs at all: ERROR, exit 1
     print(summary_text(curves), end="")
+    try:
+        write_outputs(curves, out, args.title or f"training curves: {args.exp}")
+    except Exception as e:      # noqa: BLE001 - curves are a by-product: never stop the recipe
+        reason = " ".join(f"{type(e).__name__}: {e}".split())
+        logging.warning("curves not written to %s (%s); training results are unaffected, "
+                        "the recipe goes on", out, reason)
+        return 0
     print(f"wrote {out}/curves.png, summary.txt, train.tsv, valid.tsv")
     return 0
 

@@ -42,7 +42,7 @@ from pathlib import Path
 
 from funasr_recipe import cli
 from funasr_recipe.io import DataError
-from funasr_recipe.modeldir import FAMILIES, check_model_dir
+from funasr_recipe.modeldir import FAMILIES, check_model_dir, training_overrides
 from funasr_recipe.training import (avg_checkpoint_name, check_deepspeed_config, check_init,
                                     is_complete, load_train_conf,
                                     mark_complete, overrides, run_funasr_train, section_settings,
@@ -103,6 +103,8 @@ def body(args) -> int:
         extra[name] = str(Path(path).resolve())
     conf = load_train_conf(args.conf)
     settings = section_settings(conf, args.section, args.conf)
+    # the model dir's known config fixes (announced), and Nano's audio slot count
+    settings = training_overrides(model_dir, args.family, settings)
     for item in args.set:
         k, sep, v = item.partition("=")
         if not sep:

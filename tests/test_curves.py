@@ -158,3 +158,52 @@ def test_cli_errors(tmp_path):
     assert p.returncode == 1 and "no training logs" in p.stderr
     with pytest.raises(DataError):
         load_experiment(tmp_path)
+
+
+def _short_stage_log(path: Path, validations: int, cut: bool = False) -> None:
+    """A stage with fewer batches than log_interval: no training line, only the
+    per-epoch validation results (main set by ranking, general by extra valid)."""
+    lines = ["[2026-01-01 00:00:00,000][root][INFO] - ++valid_data_set_list=/d/domain_valid.jsonl"]
+    for ep in range(1, validations + 1):
+        lines += [f"[2026-01-01 00:00:0{ep},000][root][INFO] - Validate epoch: {ep}, rank: 0",
+                  f"[2026-01-01 00:00:0{ep},100][root][INFO] - Update best loss: {2.0 / ep}, /x",
+                  f"[2026-01-01 00:00:0{ep},200] (training:1) INFO: extra valid general, "
+                  f"epoch: {ep}, loss: {1.0 / ep}, acc: 0.5, n: 4"]
+    text = "\n".join(lines) + "\n"
+    if cut:
+        text = text[:-12]          # the last line cut inside its number
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+@pytest.mark.parametrize("validations,cut", [(2, False), (1, False), (1, True), (3, True)])
+def test_stage_without_logged_steps_still_plots(tmp_path, validations, cut):
+    """A stage with fewer steps than log_interval, one epoch, a log cut mid-line:
+    validations tie at step 0, which once raised "'<' not supported between
+    instances of 'ValidPoint' and 'ValidPoint'" and stopped run.sh."""
+    exp = tmp_path / "exp"
+    shutil.copy(LOG, (exp / "logs").mkdir(parents=True) or exp / "logs" / "pretrain.log")
+    _short_stage_log(exp / "logs" / "train_stage1.log", validations, cut)
+    out = tmp_path / "curves"
+    p = run_tool("plot_curves.py", "--exp", exp, "--out", out)
+    assert p.returncode == 0, p.stderr
+    assert "WARNING" not in p.stderr
+    assert (out / "curves.png").read_bytes().startswith(b"\x89PNG")
+    st = load_stage(exp, "stage1")
+    assert st.train == [] and st.epochs_done == validations
+    assert "== stage1 ==" in (out / "summary.txt").read_text()
+
+
+def test_plot_failure_is_a_warning_and_exit_0(tmp_path):
+    """A plotting failure (here: the output is a file, not a folder) warns and
+    lets the recipe go on; the summary is still printed."""
+    exp = tmp_path / "exp"
+    shutil.copy(LOG, (exp / "logs").mkdir(parents=True) or exp / "logs" / "pretrain.log")
+    out = tmp_path / "curves"
+    out.write_text("in the way\n")
+    p = run_tool("plot_curves.py", "--exp", exp, "--out", out)
+    assert p.returncode == 0, p.stderr
+    warnings = [line for line in p.stderr.splitlines() if "WARNING" in line]
+    assert len(warnings) == 1 and "curves not written" in warnings[0], p.stderr
+    assert str(out) in warnings[0]
+    assert "== pretrain ==" in p.stdout

@@ -19,8 +19,8 @@ from funasr_recipe.audio import fbank_frames
 from funasr_recipe.io import DataError
 from funasr_recipe.nano import (build_prompt, check_checkpoint_keys, drop_reason, length_limits,
                                 llm_dir, load_prompt, load_tokenizer, prompt_settings)
-from funasr_recipe.twin_nano import (CONFIGURATION_JSON, LLM_DIR, TOKENIZER_FILES, load_arch,
-                                     nano_config, qwen_tokenizer_dir)
+from funasr_recipe.twin_nano import (CONFIGURATION_JSON, CTC_VOCAB, LLM_DIR, TOKENIZER_FILES,
+                                     load_arch, nano_config, qwen_tokenizer_dir, write_ctc_vocab)
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOL = ROOT / "local" / "make_jsonl.py"
@@ -42,6 +42,7 @@ def model_dir(tmp_path_factory) -> Path:
     (d / "config.yaml").write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
     (d / "configuration.json").write_text(json.dumps(CONFIGURATION_JSON))
     (d / "model.pt").write_bytes(b"")
+    write_ctc_vocab(d / CTC_VOCAB)      # the CTC head's vocabulary, as in the release
     (d / LLM_DIR).mkdir()
     (d / LLM_DIR / "config.json").write_text(json.dumps(qwen))
     for name in TOKENIZER_FILES:

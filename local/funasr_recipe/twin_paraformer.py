@@ -4,11 +4,20 @@ The twin is what this machine can build without a model hub: the same
 classes and ``config.yaml`` schema as the published paraformer-large
 (``Paraformer`` + ``SANMEncoder`` + ``ParaformerSANMDecoder`` +
 ``CifPredictorV2``, ``WavFrontend`` with LFR 7/6 and CMVN from ``am.mvn``,
-``CharTokenizer``), only small. It is written as a complete model directory::
+``CharTokenizer`` with a ``seg_dict``, ``DynamicBatchLocalShuffleSampler``),
+only small. The template is the released ``config.yaml`` key for key (see
+``RELEASE``); twin.yaml changes sizes and training defaults only. It is
+written as a complete model directory, file for file as the release::
 
-    config.yaml          the full schema, paths relative to the directory
-    configuration.json   ``file_path_metas``: funasr joins these to the directory
-    tokens.json          ["<blank>", "<s>", "</s>", ...tokens..., "<unk>"]
+    config.yaml          the released config with the twin's sizes
+    configuration.json   the released one: ``file_path_metas`` (token_list,
+                         seg_dict_file, cmvn_file), joined to the directory by funasr
+    tokens.json          ["<blank>", "<s>", "</s>", ...tokens..., "<unk>"]: Chinese
+                         characters and English word pieces (``chol@@ este@@ rol``)
+    seg_dict             word -> its tokens, one a line (``cholesterol chol@@ este@@
+                         rol``; a character maps to itself): funasr's CharTokenizer
+                         splits English into the word pieces through it, as it does
+                         with the release's 8.3 MB seg_dict
     am.mvn               Kaldi nnet text CMVN over the 560-dim LFR features
     model.pt             {"state_dict": ...} built through funasr's own classes
     twin_info.json       what the twin was made from (for idempotent re-runs)
@@ -38,15 +47,22 @@ BLANK, SOS, EOS, UNK = "<blank>", "<s>", "</s>", "<unk>"
 SPECIAL_TOKENS = (BLANK, SOS, EOS, UNK)
 
 #: Files a finished twin directory holds (twin_info.json is the twin's own).
-TWIN_FILES = ("config.yaml", "configuration.json", "tokens.json", "am.mvn", "model.pt",
-              "twin_info.json")
+TWIN_FILES = ("config.yaml", "configuration.json", "tokens.json", "seg_dict", "am.mvn",
+              "model.pt", "twin_info.json")
+
+#: The released model the template follows, and where its files were read.
+RELEASE = ("iic/speech_paraformer-large_asr_nat-zh-cn-16k-common-vocab8404-pytorch, revision "
+           "master (hub bookkeeping: created 1706753363), config.yaml and configuration.json")
+
+#: Longest English word piece of the twin's seg_dict (letters).
+PIECE_LEN = 4
 
 #: Keys naming classes: the twin keeps paraformer-large's, so twin.yaml may not set them.
 CLASS_KEYS = ("model", "encoder", "decoder", "predictor", "frontend", "specaug", "tokenizer",
               "dataset", "optim", "scheduler")
 
-#: paraformer-large's config.yaml schema with its published sizes. twin.yaml
-#: overrides the sizes; the class names and the structure stay.
+#: paraformer-large's released config.yaml (RELEASE), key for key. twin.yaml
+#: overrides sizes and training defaults; the class names and the structure stay.
 PARAFORMER_LARGE_TEMPLATE: dict = {
     "model": "Paraformer",
     "model_conf": {
@@ -103,7 +119,6 @@ PARAFORMER_LARGE_TEMPLATE: dict = {
         "frame_shift": 10,
         "lfr_m": 7,
         "lfr_n": 6,
-        "cmvn_file": "am.mvn",
     },
     "specaug": "SpecAugLFR",
     "specaug_conf": {
@@ -122,9 +137,9 @@ PARAFORMER_LARGE_TEMPLATE: dict = {
         "accum_grad": 1,
         "grad_clip": 5,
         "max_epoch": 150,
+        "val_scheduler_criterion": ["valid", "acc"],
+        "best_model_criterion": [["valid", "acc", "max"]],
         "keep_nbest_models": 10,
-        "avg_nbest_model": 10,
-        "avg_keep_nbest_models_type": "acc",
         "log_interval": 50,
     },
     "optim": "adam",
@@ -134,20 +149,20 @@ PARAFORMER_LARGE_TEMPLATE: dict = {
     "dataset": "AudioDataset",
     "dataset_conf": {
         "index_ds": "IndexDSJsonl",
-        "batch_sampler": "EspnetStyleBatchSampler",
-        "batch_type": "length",
-        "batch_size": 25000,
+        "batch_sampler": "DynamicBatchLocalShuffleSampler",
+        "batch_type": "example",
+        "batch_size": 1,
         "max_token_length": 2048,
         "buffer_size": 500,
         "shuffle": True,
-        "num_workers": 4,
+        "num_workers": 0,
     },
     "tokenizer": "CharTokenizer",
     "tokenizer_conf": {
         "unk_symbol": UNK,
         "split_with_space": True,
-        "token_list": "tokens.json",
     },
+    "input_size": 560,
     "ctc_conf": {
         "dropout_rate": 0.0,
         "ctc_type": "builtin",
@@ -157,8 +172,9 @@ PARAFORMER_LARGE_TEMPLATE: dict = {
     "normalize": None,
 }
 
-#: configuration.json: funasr joins every file_path_metas entry that exists to
-#: the model directory, so nothing resolves against the working directory.
+#: configuration.json as released: funasr joins every file_path_metas entry that
+#: exists to the model directory (tokens, seg_dict, CMVN), so nothing resolves
+#: against the working directory.
 CONFIGURATION_JSON: dict = {
     "framework": "pytorch",
     "task": "auto-speech-recognition",
@@ -168,7 +184,7 @@ CONFIGURATION_JSON: dict = {
     "file_path_metas": {
         "init_param": "model.pt",
         "config": "config.yaml",
-        "tokenizer_conf": {"token_list": "tokens.json"},
+        "tokenizer_conf": {"token_list": "tokens.json", "seg_dict_file": "seg_dict"},
         "frontend_conf": {"cmvn_file": "am.mvn"},
     },
 }
@@ -226,6 +242,8 @@ def paraformer_config(arch: dict) -> dict:
         raise DataError(f"twin architecture: predictor_conf.idim ({idim}) must equal "
                         f"encoder_conf.output_size ({out_size}); leave idim out")
     config["predictor_conf"]["idim"] = out_size
+    fc = config["frontend_conf"]
+    config["input_size"] = fc["n_mels"] * fc["lfr_m"]
     heads = config["encoder_conf"]["attention_heads"]
     if out_size % heads:
         raise DataError(f"twin architecture: encoder_conf.output_size ({out_size}) must be a "
@@ -269,6 +287,46 @@ def build_token_list(tokens: Iterable[str]) -> list[str]:
     if not body:
         raise DataError("the token list is empty; pass the corpus vocabulary (one token a line)")
     return [BLANK, SOS, EOS, *body, UNK]
+
+
+def word_pieces(word: str, piece_len: int = PIECE_LEN) -> list[str]:
+    """An English word as the twin's word pieces, the release's ``@@`` notation:
+    ``cholesterol`` -> ``chol@@ este@@ rol`` (pieces of at most ``piece_len``
+    letters, as even as possible); a short word stays whole."""
+    n = -(-len(word) // piece_len)
+    base, extra = divmod(len(word), n)
+    pieces, pos = [], 0
+    for i in range(n):
+        size = base + (1 if i < extra else 0)
+        pieces.append(word[pos:pos + size])
+        pos += size
+    return [p + "@@" for p in pieces[:-1]] + pieces[-1:]
+
+
+def seg_dict_and_tokens(vocabulary: Iterable[str]) -> tuple[dict[str, list[str]], list[str]]:
+    """The twin's ``seg_dict`` (word -> tokens) and its tokens, in first-seen
+    order, from the corpus vocabulary (Chinese characters and English words, as
+    ``vocabulary.txt`` lists them). A non-ASCII token (a character) maps to
+    itself; an ASCII word is lowercased (funasr's seg_tokenize looks words up
+    lowercased) and split by :func:`word_pieces`."""
+    seg: dict[str, list[str]] = {}
+    tokens: dict[str, None] = {}
+    for tok in vocabulary:
+        if tok in SPECIAL_TOKENS:
+            continue
+        key = tok.lower() if tok.isascii() else tok
+        pieces = word_pieces(key) if key.isascii() and len(key) > 1 else [key]
+        seg.setdefault(key, pieces)
+        for piece in pieces:
+            tokens.setdefault(piece)
+    return seg, list(tokens)
+
+
+def write_seg_dict(path: str | os.PathLike, seg: dict[str, list[str]]) -> None:
+    """funasr's seg_dict format: ``word piece piece ...``, one word a line."""
+    with atomic_write(path) as f:
+        for word, pieces in seg.items():
+            f.write(f"{word} {' '.join(pieces)}\n")
 
 
 def write_am_mvn(path: str | os.PathLike, shift: Sequence[float], scale: Sequence[float]) -> None:
@@ -365,6 +423,7 @@ def _inputs_digest(config: dict, token_list: list[str], cmvn_jsonl: str | None,
     h = hashlib.sha256()
     h.update(json.dumps(config, sort_keys=True).encode())
     h.update(json.dumps(token_list, ensure_ascii=False).encode())
+    h.update(f"seg_dict {PIECE_LEN}".encode())
     h.update(f"{seed} {cmvn_max_utts}".encode())
     if cmvn_jsonl is not None:
         h.update(Path(cmvn_jsonl).read_bytes())
@@ -390,7 +449,8 @@ def make_paraformer_twin(out_dir: str | os.PathLike, tokens: Iterable[str],
     """
     out_dir = Path(out_dir).resolve()
     config = paraformer_config(arch)
-    token_list = build_token_list(tokens)
+    seg, pieces = seg_dict_and_tokens(tokens)
+    token_list = build_token_list(pieces)
     cmvn_src = str(Path(cmvn_jsonl).resolve()) if cmvn_jsonl is not None else None
     if cmvn_src is not None and not Path(cmvn_src).is_file():
         raise DataError(f"{cmvn_jsonl}: no such jsonl for the CMVN statistics")
@@ -405,6 +465,7 @@ def make_paraformer_twin(out_dir: str | os.PathLike, tokens: Iterable[str],
     with atomic_write(out_dir / "tokens.json") as f:
         json.dump(token_list, f, ensure_ascii=False, indent=0)
         f.write("\n")
+    write_seg_dict(out_dir / "seg_dict", seg)
 
     dim = config["frontend_conf"]["n_mels"] * config["frontend_conf"]["lfr_m"]
     if cmvn_src is None:
@@ -432,6 +493,8 @@ def make_paraformer_twin(out_dir: str | os.PathLike, tokens: Iterable[str],
         "model": config["model"],
         "parameters": n_params,
         "vocab_size": len(token_list),
+        "seg_dict_words": len(seg),
+        "follows": RELEASE,
         "seed": seed,
         "cmvn_jsonl": cmvn_src,
         "cmvn_frames": frames,
