@@ -384,6 +384,17 @@ fi
 if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
   log "Stage 7: score and write ${mexp}/RESULTS.md (log: ${mexp}/logs/results.log)"
   plot_curves
+  # error browser (issue 16): one page per test set, the first and last model side by side
+  for set in ${test_sets}; do
+    hyps=()
+    for m in $(echo ${models} | tr ' ' '\n' | sed -n '1p;$p' | uniq); do
+      hyps+=(--hyp "${m}=${mexp}/decode_${m}/${set}/text")
+    done
+    run_job "${mexp}/logs/error_browser_${set}.log" \
+      python local/error_browser.py --data "${datadir}/${set}" --terms "${terms:-none}" \
+        "${hyps[@]}" --out "${mexp}/error_browser/${set}.html"
+    log "  error browser: ${mexp}/error_browser/${set}.html"
+  done
   pretrain_opt=()
   [ "${base_model}" = "${mexp}/base" ] && pretrain_opt=(--pretrain-data "${datadir}/general_train")
   run_job "${mexp}/logs/results.log" \

@@ -197,3 +197,28 @@ def test_embed_limit_and_bad_input(tmp_path):
     p = run_tool("error_browser.py", "--data", data, "--hyp", f"a={tmp_path / 'nope'}",
                  "--out", out)
     assert p.returncode == 1 and "nope" in p.stderr and not out.exists()
+
+
+def test_run_sh_stage7_writes_and_links_the_pages(tmp_path):
+    """run.sh stage 7 alone, on a synthetic experiment (decodes of base and three stages)."""
+    from test_results import make_exp
+
+    data, exp = make_exp(tmp_path)
+    exp = exp.rename(tmp_path / "decodes")
+    mexp = tmp_path / "exp" / "paraformer"
+    mexp.parent.mkdir()
+    exp.rename(mexp)
+    shutil.copytree(data / "general_test", data / "general_train")
+    (mexp / "logs").mkdir()
+    shutil.copy(ROOT / "tests" / "data" / "train_stage1.log", mexp / "logs" / "train_stage1.log")
+    p = subprocess.run(["bash", str(ROOT / "run.sh"), "--stage", "7", "--stop-stage", "7",
+                        "--datadir", str(data), "--expdir", str(tmp_path / "exp"),
+                        "--terms", str(tmp_path / "terms.txt")],
+                       capture_output=True, text=True, cwd=tmp_path)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    md = (mexp / "RESULTS.md").read_text(encoding="utf-8")
+    for s in ("general_test", "domain_test"):
+        page = (mexp / "error_browser" / f"{s}.html").read_text(encoding="utf-8")
+        assert page.count('<tr class="utt"') == 40
+        assert 'data-system="base"' in page and 'data-system="stage3"' in page
+        assert f"- [{s}](error_browser/{s}.html)" in md

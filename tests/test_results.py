@@ -131,3 +131,15 @@ def test_help_names_every_option():
                 "--pretrain-data", "--terms", "--norm", "--bootstrap", "--seed", "--general-set",
                 "--domain-set", "--out"):
         assert opt in p.stdout
+
+
+def test_results_link_the_error_browser_pages(tmp_path):
+    data, exp = make_exp(tmp_path)
+    args = ("paraformer", exp, ["base", "stage3"], ["general_test", "domain_test"], data,
+            data / "mix_summary.tsv", None, exp / "RESULTS.md")
+    assert "Error browser" not in make_results(*args, n_resamples=50)
+    (exp / "error_browser").mkdir()
+    (exp / "error_browser" / "domain_test.html").write_text("<html></html>")
+    md = make_results(*args, n_resamples=50)
+    assert "## Error browser" in md and "- [domain_test](error_browser/domain_test.html)" in md
+    assert "error_browser/general_test.html" not in md     # only pages that exist
