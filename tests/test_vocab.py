@@ -1,0 +1,144 @@
+"""Vocabulary audit and extension (funasr_recipe.vocab, local/vocab_audit.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import yaml
+
+from funasr_recipe.datadir import Utt, write_datadir
+from funasr_recipe.io import DataError
+from funasr_recipe.vocab import (DOUBLE_SPACE, audit, extension_plan, grow_state, load_conf,
+                                 load_vocab, read_texts)
+from helpers import ROOT, run_tool
+
+TEXTS = ["病人做心电图", "他有高血压", "check blood pressure 正常", "今天天气很好",
+         "Hello  world 你好", "ABC 测试 x-ray"]
+
+
+def model_dir(root: Path, tokens: list[str], seg: dict[str, str] | None = None) -> Path:
+    """A Paraformer model dir as far as its tokenizer goes (config, tokens, seg_dict)."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "config.yaml").write_text(yaml.safe_dump(
+        {"model": "Paraformer", "tokenizer": "CharTokenizer",
+         "tokenizer_conf": {"unk_symbol": "<unk>", "split_with_space": True,
+                            "token_list": "tokens.json"}}))
+    (root / "tokens.json").write_text(json.dumps(["<blank>", "<s>", "</s>", *tokens, "<unk>"],
+                                                 ensure_ascii=False))
+    metas = {"tokenizer_conf": {"token_list": "tokens.json"}}
+    if seg is not None:
+        (root / "seg_dict").write_text("".join(f"{k} {v}\n" for k, v in seg.items()),
+                                       encoding="utf-8")
+        metas["tokenizer_conf"]["seg_dict_file"] = "seg_dict"
+    (root / "configuration.json").write_text(json.dumps({"file_path_metas": metas}))
+    return root
+
+
+@pytest.mark.parametrize("with_seg", [False, True])
+def test_units_are_funasr_char_tokenizer_tokens(tmp_path, with_seg):
+    from funasr.tokenizer.char_tokenizer import CharTokenizer
+
+    chars = sorted({c for t in TEXTS for c in t if not c.isspace()})
+    seg = {c: c for c in chars if not c.isascii()} | {"check": "che@@ ck", "blood": "blood",
+                                                       "hello": "hel@@ lo", "a": "a"}
+    d = model_dir(tmp_path / "m", chars + ["che@@", "ck", "blood", "hel@@", "lo"],
+                  seg if with_seg else None)
+    v = load_vocab(d)
+    assert (v.seg_dict is not None) == with_seg
+    ref = CharTokenizer(token_list=str(d / "tokens.json"), split_with_space=True,
+                        seg_dict=str(d / "seg_dict") if with_seg else None)
+    for text in TEXTS:
+        assert [t for _, ts in v.units(text) for t in ts] == ref.text2tokens(text), text
+
+
+def make_sets(root: Path) -> dict[str, Path]:
+    sets = {
+        "train": ["病人做心电图", "心电图正常", "他有高血压", "check blood pressure", "今天很好"],
+        "test": ["病人的心电图", "测血压", "胰岛素"],
+        "domain": ["病人做心电图", "他有高血压", "check blood pressure", "胰岛素"],
+    }
+    out = {}
+    for name, texts in sets.items():
+        utts = [Utt(f"s-{name}-{i}", "s", f"/x/{i}.wav", t, 1.0) for i, t in enumerate(texts)]
+        write_datadir(root / name, utts)
+        out[name] = root / name
+    (root / "terms.txt").write_text("心电图\n高血压\n胰岛素\nblood pressure\n", encoding="utf-8")
+    return out
+
+
+def test_audit_counts_what_cannot_be_emitted(tmp_path):
+    sets = make_sets(tmp_path)
+    # no 电, 压, 胰; English letters only partly (no seg_dict: spelled letter by letter)
+    tokens = list("病人做心图正常他有高血今天很好的测岛素") + list("checkblod")
+    v = load_vocab(model_dir(tmp_path / "m", tokens))
+    a = audit(v, {"train": read_texts([sets["train"]]), "test": read_texts([sets["test"]])},
+              read_texts([sets["domain"]]), ["心电图", "高血压", "胰岛素", "blood pressure"])
+    assert set(a.uncovered) == {"电", "压", "胰", "pressure"}
+    assert a.uncovered["pressure"].missing == ["p", "r", "s", "s", "u", "r"]   # e is a token
+    assert a.uncovered["电"].utts == {"train": 2, "test": 1}
+    assert a.uncovered["压"].utts == {"train": 1, "test": 1}
+    assert a.uncovered["胰"].utts == {"test": 1}
+    assert a.uncovered["电"].terms == {"心电图"} and a.uncovered["电"].term_occ == 3
+    assert a.affected_utts == {"train": 4, "test": 3}
+    assert a.worst()[0] == "电"
+    # per term: training utterances (the "samples per term" question)
+    assert a.terms["心电图"].utts["train"] == 2 and a.terms["胰岛素"].utts["train"] == 0
+    assert a.terms["blood pressure"].utts["train"] == 1
+    assert a.terms["胰岛素"].missing_units == ["胰"]
+    # domain: 6 + 5 + 3 + 3 units; 电, 压, pressure, 胰 cannot be emitted
+    assert (a.domain_uncovered, a.domain_units) == (4, 17)
+    tokens_, seg = extension_plan(a)
+    assert set(tokens_) == {"电", "压", "p", "r", "s", "u"} and seg == []   # 胰: test only
+
+
+def test_seg_dict_words(tmp_path):
+    sets = make_sets(tmp_path)
+    tokens = list("病人做心电图正常他有高血压今天很好的测岛素胰") + ["check", "blood"]
+    seg = {c: c for c in "病人做心电图正常他有高血压今天很好的测岛素胰"} | \
+        {"check": "check", "blood": "blood"}
+    v = load_vocab(model_dir(tmp_path / "m", tokens, seg))
+    a = audit(v, {"train": read_texts([sets["train"]])}, read_texts([sets["domain"]]),
+              ["blood pressure"])
+    assert set(a.uncovered) == {"pressure"} and set(a.uncovered["pressure"].missing) == {"<unk>"}
+    assert a.terms["blood pressure"].missing_units == ["pressure"]
+    assert extension_plan(a) == (["pressure"], ["pressure"])
+    assert v.units("a  b")[1] == (DOUBLE_SPACE, ["<unk>"])       # funasr: <unk> too
+
+
+def test_cli_limit_stops_and_names_the_options(tmp_path):
+    sets = make_sets(tmp_path)
+    d = model_dir(tmp_path / "m", list("病人做心图正常他有高血今天很好的测岛素") + list("checkblodprsu"))
+    conf = tmp_path / "audit.yaml"
+    conf.write_text("max_uncovered_share: 0.05\nshow_worst: 3\n")
+    args = ["--model-dir", d, "--train", sets["train"], "--test", sets["test"],
+            "--domain", sets["domain"], "--terms", tmp_path / "terms.txt", "--conf", conf,
+            "--out", tmp_path / "exp" / "vocab_audit.tsv"]
+    p = run_tool("vocab_audit.py", *args)
+    assert p.returncode == 1
+    assert "ERROR: 17.65% of the domain transcripts' characters/words (3 of 17)" in p.stderr
+    assert "worst: '电' (2 train utterances), '压' (1 train utterances)" in p.stderr
+    assert "--extend-vocab true" in p.stderr and "max_uncovered_share" in p.stderr
+    tsv = (tmp_path / "exp" / "vocab_audit.tsv").read_text(encoding="utf-8").splitlines()
+    assert tsv[0].split("\t")[:6] == ["kind", "item", "model_tokens", "missing_tokens",
+                                      "train_utts", "train_occ"]
+    assert tsv[1].split("\t")[:6] == ["char", "电", "电", "电", "2", "2"]
+    term_rows = [r.split("\t") for r in tsv if r.startswith("term\t")]
+    assert term_rows[0][1] == "胰岛素" and term_rows[0][4] == "0"    # fewest train utts first
+    summary = (tmp_path / "exp" / "vocab_audit.txt").read_text(encoding="utf-8")
+    assert summary == p.stdout and "3 of 17" in summary
+    conf.write_text("max_uncovered_share: 0.2\n")
+    assert run_tool("vocab_audit.py", *args).returncode == 0
+    conf.write_text("max_uncovered_share: 5\n")
+    p = run_tool("vocab_audit.py", *args)
+    assert p.returncode == 1 and "between 0 and 1" in p.stderr
+
+
+def test_conf_file_is_the_default_one():
+    conf = load_conf(ROOT / "conf" / "paraformer" / "vocab_audit.yaml")
+    assert 0 < conf["max_uncovered_share"] < 1
+    with pytest.raises(DataError, match="no such file"):
+        load_conf(ROOT / "conf" / "nope.yaml")
