@@ -262,3 +262,36 @@ def test_extended_twin_learns_to_emit_new_characters(twin_setup):
     # (measured: all 9 test utterances with them transcribed exactly, 3 clean ones too)
     hit = [k for k in new_refs if set(results["extended"][k]) >= (set(refs[k]) & set("甲乙"))]
     assert hit == new_refs, (results["extended"], refs)
+
+
+def test_run_sh_audits_before_training(tmp_path):
+    """run.sh stage 5 with a base model: the audit runs first and stops the
+    recipe before any training when the limit is exceeded."""
+    import subprocess
+
+    sets = make_sets(tmp_path)
+    data = tmp_path / "data"
+    for name, src in (("general_train", "train"), ("domain_train", "train"),
+                      ("general_test", "test"), ("domain_test", "domain")):
+        src_dir = sets[src]
+        (data / name).mkdir(parents=True)
+        for f in src_dir.iterdir():
+            (data / name / f.name).write_bytes(f.read_bytes())
+    base = model_dir(tmp_path / "base", list("病人做心图正常他有高血今天很好的测岛素") +
+                     list("checkblodprsu"))
+
+    def run(*extra):
+        return subprocess.run(["bash", str(ROOT / "run.sh"), "--stage", "5", "--stop-stage", "5",
+                               "--base-model", str(base), "--datadir", str(data),
+                               "--expdir", str(tmp_path / "exp"), "--dumpdir",
+                               str(tmp_path / "dump"), "--terms", str(tmp_path / "terms.txt"),
+                               *extra], capture_output=True, text=True, cwd=tmp_path)
+
+    p = run()
+    out = p.stdout + p.stderr
+    assert p.returncode == 1 and "vocabulary audit against" in out
+    assert "cannot be emitted by" in out and "'电'" in out and "--extend-vocab true" in out
+    assert "Stage 5: fine-tune" not in out                       # stopped before training
+    assert (tmp_path / "exp" / "paraformer" / "vocab_audit.tsv").is_file()
+    p = run("--model", "nano", "--extend-vocab", "true")
+    assert p.returncode == 1 and "Paraformer only" in p.stdout + p.stderr
