@@ -262,6 +262,13 @@ def results_markdown(family: str, exp: Path, models: list[str], sets: list[str],
                   f"Domain error against general error for each model, in training order, with "
                   f"95% intervals: down is domain gain, right is forgetting.", "",
                   f"![domain against general error per model]({plot_name})"]
+    audit = exp / "vocab_audit.txt"
+    if audit.is_file():
+        lines += ["", "## Vocabulary audit", "",
+                  "The transcripts against the base model's vocabulary before fine-tuning "
+                  "(`local/vocab_audit.py`; per character/word and per term: "
+                  "[vocab_audit.tsv](vocab_audit.tsv)):", "", "```",
+                  audit.read_text(encoding="utf-8").rstrip("\n"), "```"]
     pages = [s for s in sets if (exp / BROWSER_DIR / f"{s}.html").is_file()]
     if pages:
         lines += ["", "## Error browser", "",
