@@ -85,7 +85,7 @@ def body(args) -> int:
     sys.stdout.write(text)
     if result.domain_share > conf["max_uncovered_share"]:
         raise DataError(limit_error(result, conf["max_uncovered_share"], str(args.conf),
-                                    conf["show_worst"]))
+                                    conf["show_worst"], extended=args.extend_out is not None))
     return 0
 
 

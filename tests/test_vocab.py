@@ -295,3 +295,45 @@ def test_run_sh_audits_before_training(tmp_path):
     assert (tmp_path / "exp" / "paraformer" / "vocab_audit.tsv").is_file()
     p = run("--model", "nano", "--extend-vocab", "true")
     assert p.returncode == 1 and "Paraformer only" in p.stdout + p.stderr
+
+
+def test_extend_with_seg_dict_and_test_only_tokens(twin_setup, tmp_path):
+    """A model with a seg_dict: missing words and characters get seg_dict entries and
+    tokens, funasr's own tokenizer then maps them to real ids; what occurs only in
+    the test sets cannot be taught and still stops the recipe."""
+    import shutil
+
+    from funasr.tokenizer.char_tokenizer import CharTokenizer
+
+    m = tmp_path / "seg_model"
+    shutil.copytree(twin_setup["twin"], m)
+    (m / "seg_dict").write_text("".join(f"{c} {c}\n" for c in KNOWN), encoding="utf-8")
+    metas = json.loads((m / "configuration.json").read_text())
+    metas["file_path_metas"]["tokenizer_conf"]["seg_dict_file"] = "seg_dict"
+    (m / "configuration.json").write_text(json.dumps(metas))
+    for name, texts in (("train", ["你好 pressure", "甲世界"]), ("test", ["乙界", "你好"])):
+        write_datadir(tmp_path / name, [Utt(f"s-{i}", "s", "/x.wav", t, 1.0)
+                                        for i, t in enumerate(texts)])
+    conf = tmp_path / "a.yaml"
+    conf.write_text("max_uncovered_share: 0.0\n")
+    p = run_tool("vocab_audit.py", "--model-dir", m, "--train", tmp_path / "train", "--test",
+                 tmp_path / "test", "--domain", tmp_path / "train", tmp_path / "test",
+                 "--conf", conf, "--out", tmp_path / "exp" / "vocab_audit.tsv",
+                 "--extend-out", tmp_path / "exp" / "ext")
+    assert p.returncode == 1                                    # 乙: test only
+    assert "'乙' (0 train utterances)" in p.stderr and "occur in no training" in p.stderr
+    ext = tmp_path / "exp" / "ext"
+    info = json.loads((ext / "vocab_extend.json").read_text())
+    assert info["added_tokens"] == ["pressure", "甲"]            # worst first, ties in C order
+    assert sorted(info["added_seg_dict_entries"]) == ["pressure", "甲"]
+    tok = CharTokenizer(token_list=str(ext / "tokens.json"), split_with_space=True,
+                        seg_dict=str(ext / "seg_dict"))
+    ids = tok.encode("你好 pressure 甲")
+    assert tok.unk_id not in ids and len(ids) == 4
+    assert tok.unk_id in tok.encode("乙")
+    # the same inputs again: the extended dir is kept as it is
+    before = (ext / "model.pt").stat().st_mtime_ns
+    run_tool("vocab_audit.py", "--model-dir", m, "--train", tmp_path / "train", "--domain",
+             tmp_path / "train", "--conf", conf, "--out", tmp_path / "exp" / "vocab_audit.tsv",
+             "--extend-out", ext)
+    assert (ext / "model.pt").stat().st_mtime_ns == before

@@ -412,18 +412,28 @@ def load_conf(path: str | os.PathLike) -> dict:
     return out
 
 
-def limit_error(a: Audit, limit: float, conf_path: str, show: int = 10) -> str:
-    """The message that stops the recipe: the worst units and the options."""
+def limit_error(a: Audit, limit: float, conf_path: str, show: int = 10,
+                extended: bool = False) -> str:
+    """The message that stops the recipe: the worst units and the options.
+    ``extended``: ``a`` audits an extended model (what is left occurs in no
+    training transcript)."""
     worst = ", ".join(f"'{u}' ({a.uncovered[u].utts[a.groups[0]]} {a.groups[0]} utterances)"
                       for u in a.worst(show))
+    if extended:
+        options = ("they occur in no training transcript, so extending the vocabulary cannot "
+                   "teach them: add training utterances that contain them; or change the "
+                   "transcripts; or accept it by raising max_uncovered_share")
+    else:
+        options = ("run with --extend-vocab true (adds them to the model's vocabulary and "
+                   "grows its embedding and output layers; the training transcripts then teach "
+                   "them); or change the transcripts (e.g. characters the model knows, English "
+                   "words in its seg_dict); or accept it by raising max_uncovered_share (the "
+                   "model will keep missing them)")
     return (f"{100.0 * a.domain_share:.2f}% of the domain transcripts' characters/words "
             f"({a.domain_uncovered} of {a.domain_units}) cannot be emitted by "
             f"{a.vocab.model_dir} (limit {100.0 * limit:.2f}%, max_uncovered_share in "
-            f"{conf_path}); worst: {worst}. Options: run with --extend-vocab true (adds them to "
-            f"the model's vocabulary and grows its embedding and output layers); or change the "
-            f"transcripts (e.g. characters the model knows, English words in its seg_dict); or "
-            f"accept it by raising max_uncovered_share (the model will keep missing them). "
-            f"Details: the audit table (vocab_audit.tsv).")
+            f"{conf_path}); worst: {worst}. Options: {options}. Details: the audit table "
+            f"(vocab_audit.tsv).")
 
 
 # ---------------------------------------------------------------- extension
