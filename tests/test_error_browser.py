@@ -222,3 +222,13 @@ def test_run_sh_stage7_writes_and_links_the_pages(tmp_path):
         assert page.count('<tr class="utt"') == 40
         assert 'data-system="base"' in page and 'data-system="stage3"' in page
         assert f"- [{s}](error_browser/{s}.html)" in md
+
+
+def test_no_chromium_skips_here_but_fails_in_ci(monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="chromium is not installed; CI must"):
+        need_chromium()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="apt-get install -y chromium"):
+        need_chromium()
