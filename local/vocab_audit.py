@@ -72,13 +72,15 @@ def body(args) -> int:
     if args.extend_out is not None:
         tokens, seg = extension_plan(result, "train")
         info = extend_model_dir(vocab, tokens, args.extend_out, seg)
-        text += (f"  extended: {len(info['added_tokens'])} tokens added"
-                 f"{' (' + ' '.join(info['added_tokens'][:30]) + ')' if info['added_tokens'] else ''}"
-                 f", grew {', '.join(info['grown']) or 'nothing'} -> {args.extend_out}\n")
+        added = info["added_tokens"]
+        text += (f"  extended: {len(added)} tokens added"
+                 f"{' (' + ' '.join(added[:30]) + ')' if added else ''}, grew "
+                 f"{', '.join(info['grown']) or 'nothing'} -> {args.extend_out}\n")
         after = audit(load_vocab(args.extend_out), groups, read_texts(args.domain), terms)
+        left = after.worst(conf["show_worst"])
         text += (f"  after extension: {after.domain_uncovered} of {after.domain_units} domain "
                  f"characters/words cannot be emitted ({100.0 * after.domain_share:.2f}%)"
-                 f"{'; only in test sets: ' + ', '.join(after.worst(conf['show_worst'])) if after.uncovered else ''}\n")
+                 f"{'; in no training transcript: ' + ', '.join(left) if left else ''}\n")
         result = after
     with atomic_write(args.out.with_suffix(".txt")) as f:
         f.write(text)

@@ -371,10 +371,13 @@ def summary(a: Audit, limit: float, show: int = 10) -> str:
                f"{100.0 * limit:.2f}%)")
     if a.uncovered:
         g = a.groups
-        worst = ", ".join(f"{u} ({'/'.join(str(a.uncovered[u].utts[x]) for x in g)} "
-                          f"{'/'.join(g)} utts"
-                          f"{', terms ' + ','.join(sorted(a.uncovered[u].terms)) if a.uncovered[u].terms else ''})"
-                          for u in a.worst(show))
+
+        def one(u: str) -> str:
+            c = a.uncovered[u]
+            terms = f", terms {','.join(sorted(c.terms))}" if c.terms else ""
+            return f"{u} ({'/'.join(str(c.utts[x]) for x in g)} {'/'.join(g)} utts{terms})"
+
+        worst = ", ".join(one(u) for u in a.worst(show))
         out.append(f"  cannot emit ({len(a.uncovered)}; worst first): {worst}")
     else:
         out.append("  every character and word can be emitted")
