@@ -57,10 +57,11 @@ Stages:
   3  jsonl for the model family (dump/<model>/<set>.jsonl)
   4  base model: check --base-model, or make the tiny twin and pre-train it on
      the general pool (mini recipe) -> exp/<model>/base
-  5  fine-tuning stages chained through ++init_param -> exp/<model>/<stage>/final.pt;
+  5  (paraformer) vocabulary audit -> exp/<model>/vocab_audit.tsv; then
+     fine-tuning stages chained through ++init_param -> exp/<model>/<stage>/final.pt;
      the last stage exported as a standalone model dir exp/<model>/final_model
   6  decode the test sets with the base model and every stage's model
-  7  score, and write exp/<model>/RESULTS.md
+  7  score, and write exp/<model>/RESULTS.md and exp/<model>/error_browser/<set>.html
 Options (default in brackets):
   --stage N             first stage to run [${stage}]
   --stop-stage N        last stage to run [${stop_stage}]
