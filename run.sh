@@ -36,6 +36,7 @@ vad=false             # true: segment long recordings with silero-vad when decod
 hotwords=             # nano: comma-separated hotwords or a file, one a line
 language=             # nano: output language for the prompt (empty: the train conf's)
 itn=                  # true/false: inverse text normalisation (empty: the family's default)
+extend_vocab=false    # paraformer: true adds tokens the transcripts need to the base model's vocabulary
 stage_plan=conf/stages.yaml    # general:domain mixing per stage (hours)
 split_ratios=8:1:1    # train:valid:test
 split_seed=0          # seed of the split
@@ -56,10 +57,11 @@ Stages:
   3  jsonl for the model family (dump/<model>/<set>.jsonl)
   4  base model: check --base-model, or make the tiny twin and pre-train it on
      the general pool (mini recipe) -> exp/<model>/base
-  5  fine-tuning stages chained through ++init_param -> exp/<model>/<stage>/final.pt;
+  5  (paraformer) vocabulary audit -> exp/<model>/vocab_audit.tsv; then
+     fine-tuning stages chained through ++init_param -> exp/<model>/<stage>/final.pt;
      the last stage exported as a standalone model dir exp/<model>/final_model
   6  decode the test sets with the base model and every stage's model
-  7  score, and write exp/<model>/RESULTS.md
+  7  score, and write exp/<model>/RESULTS.md and exp/<model>/error_browser/<set>.html
 Options (default in brackets):
   --stage N             first stage to run [${stage}]
   --stop-stage N        last stage to run [${stop_stage}]
@@ -92,6 +94,11 @@ Options (default in brackets):
   --hotwords LIST|FILE  nano: hotwords given to the model's prompt when decoding [${hotwords}]
   --language NAME       nano: output language in the prompt, e.g. 中文 [train conf's prompt]
   --itn BOOL            inverse text normalisation of the output [nano: train conf; paraformer: false]
+  --extend-vocab BOOL   paraformer: before stage 5, add the characters/words the transcripts
+                        need and the base model cannot emit to its vocabulary (growing its
+                        embedding and output layers) and train from that copy; without it
+                        the vocabulary audit stops when too many are missing
+                        (conf/paraformer/vocab_audit.yaml) [${extend_vocab}]
   --stage-plan FILE     general:domain mixing plan [${stage_plan}]
   --split-ratios A:B:C  train:valid:test [${split_ratios}]
   --split-seed N        split seed [${split_seed}]
@@ -118,6 +125,9 @@ case "${model}" in
   paraformer|nano) ;;
   *) log "Error: --model ${model}: unknown model family (paraformer, nano)"; exit 1 ;;
 esac
+if [ "${extend_vocab}" = true ] && [ "${model}" != paraformer ]; then
+  log "Error: --extend-vocab true: Paraformer only (Fun-ASR-Nano's Qwen3 tokenizer has no unknown words)"; exit 1
+fi
 if [ -n "${data}" ] && [ -z "${general}" ]; then
   log "Error: --data needs --general (the general pool mixed in by the stage plan)"; exit 1
 fi
@@ -299,6 +309,25 @@ except DataError as e: sys.exit(f"ERROR: {e}")' "${base_model}" "${model}"
 fi
 base_model=${base_model:-${mexp}/base}
 
+# Vocabulary audit (paraformer, issue 16): before fine-tuning, the transcripts against
+# the base model's tokens (and seg_dict); --extend-vocab true: train from a copy with
+# the missing tokens added (${mexp}/base_vocab), which every later stage then uses.
+if [ "${model}" = paraformer ] && [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
+  log "Stage 5: vocabulary audit against ${base_model} -> ${mexp}/vocab_audit.tsv (log: ${mexp}/logs/vocab_audit.log)"
+  audit_opts=()
+  [ "${extend_vocab}" = true ] && audit_opts=(--extend-out "${mexp}/base_vocab")
+  test_dirs=()
+  for set in ${test_sets}; do test_dirs+=("${datadir}/${set}"); done
+  run_job "${mexp}/logs/vocab_audit.log" \
+    python local/vocab_audit.py --model-dir "${base_model}" \
+      --train "${datadir}/general_train" "${datadir}/domain_train" --test "${test_dirs[@]}" \
+      --domain "${datadir}/domain_train" "${datadir}/domain_test" --terms "${terms:-none}" \
+      --conf "conf/${model}/vocab_audit.yaml" --out "${mexp}/vocab_audit.tsv" "${audit_opts[@]}"
+  sed 's/^/  /' "${mexp}/vocab_audit.txt"
+fi
+base_src=${base_model}
+[ "${extend_vocab}" = true ] && base_model=${mexp}/base_vocab
+
 if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
   init=${base_model}/model.pt
   for s in ${stage_names}; do
@@ -383,8 +412,19 @@ fi
 if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
   log "Stage 7: score and write ${mexp}/RESULTS.md (log: ${mexp}/logs/results.log)"
   plot_curves
+  # error browser (issue 16): one page per test set, the first and last model side by side
+  for set in ${test_sets}; do
+    hyps=()
+    for m in $(echo ${models} | tr ' ' '\n' | sed -n '1p;$p' | uniq); do
+      hyps+=(--hyp "${m}=${mexp}/decode_${m}/${set}/text")
+    done
+    run_job "${mexp}/logs/error_browser_${set}.log" \
+      python local/error_browser.py --data "${datadir}/${set}" --terms "${terms:-none}" \
+        "${hyps[@]}" --out "${mexp}/error_browser/${set}.html"
+    log "  error browser: ${mexp}/error_browser/${set}.html"
+  done
   pretrain_opt=()
-  [ "${base_model}" = "${mexp}/base" ] && pretrain_opt=(--pretrain-data "${datadir}/general_train")
+  [ "${base_src}" = "${mexp}/base" ] && pretrain_opt=(--pretrain-data "${datadir}/general_train")
   run_job "${mexp}/logs/results.log" \
     python local/make_results.py --family "${model}" --exp "${mexp}" \
       --models "$(echo ${models} | tr ' ' ,)" --sets "$(echo ${test_sets} | tr ' ' ,)" \

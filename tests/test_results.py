@@ -131,3 +131,27 @@ def test_help_names_every_option():
                 "--pretrain-data", "--terms", "--norm", "--bootstrap", "--seed", "--general-set",
                 "--domain-set", "--out"):
         assert opt in p.stdout
+
+
+def test_results_link_the_error_browser_pages(tmp_path):
+    data, exp = make_exp(tmp_path)
+    args = ("paraformer", exp, ["base", "stage3"], ["general_test", "domain_test"], data,
+            data / "mix_summary.tsv", None, exp / "RESULTS.md")
+    assert "Error browser" not in make_results(*args, n_resamples=50)
+    (exp / "error_browser").mkdir()
+    (exp / "error_browser" / "domain_test.html").write_text("<html></html>")
+    md = make_results(*args, n_resamples=50)
+    assert "## Error browser" in md and "- [domain_test](error_browser/domain_test.html)" in md
+    assert "error_browser/general_test.html" not in md     # only pages that exist
+
+
+def test_results_show_the_vocabulary_audit(tmp_path):
+    data, exp = make_exp(tmp_path)
+    args = ("paraformer", exp, ["base"], ["domain_test"], data, data / "mix_summary.tsv", None,
+            exp / "RESULTS.md")
+    assert "Vocabulary audit" not in make_results(*args, n_resamples=20)
+    (exp / "vocab_audit.txt").write_text("vocabulary audit: x\n  cannot emit (1): 电\n",
+                                         encoding="utf-8")
+    md = make_results(*args, n_resamples=20)
+    assert "## Vocabulary audit" in md and "  cannot emit (1): 电\n```" in md
+    assert "[vocab_audit.tsv](vocab_audit.tsv)" in md

@@ -36,6 +36,8 @@ from .stats import (Interval, PairedResult, TermMatcher, TermReport, bootstrap_c
 
 #: Where the mini corpus's term list is (make_corpus.py's default output).
 MINI_CORPUS_TERMS = Path("downloads/mini_corpus/domain_terms.txt")
+#: Where run.sh stage 7 writes the error browser's pages, under EXP.
+BROWSER_DIR = "error_browser"
 
 
 @dataclass
@@ -260,6 +262,22 @@ def results_markdown(family: str, exp: Path, models: list[str], sets: list[str],
                   f"Domain error against general error for each model, in training order, with "
                   f"95% intervals: down is domain gain, right is forgetting.", "",
                   f"![domain against general error per model]({plot_name})"]
+    audit = exp / "vocab_audit.txt"
+    if audit.is_file():
+        lines += ["", "## Vocabulary audit", "",
+                  "The transcripts against the base model's vocabulary before fine-tuning "
+                  "(`local/vocab_audit.py`; per character/word and per term: "
+                  "[vocab_audit.tsv](vocab_audit.tsv)):", "", "```",
+                  audit.read_text(encoding="utf-8").rstrip("\n"), "```"]
+    pages = [s for s in sets if (exp / BROWSER_DIR / f"{s}.html").is_file()]
+    if pages:
+        lines += ["", "## Error browser", "",
+                  "One static page per test set (open from disk; no server): every utterance "
+                  "with reference and hypothesis aligned and coloured, its audio, sortable and "
+                  "filterable by errors, error type and term errors; the first and the last "
+                  "model side by side, the utterances that got better or worse first "
+                  "(`local/error_browser.py`).", ""]
+        lines += [f"- [{s}]({BROWSER_DIR}/{s}.html)" for s in pages]
     curves = exp / "curves"
     if (curves / "curves.png").is_file():
         lines += ["", "## Training curves", "",
