@@ -60,6 +60,8 @@ Stages:
      the last stage exported as a standalone model dir exp/<model>/final_model
   6  decode the test sets with the base model and every stage's model
   7  score, and write exp/<model>/RESULTS.md
+Relative paths in options are taken from the directory you run $0 from
+(defaults in brackets are relative to the recipe's own directory).
 Options (default in brackets):
   --stage N             first stage to run [${stage}]
   --stop-stage N        last stage to run [${stop_stage}]
@@ -106,10 +108,24 @@ EOF
 )
 
 cmdline="$0 $*"
+# Relative paths given on the command line are relative to the caller's working
+# directory (run.sh itself works in its own directory).
+caller_pwd=$PWD
+given_opts=" "
+for a in "$@"; do case "${a}" in --*) given_opts+="${a%%=*} " ;; esac; done
 cd "$(dirname "$0")"
 . ./path.sh
 . ./cmd.sh
 . utils/parse_options.sh
+for opt in data general text general_text heldout_spk corpus_conf train_conf twin_conf terms \
+           base_model stage_plan deepspeed corpus_dir datadir dumpdir expdir hotwords; do
+  case "${given_opts}" in *" --${opt//_/-} "*) ;; *) continue ;; esac
+  val=${!opt}
+  [ -n "${val}" ] && [ "${val#/}" = "${val}" ] || continue
+  # --hotwords is a list or a file: only an existing file is a path
+  [ "${opt}" != hotwords ] || [ -f "${caller_pwd}/${val}" ] || continue
+  printf -v "${opt}" '%s' "${caller_pwd}/${val}"
+done
 
 if [ $# -ne 0 ]; then
   log "Error: unexpected arguments: $*"; log "${help_message}"; exit 1
@@ -148,6 +164,11 @@ if [ "${num_nodes}" -gt 1 ]; then
 fi
 [ -z "${deepspeed}" ] || train_opts+=(--deepspeed "${deepspeed}")
 mexp=${expdir}/${model}
+# A wrong --base-model is found now, not after the data stages.
+if [ -n "${base_model}" ] && ! python local/check_model_dir.py --family "${model}" \
+    --model-dir "${base_model}"; then
+  log "Error: --base-model ${base_model} is not a usable ${model} model dir (see above)"; exit 1
+fi
 stage_names=$(python -c 'import sys; from funasr_recipe.mixing import load_plan
 print(" ".join(s.name for s in load_plan(sys.argv[1]).stages))' "${stage_plan}")
 
@@ -184,9 +205,17 @@ plot_curves() {
   run_job "${mexp}/logs/curves.log" python local/plot_curves.py --exp "${mexp}"
   log "  training curves: ${mexp}/curves/curves.png, summary: ${mexp}/curves/summary.txt"
 }
-# A stage's outputs are complete when its marker holds the same signature.
-is_done() { [ -f "$1" ] && [ "$(cat "$1")" = "$2" ]; }
-mark_done() { echo "$2" > "$1.tmp" && mv "$1.tmp" "$1"; }
+# The one skip test (local/stamp.py): a step is skipped when its output is complete
+# and its stamp records the same inputs (text, lists, configs and checkpoints by
+# content, audio by size and time) and options; otherwise it says what changed.
+#   is_done OUT --inputs ... --opts ... [--outputs ...]; mark_done OUT (same arguments)
+is_done() {
+  local why
+  why=$(python local/stamp.py check --clear --out "$@") && return 0
+  [ -z "${why}" ] || log "  ${why}"
+  return 1
+}
+mark_done() { python local/stamp.py mark --out "$@"; }
 
 if [ -z "${data}" ]; then
   data=${corpus_dir}/domain
@@ -211,11 +240,14 @@ if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
   [ "${resample}" = true ] && opts+=(--resample)
   for pool in general domain; do
     if [ ${pool} = general ]; then src=${general}; txt=${general_text}; else src=${data}; txt=${text}; fi
-    sig="src=$(realpath "${src}") text=${txt} ratios=${split_ratios} seed=${split_seed} heldout=${heldout_spk} opts=${opts[*]:-}"
-    if [ -f "${src}/manifest.json" ]; then sig+=" manifest=$(sha256sum < "${src}/manifest.json" | cut -c1-16)"; fi
-    marker=${datadir}/.${pool}.done
-    if is_done "${marker}" "${sig}"; then
-      log "  ${pool}: complete, skipped (remove ${marker} to redo)"
+    # inputs: the folder or list (+ the audio it named last time), --text, held-out list
+    sig=(--inputs "${src}" ${txt:+"${txt}"} ${heldout_spk:+"${heldout_spk}"}
+           "audio-of:${datadir}/${pool}_all/wav.scp"
+         --opts "ratios=${split_ratios}" "seed=${split_seed}" "skip_bad=${skip_bad}"
+           "resample=${resample}")
+    outs=(--outputs "${datadir}/${pool}_train" "${datadir}/${pool}_valid" "${datadir}/${pool}_test")
+    if is_done "${datadir}/${pool}_all" "${sig[@]}" "${outs[@]}"; then
+      log "  ${pool}: complete for the same inputs, skipped"
       continue
     fi
     run_job "${logdir}/prepare_${pool}.log" \
@@ -228,22 +260,24 @@ if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
       utils/validate_data_dir.sh --no-feats "${datadir}/${pool}_${part}" > /dev/null
     done
     grep -E 'utterances' "${logdir}/split_${pool}.log" | sed 's/^.*INFO: /  /'
-    mark_done "${marker}" "${sig}"
+    # --skip-bad: how many items were left out, and where they are listed
+    grep -E 'items dropped' "${logdir}/prepare_${pool}.log" | sed 's/^.*WARNING: /  /' || true
+    mark_done "${datadir}/${pool}_all" "${sig[@]}"
   done
 fi
 
 if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
   log "Stage 2: staged general/domain mixes from ${stage_plan} (log: ${logdir}/mix_stages.log)"
-  sig="plan=$(sha256sum < "${stage_plan}" | cut -c1-16) g=$(cat "${datadir}/.general.done" | sha256sum | cut -c1-16) d=$(cat "${datadir}/.domain.done" | sha256sum | cut -c1-16)"
-  marker=${datadir}/.mix.done
-  if is_done "${marker}" "${sig}"; then
-    log "  mixes complete, skipped (remove ${marker} to redo)"
+  sig=(--inputs "${stage_plan}" "${datadir}/general_train" "${datadir}/domain_train")
+  outs=(--outputs $(for s in ${stage_names}; do echo "${datadir}/${s}_train"; done))
+  if is_done "${datadir}/mix_summary.tsv" "${sig[@]}" "${outs[@]}"; then
+    log "  mixes complete for the same inputs, skipped"
   else
     run_job "${logdir}/mix_stages.log" \
       python local/mix_stages.py --plan "${stage_plan}" --general "${datadir}/general_train" \
         --domain "${datadir}/domain_train" --out-prefix "${datadir}/" \
         --summary "${datadir}/mix_summary.tsv"
-    mark_done "${marker}" "${sig}"
+    mark_done "${datadir}/mix_summary.tsv" "${sig[@]}"
   fi
   column -t -s $'\t' "${datadir}/mix_summary.tsv"
 fi
@@ -262,16 +296,17 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
   for set in general_train general_valid general_test domain_train domain_valid domain_test \
              $(for s in ${stage_names}; do echo "${s}_train"; done); do
     out=${dumpdir}/${model}/${set}.jsonl
-    sig=$(cat "${datadir}/${set}/wav.scp" "${datadir}/${set}/text" | sha256sum | cut -c1-16)
-    [ "${model}" = nano ] && sig+=" $(realpath "${tok_dir}") $(sha256sum < "${train_conf}" | cut -c1-16)"
-    if is_done "${out}.done" "${sig}" && [ -f "${out}" ]; then
-      log "  ${out}: complete, skipped"
+    sig=(--inputs "${datadir}/${set}" "audio-of:${datadir}/${set}/wav.scp")
+    # nano: the prompt (train conf) and the tokenizer counting text_length
+    [ "${model}" = nano ] && sig+=("${train_conf}" "${tok_dir}/config.yaml" "${tok_dir}/Qwen3-0.6B")
+    if is_done "${out}" "${sig[@]}"; then
+      log "  ${out}: complete for the same inputs, skipped"
       continue
     fi
     run_job "${logdir}/jsonl_${model}_${set}.log" \
       python local/make_jsonl.py --family "${model}" --data-dir "${datadir}/${set}" \
         --out "${out}" --nj "${nj}" "${jsonl_opts[@]}"
-    mark_done "${out}.done" "${sig}"
+    mark_done "${out}" "${sig[@]}"
     log "  ${out}: $(wc -l < "${out}") lines"
   done
 fi
@@ -279,10 +314,7 @@ fi
 if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
   if [ -n "${base_model}" ]; then
     log "Stage 4: check the base model ${base_model}"
-    python -c 'import sys; from funasr_recipe.modeldir import check_model_dir
-from funasr_recipe.io import DataError
-try: check_model_dir(sys.argv[1], sys.argv[2])
-except DataError as e: sys.exit(f"ERROR: {e}")' "${base_model}" "${model}"
+    python local/check_model_dir.py --family "${model}" --model-dir "${base_model}"
   else
     log "Stage 4: tiny ${model} twin, pre-trained on the general pool -> ${mexp}/base (logs: ${mexp}/logs/)"
     make_twin
@@ -358,9 +390,10 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
     mdir=$(model_dir_of "${m}")
     for set in ${test_sets}; do
       out=${mexp}/decode_${m}/${set}
-      sig="$(realpath "${ckpt}") $(stat -L -c %s.%Y "${ckpt}") $(sha256sum < "${datadir}/${set}/wav.scp" | cut -c1-16) $(sha256sum < "${train_conf}" | cut -c1-16) ${dec_opts[*]:-}"
-      if is_done "${out}/.done" "${sig}" && [ -f "${out}/text" ]; then
-        log "Stage 6: ${out} complete, skipped"
+      sig=(--inputs "${mdir}" "${ckpt}" "${datadir}/${set}" "audio-of:${datadir}/${set}/wav.scp"
+             "${train_conf}" --opts "${dec_opts[@]/#/opt=}" --outputs "${out}/text")
+      if is_done "${out}" "${sig[@]}"; then
+        log "Stage 6: ${out} complete for the same inputs, skipped"
         continue
       fi
       log "Stage 6: decode ${set} with ${m} -> ${out}/text (logs: ${out}/log/decode.*.log)"
@@ -376,7 +409,7 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
         sort -m "${out}"/timestamps.* > "${out}/timestamps.tmp" && mv "${out}/timestamps.tmp" "${out}/timestamps"
       fi
       rm -f "${out}"/text.[0-9]* "${out}"/timestamps.[0-9]*
-      mark_done "${out}/.done" "${sig}"
+      mark_done "${out}" "${sig[@]}"
     done
   done
 fi
