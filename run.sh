@@ -166,7 +166,7 @@ fi
 mexp=${expdir}/${model}
 # A wrong --base-model is found now, not after the data stages.
 if [ -n "${base_model}" ] && ! python local/check_model_dir.py --family "${model}" \
-    --model-dir "${base_model}"; then
+    --model-dir "${base_model}" > /dev/null; then
   log "Error: --base-model ${base_model} is not a usable ${model} model dir (see above)"; exit 1
 fi
 stage_names=$(python -c 'import sys; from funasr_recipe.mixing import load_plan
@@ -323,7 +323,7 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
         --model-dir "${mexp}/twin" --train "${dumpdir}/${model}/general_train.jsonl" \
         --valid "${dumpdir}/${model}/general_valid.jsonl" --out "${mexp}/pretrain" \
         --threads "${train_threads}" "${train_opts[@]}"
-    grep -E "skipped|chain check" "${mexp}/logs/pretrain.log" | sed 's/^.*INFO[]:]* -* */  /' || true
+    grep -E "skipped|chain check|set aside|torn checkpoint" "${mexp}/logs/pretrain.log" | sed -E 's/^.*(INFO|WARNING)[]:]* -* */  /' || true
     plot_curves
     run_job "${mexp}/logs/export_base.log" \
       python local/export_model.py --model-dir "${mexp}/twin" \
@@ -343,7 +343,7 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
         --valid "${dumpdir}/${model}/domain_valid.jsonl" \
         --extra-valid "general=${dumpdir}/${model}/general_valid.jsonl" \
         --out "${mexp}/${s}" --threads "${train_threads}" "${train_opts[@]}"
-    grep -E "skipped|chain check" "${mexp}/logs/train_${s}.log" | sed 's/^.*INFO[]:]* -* */  /' || true
+    grep -E "skipped|chain check|set aside|torn checkpoint" "${mexp}/logs/train_${s}.log" | sed -E 's/^.*(INFO|WARNING)[]:]* -* */  /' || true
     plot_curves
     init=${mexp}/${s}/final.pt
     if uses_lora "${mexp}/${s}"; then
