@@ -23,6 +23,9 @@ heldout_spk=          # file of speaker ids kept out of training (mini corpus: i
 corpus_conf=conf/corpus.yaml   # mini corpus settings
 train_conf=           # training settings [conf/<model>/train.yaml]
 twin_conf=            # tiny twin architecture [conf/<model>/twin.yaml]
+decode_conf=          # decoding settings [conf/<model>/decode.yaml]
+train_args=           # one-off training overrides "k=v k2=v2" (funasr keys, every training stage)
+decode_args=          # one-off decoding overrides "k=v ..." (keys of the decode conf)
 test_sets="general_test domain_test"   # sets decoded and scored
 terms=                # domain term list for term recall (mini corpus: its own list)
 train_threads=$(nproc)  # torch threads for training
@@ -78,6 +81,10 @@ Options (default in brackets):
   --corpus-conf FILE    mini corpus settings [${corpus_conf}]
   --train-conf FILE     training settings [conf/<model>/train.yaml]
   --twin-conf FILE      tiny twin architecture [conf/<model>/twin.yaml]
+  --decode-conf FILE    decoding settings (batch size, dither) [conf/<model>/decode.yaml]
+  --train-args "K=V .." one-off funasr overrides for every training stage, e.g.
+                        "train_conf.max_epoch=2 optim_conf.lr=0.0001" (no spaces in values)
+  --decode-args "K=V .." one-off decoding overrides, e.g. "batch_size=4"
   --test-sets "A B"     sets decoded and scored [${test_sets}]
   --terms FILE          domain terms, one a line, for term recall in RESULTS.md
                         [mini corpus: its domain_terms.txt; own data: none]
@@ -117,7 +124,7 @@ cd "$(dirname "$0")"
 . ./path.sh
 . ./cmd.sh
 . utils/parse_options.sh
-for opt in data general text general_text heldout_spk corpus_conf train_conf twin_conf terms \
+for opt in data general text general_text heldout_spk corpus_conf train_conf twin_conf decode_conf terms \
            base_model stage_plan deepspeed corpus_dir datadir dumpdir expdir hotwords; do
   case "${given_opts}" in *" --${opt//_/-} "*) ;; *) continue ;; esac
   val=${!opt}
@@ -140,6 +147,10 @@ fi
 
 train_conf=${train_conf:-conf/${model}/train.yaml}
 twin_conf=${twin_conf:-conf/${model}/twin.yaml}
+decode_conf=${decode_conf:-conf/${model}/decode.yaml}
+# --train-args/--decode-args: words K=V, each passed on as --set K=V
+train_set=(); read -ra kvs <<< "${train_args}"; for kv in "${kvs[@]}"; do train_set+=(--set "${kv}"); done
+decode_set=(); read -ra kvs <<< "${decode_args}"; for kv in "${kvs[@]}"; do decode_set+=(--set "${kv}"); done
 logdir=${expdir}/logs
 mkdir -p "${logdir}"
 # The run's own log (also when started with nohup and no terminal).
@@ -164,13 +175,26 @@ if [ "${num_nodes}" -gt 1 ]; then
 fi
 [ -z "${deepspeed}" ] || train_opts+=(--deepspeed "${deepspeed}")
 mexp=${expdir}/${model}
-# A wrong --base-model is found now, not after the data stages.
+# A wrong --base-model, or a stage plan the train config has no sections for, is
+# found now, not after the data stages.
 if [ -n "${base_model}" ] && ! python local/check_model_dir.py --family "${model}" \
     --model-dir "${base_model}" > /dev/null; then
   log "Error: --base-model ${base_model} is not a usable ${model} model dir (see above)"; exit 1
 fi
-stage_names=$(python -c 'import sys; from funasr_recipe.mixing import load_plan
-print(" ".join(s.name for s in load_plan(sys.argv[1]).stages))' "${stage_plan}")
+if ! stage_names=$(python local/check_plan.py --plan "${stage_plan}" --train-conf "${train_conf}" \
+    $([ -n "${base_model}" ] || echo --pretrain)); then
+  log "Error: the stage plan ${stage_plan} and the train config ${train_conf} disagree (see above)"
+  exit 1
+fi
+# Every model is a model dir ${mexp}/<name>/model: "base" (a link to --base-model, or
+# to the mini recipe's pre-trained twin) and each fine-tuning stage's export.
+own_base=false
+if [ -z "${base_model}" ]; then
+  own_base=true
+else
+  mkdir -p "${mexp}/base"
+  ln -sfn "$(realpath "${base_model}")" "${mexp}/base/model"
+fi
 
 # Run one job through ${train_cmd}; on failure show the end of its log and stop.
 run_job() {
@@ -193,12 +217,6 @@ make_twin() {
   run_job "${mexp}/logs/make_twin.log" \
     python local/make_twin.py --family "${model}" --config "${twin_conf}" "${opts[@]}" \
       --out "${mexp}/twin"
-}
-# Whether the stage in dir $1 trained LoRA weights (funasr's saved config says so).
-uses_lora() {
-  [ -f "$1/config.yaml" ] && python -c 'import sys, yaml
-c = yaml.safe_load(open(sys.argv[1], encoding="utf-8")) or {}
-sys.exit(0 if (c.get("llm_conf") or {}).get("use_lora") else 1)' "$1/config.yaml"
 }
 # Training curves of every stage so far -> ${mexp}/curves/ (cheap; after each stage).
 plot_curves() {
@@ -312,25 +330,26 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
 fi
 
 if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
-  if [ -n "${base_model}" ]; then
+  if [ ${own_base} = false ]; then
     log "Stage 4: check the base model ${base_model}"
     python local/check_model_dir.py --family "${model}" --model-dir "${base_model}"
   else
-    log "Stage 4: tiny ${model} twin, pre-trained on the general pool -> ${mexp}/base (logs: ${mexp}/logs/)"
+    log "Stage 4: tiny ${model} twin, pre-trained on the general pool -> ${mexp}/base/model (logs: ${mexp}/logs/)"
     make_twin
     run_job_with "${train_job[*]}" "${mexp}/logs/pretrain.log" \
       python local/train.py --family "${model}" --conf "${train_conf}" --section pretrain \
         --model-dir "${mexp}/twin" --train "${dumpdir}/${model}/general_train.jsonl" \
         --valid "${dumpdir}/${model}/general_valid.jsonl" --out "${mexp}/pretrain" \
-        --threads "${train_threads}" "${train_opts[@]}"
+        --threads "${train_threads}" "${train_opts[@]}" "${train_set[@]}"
     grep -E "skipped|chain check|set aside|torn checkpoint" "${mexp}/logs/pretrain.log" | sed -E 's/^.*(INFO|WARNING)[]:]* -* */  /' || true
     plot_curves
     run_job "${mexp}/logs/export_base.log" \
-      python local/export_model.py --model-dir "${mexp}/twin" \
-        --checkpoint "${mexp}/pretrain/final.pt" --out "${mexp}/base"
+      python local/export_model.py --model-dir "${mexp}/twin" --stage-dir "${mexp}/pretrain"
+    mkdir -p "${mexp}/base"
+    ln -sfn ../pretrain/model "${mexp}/base/model"
   fi
 fi
-base_model=${base_model:-${mexp}/base}
+base_model=${mexp}/base/model
 
 if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
   init=${base_model}/model.pt
@@ -342,41 +361,26 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
         --train "${dumpdir}/${model}/${s}_train.jsonl" \
         --valid "${dumpdir}/${model}/domain_valid.jsonl" \
         --extra-valid "general=${dumpdir}/${model}/general_valid.jsonl" \
-        --out "${mexp}/${s}" --threads "${train_threads}" "${train_opts[@]}"
+        --out "${mexp}/${s}" --threads "${train_threads}" "${train_opts[@]}" "${train_set[@]}"
     grep -E "skipped|chain check|set aside|torn checkpoint" "${mexp}/logs/train_${s}.log" | sed -E 's/^.*(INFO|WARNING)[]:]* -* */  /' || true
     plot_curves
     init=${mexp}/${s}/final.pt
-    if uses_lora "${mexp}/${s}"; then
-      # a LoRA stage decodes (and ships) as a model dir with the adapter folded in
-      log "  ${s} trained LoRA: merged into ${mexp}/${s}/merged (+ peft_adapter/)"
-      run_job "${mexp}/logs/merge_${s}.log" \
-        python local/merge_lora.py --model-dir "${base_model}" --checkpoint "${init}" \
-          --out "${mexp}/${s}/merged"
-    fi
+    # the stage as a standalone model dir (a LoRA stage with its adapter folded in)
+    log "  ${s}: model dir ${mexp}/${s}/model (log: ${mexp}/logs/export_${s}.log)"
+    run_job "${mexp}/logs/export_${s}.log" \
+      python local/export_model.py --model-dir "${base_model}" --stage-dir "${mexp}/${s}"
   done
   last=${s}
-  log "Stage 5: export the last stage as a standalone model dir ${mexp}/final_model"
-  if uses_lora "${mexp}/${last}"; then
-    run_job "${mexp}/logs/export_final.log" \
-      python local/merge_lora.py --model-dir "${base_model}" --checkpoint "${init}" \
-        --out "${mexp}/final_model"
-  else
-    run_job "${mexp}/logs/export_final.log" \
-      python local/export_model.py --model-dir "${base_model}" --checkpoint "${init}" \
-        --out "${mexp}/final_model"
+  if [ -d "${mexp}/final_model" ] && [ ! -L "${mexp}/final_model" ]; then
+    prev=${mexp}/final_model.prev-$(date '+%Y%m%d-%H%M%S')
+    mv "${mexp}/final_model" "${prev}"
+    log "  an earlier ${mexp}/final_model (a copy, not a link) set aside as ${prev}"
   fi
+  ln -sfn "${last}/model" "${mexp}/final_model"
+  log "Stage 5: the last stage's model dir is ${mexp}/final_model -> ${last}/model"
 fi
 
 models="base ${stage_names}"
-# The model dir and weights each model decodes with.
-model_dir_of() {
-  if [ "$1" != base ] && uses_lora "${mexp}/$1"; then echo "${mexp}/$1/merged"; else echo "${base_model}"; fi
-}
-checkpoint_of() {
-  if [ "$1" = base ]; then echo "${base_model}/model.pt"
-  elif uses_lora "${mexp}/$1"; then echo "${mexp}/$1/merged/model.pt"
-  else echo "${mexp}/$1/final.pt"; fi
-}
 
 if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
   dec_opts=()
@@ -385,13 +389,16 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
   [ -n "${hotwords}" ] && dec_opts+=(--hotwords "${hotwords}")
   [ -n "${language}" ] && dec_opts+=(--language "${language}")
   [ -n "${itn}" ] && dec_opts+=(--itn "${itn}")
+  dec_opts+=("${decode_set[@]}")
+  # nano: the prompt the model was trained with (train conf); decoding settings apart
+  dec_confs=("${decode_conf}")
+  [ "${model}" = nano ] && dec_confs+=("${train_conf}") && dec_opts+=(--conf "${train_conf}")
   for m in ${models}; do
-    ckpt=$(checkpoint_of "${m}")
-    mdir=$(model_dir_of "${m}")
+    mdir=${mexp}/${m}/model
     for set in ${test_sets}; do
       out=${mexp}/decode_${m}/${set}
-      sig=(--inputs "${mdir}" "${ckpt}" "${datadir}/${set}" "audio-of:${datadir}/${set}/wav.scp"
-             "${train_conf}" --opts "${dec_opts[@]/#/opt=}" --outputs "${out}/text")
+      sig=(--inputs "${mdir}" "${datadir}/${set}" "audio-of:${datadir}/${set}/wav.scp"
+             "${dec_confs[@]}" --opts "${dec_opts[@]/#/opt=}" --outputs "${out}/text")
       if is_done "${out}" "${sig[@]}"; then
         log "Stage 6: ${out} complete for the same inputs, skipped"
         continue
@@ -400,8 +407,8 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
       rm -f "${out}"/text.*
       if ! ${decode_cmd} JOB=1:"${decode_nj}" "${out}/log/decode.JOB.log" \
           python local/decode.py --family "${model}" --model-dir "${mdir}" \
-            --checkpoint "${ckpt}" --data-dir "${datadir}/${set}" --out "${out}" \
-            --conf "${train_conf}" --nj "${decode_nj}" --job JOB "${dec_opts[@]}"; then
+            --data-dir "${datadir}/${set}" --out "${out}" --decode-conf "${decode_conf}" \
+            --nj "${decode_nj}" --job JOB "${dec_opts[@]}"; then
         log "Error: decoding failed; see ${out}/log/"; exit 1
       fi
       sort -m "${out}"/text.* > "${out}/text.tmp" && mv "${out}/text.tmp" "${out}/text"
@@ -418,7 +425,7 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
   log "Stage 7: score and write ${mexp}/RESULTS.md (log: ${mexp}/logs/results.log)"
   plot_curves
   pretrain_opt=()
-  [ "${base_model}" = "${mexp}/base" ] && pretrain_opt=(--pretrain-data "${datadir}/general_train")
+  [ ${own_base} = true ] && pretrain_opt=(--pretrain-data "${datadir}/general_train")
   run_job "${mexp}/logs/results.log" \
     python local/make_results.py --family "${model}" --exp "${mexp}" \
       --models "$(echo ${models} | tr ' ' ,)" --sets "$(echo ${test_sets} | tr ' ' ,)" \

@@ -46,7 +46,7 @@ def body(args) -> int:
     why = stamp.check(args.out, args.inputs, args.opts, args.outputs)
     if why and args.clear:
         stamp.clear(args.out)
-    if why and not args.quiet:
+    if why and not args.quiet and args.out.exists():  # (a first run needs no reason)
         print(f"{args.out}: redo: " + "; ".join(why[:3])
               + (f"; and {len(why) - 3} more" if len(why) > 3 else ""))
     return 1 if why else 0

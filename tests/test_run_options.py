@@ -36,3 +36,29 @@ def test_help_says_relative_paths_are_the_callers(tmp_path):
     r = run_sh(tmp_path, "--help")
     assert r.returncode == 0
     assert "Relative paths in options are taken from the directory you run" in r.stdout + r.stderr
+
+
+def test_a_plan_the_train_config_lacks_sections_for_stops_at_once(tmp_path):
+    conf = tmp_path / "train.yaml"
+    conf.write_text("common: {}\npretrain: {}\nstages:\n  stage1: {}\n")
+    r = run_sh(tmp_path, "--train-conf", "train.yaml", "--stage", "1",
+               "--datadir", "data", "--expdir", "exp")
+    out = r.stdout + r.stderr
+    assert r.returncode == 1 and "Stage 1" not in out
+    assert f"{conf}: no section under 'stages:' for stage2, stage3" in out
+
+
+def test_decode_settings_come_from_the_decode_conf_with_overrides(tmp_path):
+    import pytest
+
+    from funasr_recipe.decoding import decode_settings
+    from funasr_recipe.io import DataError
+    conf = ROOT / "conf" / "paraformer" / "decode.yaml"
+    assert decode_settings(conf, []) == {"batch_size": 16, "dither": 0.0}
+    assert decode_settings(conf, ["batch_size=4"])["batch_size"] == 4
+    with pytest.raises(DataError, match="--set beam=4: expected KEY=VALUE"):
+        decode_settings(conf, ["beam=4"])
+    bad = tmp_path / "d.yaml"
+    bad.write_text("batch_size: 2\nbeam: 3\n")
+    with pytest.raises(DataError, match="unknown decode setting"):
+        decode_settings(bad, [])

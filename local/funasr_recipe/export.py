@@ -92,3 +92,31 @@ def export_model(model_dir: Path, checkpoint: Path, out: Path, state: dict | Non
         raise
     log.info("exported %s + %s -> %s", model_dir, checkpoint, out)
     return out
+
+
+def uses_lora(stage_dir: Path) -> bool:
+    """Whether the stage in ``stage_dir`` trained LoRA weights (funasr's saved
+    ``config.yaml`` says so)."""
+    from .lora import read_config
+
+    cfg = Path(stage_dir) / "config.yaml"
+    return cfg.is_file() and bool((read_config(cfg).get("llm_conf") or {}).get("use_lora"))
+
+
+def export_stage(model_dir: Path, stage_dir: Path, out: Path | None = None,
+                 checkpoint: str = "final.pt") -> Path:
+    """A training stage's standalone model dir (default ``STAGE_DIR/model``):
+    ``model_dir``'s files with the stage's chosen checkpoint as ``model.pt``;
+    a LoRA stage with the adapter folded into its LLM (and ``peft_adapter/``).
+    Every stage thus ships, and is decoded, as the same kind of directory."""
+    stage_dir = Path(stage_dir)
+    out = Path(out) if out is not None else stage_dir / "model"
+    ckpt = stage_dir / checkpoint
+    if not ckpt.is_file():
+        raise DataError(f"{ckpt}: the stage has no chosen checkpoint; did it finish? (see its "
+                        f"log)")
+    if uses_lora(stage_dir):
+        from .lora import merge_lora
+        log.info("%s trained LoRA: merged into %s", stage_dir, out)
+        return merge_lora(model_dir, ckpt, stage_dir / "config.yaml", out)
+    return export_model(Path(model_dir), ckpt, out)

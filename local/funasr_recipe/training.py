@@ -76,6 +76,27 @@ def section_settings(cfg: dict, section: str, path: str | Path = "train.yaml") -
     return merged
 
 
+def check_plan(plan_path: str | Path, conf_path: str | Path,
+               pretrain: bool) -> list[str]:
+    """The stage plan's stage names, once it is known that the train config has
+    a section for each of them (and ``pretrain`` when the recipe pre-trains its
+    own base model): checked at the start of a run, not at stage 5."""
+    from .mixing import load_plan
+
+    names = [s.name for s in load_plan(plan_path).stages]
+    cfg = load_train_conf(conf_path)
+    missing = [n for n in names if not isinstance(cfg["stages"].get(n), dict)]
+    if missing:
+        raise DataError(f"{conf_path}: no section under 'stages:' for {', '.join(missing)} "
+                        f"of the stage plan {plan_path} (has: "
+                        f"{', '.join(cfg['stages']) or 'none'}); add them, or pass the "
+                        f"train config written for this plan (--train-conf)")
+    if pretrain and not isinstance(cfg.get("pretrain"), dict):
+        raise DataError(f"{conf_path}: no 'pretrain' section, which the mini recipe's own "
+                        f"base model needs; add one or pass --base-model")
+    return names
+
+
 def format_value(v: Any) -> str:
     if v is None:
         return "null"
@@ -632,7 +653,7 @@ def write_chain(out: Path, report: dict[str, Any], checkpoint: str) -> None:
         json.dump(report, f, ensure_ascii=False, indent=1)
 
 
-__all__ = ["ChainError", "load_train_conf", "section_settings", "overrides", "avg_checkpoint_name",
+__all__ = ["ChainError", "load_train_conf", "check_plan", "section_settings", "overrides", "avg_checkpoint_name",
            "load_state", "state_checksum", "compare_loaded", "check_init", "run_funasr_train",
            "check_deepspeed_config", "torchrun_command",
            "stage_signature", "stage_changes", "is_complete", "mark_complete", "run_identity",
