@@ -23,6 +23,9 @@ heldout_spk=          # file of speaker ids kept out of training (mini corpus: i
 corpus_conf=conf/corpus.yaml   # mini corpus settings
 train_conf=           # training settings [conf/<model>/train.yaml]
 twin_conf=            # tiny twin architecture [conf/<model>/twin.yaml]
+decode_conf=          # decoding settings [conf/<model>/decode.yaml]
+train_args=           # one-off training overrides "k=v k2=v2" (funasr keys, every training stage)
+decode_args=          # one-off decoding overrides "k=v ..." (keys of the decode conf)
 test_sets="general_test domain_test"   # sets decoded and scored
 terms=                # domain term list for term recall (mini corpus: its own list)
 train_threads=$(nproc)  # torch threads for training
@@ -62,6 +65,8 @@ Stages:
      the last stage exported as a standalone model dir exp/<model>/final_model
   6  decode the test sets with the base model and every stage's model
   7  score, and write exp/<model>/RESULTS.md and exp/<model>/error_browser/<set>.html
+Relative paths in options are taken from the directory you run $0 from
+(defaults in brackets are relative to the recipe's own directory).
 Options (default in brackets):
   --stage N             first stage to run [${stage}]
   --stop-stage N        last stage to run [${stop_stage}]
@@ -78,6 +83,10 @@ Options (default in brackets):
   --corpus-conf FILE    mini corpus settings [${corpus_conf}]
   --train-conf FILE     training settings [conf/<model>/train.yaml]
   --twin-conf FILE      tiny twin architecture [conf/<model>/twin.yaml]
+  --decode-conf FILE    decoding settings (batch size, dither) [conf/<model>/decode.yaml]
+  --train-args "K=V .." one-off funasr overrides for every training stage, e.g.
+                        "train_conf.max_epoch=2 optim_conf.lr=0.0001" (no spaces in values)
+  --decode-args "K=V .." one-off decoding overrides, e.g. "batch_size=4"
   --test-sets "A B"     sets decoded and scored [${test_sets}]
   --terms FILE          domain terms, one a line, for term recall in RESULTS.md
                         [mini corpus: its domain_terms.txt; own data: none]
@@ -113,10 +122,24 @@ EOF
 )
 
 cmdline="$0 $*"
+# Relative paths given on the command line are relative to the caller's working
+# directory (run.sh itself works in its own directory).
+caller_pwd=$PWD
+given_opts=" "
+for a in "$@"; do case "${a}" in --*) given_opts+="${a%%=*} " ;; esac; done
 cd "$(dirname "$0")"
 . ./path.sh
 . ./cmd.sh
 . utils/parse_options.sh
+for opt in data general text general_text heldout_spk corpus_conf train_conf twin_conf decode_conf terms \
+           base_model stage_plan deepspeed corpus_dir datadir dumpdir expdir hotwords; do
+  case "${given_opts}" in *" --${opt//_/-} "*) ;; *) continue ;; esac
+  val=${!opt}
+  [ -n "${val}" ] && [ "${val#/}" = "${val}" ] || continue
+  # --hotwords is a list or a file: only an existing file is a path
+  [ "${opt}" != hotwords ] || [ -f "${caller_pwd}/${val}" ] || continue
+  printf -v "${opt}" '%s' "${caller_pwd}/${val}"
+done
 
 if [ $# -ne 0 ]; then
   log "Error: unexpected arguments: $*"; log "${help_message}"; exit 1
@@ -134,6 +157,10 @@ fi
 
 train_conf=${train_conf:-conf/${model}/train.yaml}
 twin_conf=${twin_conf:-conf/${model}/twin.yaml}
+decode_conf=${decode_conf:-conf/${model}/decode.yaml}
+# --train-args/--decode-args: words K=V, each passed on as --set K=V
+train_set=(); read -ra kvs <<< "${train_args}"; for kv in "${kvs[@]}"; do train_set+=(--set "${kv}"); done
+decode_set=(); read -ra kvs <<< "${decode_args}"; for kv in "${kvs[@]}"; do decode_set+=(--set "${kv}"); done
 logdir=${expdir}/logs
 mkdir -p "${logdir}"
 # The run's own log (also when started with nohup and no terminal).
@@ -158,7 +185,26 @@ if [ "${num_nodes}" -gt 1 ]; then
 fi
 [ -z "${deepspeed}" ] || train_opts+=(--deepspeed "${deepspeed}")
 mexp=${expdir}/${model}
-stage_names=$(python local/mix_stages.py --plan "${stage_plan}" --list-stages) || exit 1
+# A wrong --base-model, or a stage plan the train config has no sections for, is
+# found now, not after the data stages.
+if [ -n "${base_model}" ] && ! python local/check_model_dir.py --family "${model}" \
+    --model-dir "${base_model}"; then
+  log "Error: --base-model ${base_model} is not a usable ${model} model dir (see above)"; exit 1
+fi
+if ! stage_names=$(python local/check_plan.py --plan "${stage_plan}" --train-conf "${train_conf}" \
+    $([ -n "${base_model}" ] || echo --pretrain)); then
+  log "Error: the stage plan ${stage_plan} and the train config ${train_conf} disagree (see above)"
+  exit 1
+fi
+# Every model is a model dir ${mexp}/<name>/model: "base" (a link to --base-model, or
+# to the mini recipe's pre-trained twin) and each fine-tuning stage's export.
+own_base=false
+if [ -z "${base_model}" ]; then
+  own_base=true
+else
+  mkdir -p "${mexp}/base"
+  ln -sfn "$(realpath "${base_model}")" "${mexp}/base/model"
+fi
 
 # Run one job through ${train_cmd}; on failure show the end of its log and stop.
 run_job() {
@@ -182,20 +228,22 @@ make_twin() {
     python local/make_twin.py --family "${model}" --config "${twin_conf}" "${opts[@]}" \
       --out "${mexp}/twin"
 }
-# Whether the stage in dir $1 trained LoRA weights (funasr's saved config says so).
-uses_lora() {
-  [ -f "$1/config.yaml" ] && python -c 'import sys, yaml
-c = yaml.safe_load(open(sys.argv[1], encoding="utf-8")) or {}
-sys.exit(0 if (c.get("llm_conf") or {}).get("use_lora") else 1)' "$1/config.yaml"
-}
 # Training curves of every stage so far -> ${mexp}/curves/ (cheap; after each stage).
 plot_curves() {
   run_job "${mexp}/logs/curves.log" python local/plot_curves.py --exp "${mexp}"
   log "  training curves: ${mexp}/curves/curves.png, summary: ${mexp}/curves/summary.txt"
 }
-# A stage's outputs are complete when its marker holds the same signature.
-is_done() { [ -f "$1" ] && [ "$(cat "$1")" = "$2" ]; }
-mark_done() { echo "$2" > "$1.tmp" && mv "$1.tmp" "$1"; }
+# The one skip test (local/stamp.py): a step is skipped when its output is complete
+# and its stamp records the same inputs (text, lists, configs and checkpoints by
+# content, audio by size and time) and options; otherwise it says what changed.
+#   is_done OUT --inputs ... --opts ... [--outputs ...]; mark_done OUT (same arguments)
+is_done() {
+  local why
+  why=$(python local/stamp.py check --clear --out "$@") && return 0
+  [ -z "${why}" ] || log "  ${why}"
+  return 1
+}
+mark_done() { python local/stamp.py mark --out "$@"; }
 
 if [ -z "${data}" ]; then
   data=${corpus_dir}/domain
@@ -220,11 +268,14 @@ if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
   [ "${resample}" = true ] && opts+=(--resample)
   for pool in general domain; do
     if [ ${pool} = general ]; then src=${general}; txt=${general_text}; else src=${data}; txt=${text}; fi
-    sig="src=$(realpath "${src}") text=${txt} ratios=${split_ratios} seed=${split_seed} heldout=${heldout_spk} opts=${opts[*]:-}"
-    if [ -f "${src}/manifest.json" ]; then sig+=" manifest=$(sha256sum < "${src}/manifest.json" | cut -c1-16)"; fi
-    marker=${datadir}/.${pool}.done
-    if is_done "${marker}" "${sig}"; then
-      log "  ${pool}: complete, skipped (remove ${marker} to redo)"
+    # inputs: the folder or list (+ the audio it named last time), --text, held-out list
+    sig=(--inputs "${src}" ${txt:+"${txt}"} ${heldout_spk:+"${heldout_spk}"}
+           "audio-of:${datadir}/${pool}_all/wav.scp"
+         --opts "ratios=${split_ratios}" "seed=${split_seed}" "skip_bad=${skip_bad}"
+           "resample=${resample}")
+    outs=(--outputs "${datadir}/${pool}_train" "${datadir}/${pool}_valid" "${datadir}/${pool}_test")
+    if is_done "${datadir}/${pool}_all" "${sig[@]}" "${outs[@]}"; then
+      log "  ${pool}: complete for the same inputs, skipped"
       continue
     fi
     run_job "${logdir}/prepare_${pool}.log" \
@@ -237,22 +288,24 @@ if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
       utils/validate_data_dir.sh --no-feats "${datadir}/${pool}_${part}" > /dev/null
     done
     grep -E 'utterances' "${logdir}/split_${pool}.log" | sed 's/^.*INFO: /  /'
-    mark_done "${marker}" "${sig}"
+    # --skip-bad: how many items were left out, and where they are listed
+    grep -E 'items dropped' "${logdir}/prepare_${pool}.log" | sed 's/^.*WARNING: /  /' || true
+    mark_done "${datadir}/${pool}_all" "${sig[@]}"
   done
 fi
 
 if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
   log "Stage 2: staged general/domain mixes from ${stage_plan} (log: ${logdir}/mix_stages.log)"
-  sig="plan=$(sha256sum < "${stage_plan}" | cut -c1-16) g=$(cat "${datadir}/.general.done" | sha256sum | cut -c1-16) d=$(cat "${datadir}/.domain.done" | sha256sum | cut -c1-16)"
-  marker=${datadir}/.mix.done
-  if is_done "${marker}" "${sig}"; then
-    log "  mixes complete, skipped (remove ${marker} to redo)"
+  sig=(--inputs "${stage_plan}" "${datadir}/general_train" "${datadir}/domain_train")
+  outs=(--outputs $(for s in ${stage_names}; do echo "${datadir}/${s}_train"; done))
+  if is_done "${datadir}/mix_summary.tsv" "${sig[@]}" "${outs[@]}"; then
+    log "  mixes complete for the same inputs, skipped"
   else
     run_job "${logdir}/mix_stages.log" \
       python local/mix_stages.py --plan "${stage_plan}" --general "${datadir}/general_train" \
         --domain "${datadir}/domain_train" --out-prefix "${datadir}/" \
         --summary "${datadir}/mix_summary.tsv"
-    mark_done "${marker}" "${sig}"
+    mark_done "${datadir}/mix_summary.tsv" "${sig[@]}"
   fi
   column -t -s $'\t' "${datadir}/mix_summary.tsv"
 fi
@@ -271,43 +324,42 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
   for set in general_train general_valid general_test domain_train domain_valid domain_test \
              $(for s in ${stage_names}; do echo "${s}_train"; done); do
     out=${dumpdir}/${model}/${set}.jsonl
-    sig=$(cat "${datadir}/${set}/wav.scp" "${datadir}/${set}/text" | sha256sum | cut -c1-16)
-    [ "${model}" = nano ] && sig+=" $(realpath "${tok_dir}") $(sha256sum < "${train_conf}" | cut -c1-16)"
-    if is_done "${out}.done" "${sig}" && [ -f "${out}" ]; then
-      log "  ${out}: complete, skipped"
+    sig=(--inputs "${datadir}/${set}" "audio-of:${datadir}/${set}/wav.scp")
+    # nano: the prompt (train conf) and the tokenizer counting text_length
+    [ "${model}" = nano ] && sig+=("${train_conf}" "${tok_dir}/config.yaml" "${tok_dir}/Qwen3-0.6B")
+    if is_done "${out}" "${sig[@]}"; then
+      log "  ${out}: complete for the same inputs, skipped"
       continue
     fi
     run_job "${logdir}/jsonl_${model}_${set}.log" \
       python local/make_jsonl.py --family "${model}" --data-dir "${datadir}/${set}" \
         --out "${out}" --nj "${nj}" "${jsonl_opts[@]}"
-    mark_done "${out}.done" "${sig}"
+    mark_done "${out}" "${sig[@]}"
     log "  ${out}: $(wc -l < "${out}") lines"
   done
 fi
 
 if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
-  if [ -n "${base_model}" ]; then
+  if [ ${own_base} = false ]; then
     log "Stage 4: check the base model ${base_model}"
-    python -c 'import sys; from funasr_recipe.modeldir import check_model_dir
-from funasr_recipe.io import DataError
-try: check_model_dir(sys.argv[1], sys.argv[2])
-except DataError as e: sys.exit(f"ERROR: {e}")' "${base_model}" "${model}"
+    python local/check_model_dir.py --family "${model}" --model-dir "${base_model}"
   else
-    log "Stage 4: tiny ${model} twin, pre-trained on the general pool -> ${mexp}/base (logs: ${mexp}/logs/)"
+    log "Stage 4: tiny ${model} twin, pre-trained on the general pool -> ${mexp}/base/model (logs: ${mexp}/logs/)"
     make_twin
     run_job_with "${train_job[*]}" "${mexp}/logs/pretrain.log" \
       python local/train.py --family "${model}" --conf "${train_conf}" --section pretrain \
         --model-dir "${mexp}/twin" --train "${dumpdir}/${model}/general_train.jsonl" \
         --valid "${dumpdir}/${model}/general_valid.jsonl" --out "${mexp}/pretrain" \
-        --threads "${train_threads}" "${train_opts[@]}"
-    grep -E "skipped|chain check" "${mexp}/logs/pretrain.log" | sed 's/^.*INFO[]:]* -* */  /' || true
+        --threads "${train_threads}" "${train_opts[@]}" "${train_set[@]}"
+    grep -E "skipped|chain check|set aside|torn checkpoint" "${mexp}/logs/pretrain.log" | sed -E 's/^.*(INFO|WARNING)[]:]* -* */  /' || true
     plot_curves
     run_job "${mexp}/logs/export_base.log" \
-      python local/export_model.py --model-dir "${mexp}/twin" \
-        --checkpoint "${mexp}/pretrain/final.pt" --out "${mexp}/base"
+      python local/export_model.py --model-dir "${mexp}/twin" --stage-dir "${mexp}/pretrain"
+    mkdir -p "${mexp}/base"
+    ln -sfn ../pretrain/model "${mexp}/base/model"
   fi
 fi
-base_model=${base_model:-${mexp}/base}
+base_model=${mexp}/base/model
 
 # Vocabulary audit (paraformer, issue 16): before fine-tuning, the transcripts against
 # the base model's tokens (and seg_dict); --extend-vocab true: train from a copy with
@@ -325,7 +377,6 @@ if [ "${model}" = paraformer ] && [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ];
       --conf "conf/${model}/vocab_audit.yaml" --out "${mexp}/vocab_audit.tsv" "${audit_opts[@]}"
   sed 's/^/  /' "${mexp}/vocab_audit.txt"
 fi
-base_src=${base_model}
 [ "${extend_vocab}" = true ] && base_model=${mexp}/base_vocab
 
 if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
@@ -338,41 +389,26 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
         --train "${dumpdir}/${model}/${s}_train.jsonl" \
         --valid "${dumpdir}/${model}/domain_valid.jsonl" \
         --extra-valid "general=${dumpdir}/${model}/general_valid.jsonl" \
-        --out "${mexp}/${s}" --threads "${train_threads}" "${train_opts[@]}"
-    grep -E "skipped|chain check" "${mexp}/logs/train_${s}.log" | sed 's/^.*INFO[]:]* -* */  /' || true
+        --out "${mexp}/${s}" --threads "${train_threads}" "${train_opts[@]}" "${train_set[@]}"
+    grep -E "skipped|chain check|set aside|torn checkpoint" "${mexp}/logs/train_${s}.log" | sed -E 's/^.*(INFO|WARNING)[]:]* -* */  /' || true
     plot_curves
     init=${mexp}/${s}/final.pt
-    if uses_lora "${mexp}/${s}"; then
-      # a LoRA stage decodes (and ships) as a model dir with the adapter folded in
-      log "  ${s} trained LoRA: merged into ${mexp}/${s}/merged (+ peft_adapter/)"
-      run_job "${mexp}/logs/merge_${s}.log" \
-        python local/merge_lora.py --model-dir "${base_model}" --checkpoint "${init}" \
-          --out "${mexp}/${s}/merged"
-    fi
+    # the stage as a standalone model dir (a LoRA stage with its adapter folded in)
+    log "  ${s}: model dir ${mexp}/${s}/model (log: ${mexp}/logs/export_${s}.log)"
+    run_job "${mexp}/logs/export_${s}.log" \
+      python local/export_model.py --model-dir "${base_model}" --stage-dir "${mexp}/${s}"
   done
   last=${s}
-  log "Stage 5: export the last stage as a standalone model dir ${mexp}/final_model"
-  if uses_lora "${mexp}/${last}"; then
-    run_job "${mexp}/logs/export_final.log" \
-      python local/merge_lora.py --model-dir "${base_model}" --checkpoint "${init}" \
-        --out "${mexp}/final_model"
-  else
-    run_job "${mexp}/logs/export_final.log" \
-      python local/export_model.py --model-dir "${base_model}" --checkpoint "${init}" \
-        --out "${mexp}/final_model"
+  if [ -d "${mexp}/final_model" ] && [ ! -L "${mexp}/final_model" ]; then
+    prev=${mexp}/final_model.prev-$(date '+%Y%m%d-%H%M%S')
+    mv "${mexp}/final_model" "${prev}"
+    log "  an earlier ${mexp}/final_model (a copy, not a link) set aside as ${prev}"
   fi
+  ln -sfn "${last}/model" "${mexp}/final_model"
+  log "Stage 5: the last stage's model dir is ${mexp}/final_model -> ${last}/model"
 fi
 
 models="base ${stage_names}"
-# The model dir and weights each model decodes with.
-model_dir_of() {
-  if [ "$1" != base ] && uses_lora "${mexp}/$1"; then echo "${mexp}/$1/merged"; else echo "${base_model}"; fi
-}
-checkpoint_of() {
-  if [ "$1" = base ]; then echo "${base_model}/model.pt"
-  elif uses_lora "${mexp}/$1"; then echo "${mexp}/$1/merged/model.pt"
-  else echo "${mexp}/$1/final.pt"; fi
-}
 
 if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
   dec_opts=()
@@ -381,22 +417,26 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
   [ -n "${hotwords}" ] && dec_opts+=(--hotwords "${hotwords}")
   [ -n "${language}" ] && dec_opts+=(--language "${language}")
   [ -n "${itn}" ] && dec_opts+=(--itn "${itn}")
+  dec_opts+=("${decode_set[@]}")
+  # nano: the prompt the model was trained with (train conf); decoding settings apart
+  dec_confs=("${decode_conf}")
+  [ "${model}" = nano ] && dec_confs+=("${train_conf}") && dec_opts+=(--conf "${train_conf}")
   for m in ${models}; do
-    ckpt=$(checkpoint_of "${m}")
-    mdir=$(model_dir_of "${m}")
+    mdir=${mexp}/${m}/model
     for set in ${test_sets}; do
       out=${mexp}/decode_${m}/${set}
-      sig="$(realpath "${ckpt}") $(stat -L -c %s.%Y "${ckpt}") $(sha256sum < "${datadir}/${set}/wav.scp" | cut -c1-16) $(sha256sum < "${train_conf}" | cut -c1-16) ${dec_opts[*]:-}"
-      if is_done "${out}/.done" "${sig}" && [ -f "${out}/text" ]; then
-        log "Stage 6: ${out} complete, skipped"
+      sig=(--inputs "${mdir}" "${datadir}/${set}" "audio-of:${datadir}/${set}/wav.scp"
+             "${dec_confs[@]}" --opts "${dec_opts[@]/#/opt=}" --outputs "${out}/text")
+      if is_done "${out}" "${sig[@]}"; then
+        log "Stage 6: ${out} complete for the same inputs, skipped"
         continue
       fi
       log "Stage 6: decode ${set} with ${m} -> ${out}/text (logs: ${out}/log/decode.*.log)"
       rm -f "${out}"/text.*
       if ! ${decode_cmd} JOB=1:"${decode_nj}" "${out}/log/decode.JOB.log" \
           python local/decode.py --family "${model}" --model-dir "${mdir}" \
-            --checkpoint "${ckpt}" --data-dir "${datadir}/${set}" --out "${out}" \
-            --conf "${train_conf}" --nj "${decode_nj}" --job JOB "${dec_opts[@]}"; then
+            --data-dir "${datadir}/${set}" --out "${out}" --decode-conf "${decode_conf}" \
+            --nj "${decode_nj}" --job JOB "${dec_opts[@]}"; then
         log "Error: decoding failed; see ${out}/log/"; exit 1
       fi
       sort -m "${out}"/text.* > "${out}/text.tmp" && mv "${out}/text.tmp" "${out}/text"
@@ -404,7 +444,7 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
         sort -m "${out}"/timestamps.* > "${out}/timestamps.tmp" && mv "${out}/timestamps.tmp" "${out}/timestamps"
       fi
       rm -f "${out}"/text.[0-9]* "${out}"/timestamps.[0-9]*
-      mark_done "${out}/.done" "${sig}"
+      mark_done "${out}" "${sig[@]}"
     done
   done
 fi
@@ -424,7 +464,7 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
     log "  error browser: ${mexp}/error_browser/${set}.html"
   done
   pretrain_opt=()
-  [ "${base_src}" = "${mexp}/base" ] && pretrain_opt=(--pretrain-data "${datadir}/general_train")
+  [ ${own_base} = true ] && pretrain_opt=(--pretrain-data "${datadir}/general_train")
   run_job "${mexp}/logs/results.log" \
     python local/make_results.py --family "${model}" --exp "${mexp}" \
       --models "$(echo ${models} | tr ' ' ,)" --sets "$(echo ${test_sets} | tr ' ' ,)" \

@@ -15,9 +15,12 @@ from the 'prompt' section of --conf, the prompt the model was trained with.
 For Paraformer, --itn true applies wetext's inverse text normalisation to the
 output; hotwords need a contextual Paraformer (SeACo) and are refused.
 
+Batch size and dither come from --decode-conf (conf/<family>/decode.yaml),
+each overridable with --set KEY=VALUE.
+
 Example:
-  local/decode.py --model-dir exp/paraformer/stage3_model --data-dir data/domain_test \\
-      --out exp/paraformer/decode/stage3/domain_test --batch-size 16
+  local/decode.py --model-dir exp/paraformer/stage3/model --data-dir data/domain_test \\
+      --decode-conf conf/paraformer/decode.yaml --out exp/paraformer/decode_stage3/domain_test
 """
 
 from __future__ import annotations
@@ -30,8 +33,8 @@ from pathlib import Path
 from funasr_recipe import cli
 from funasr_recipe.config import load_yaml
 from funasr_recipe.datadir import load_datadir
-from funasr_recipe.decoding import (Item, decode, duration_batches, job_batches, load_model,
-                                    read_hotwords, write_results)
+from funasr_recipe.decoding import (Item, decode, decode_settings, duration_batches,
+                                    job_batches, load_model, read_hotwords, write_results)
 from funasr_recipe.io import DataError
 from funasr_recipe.text import join_cjk
 from funasr_recipe.modeldir import FAMILIES, check_model_dir
@@ -48,8 +51,14 @@ def build_parser():
     ap.add_argument("--data-dir", type=Path, required=True, help="Kaldi data dir to decode")
     ap.add_argument("--out", type=Path, required=True, help="output dir")
     ap.add_argument("--conf", type=Path, default=None,
-                    help="train config whose 'decode' section gives batch_size and dither")
-    ap.add_argument("--batch-size", type=int, default=None, help="utterances per batch [conf or 16]")
+                    help="nano: the train config whose 'prompt' section the model was "
+                         "trained with")
+    ap.add_argument("--decode-conf", type=Path, default=None,
+                    help="decoding settings: batch_size, dither (conf/<family>/decode.yaml)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a --decode-conf setting for this run (repeatable)")
+    ap.add_argument("--batch-size", type=int, default=None,
+                    help="utterances per batch [decode conf or 16]")
     ap.add_argument("--nj", type=int, default=1, help="number of parts")
     ap.add_argument("--job", type=int, default=None, help="part to decode (1..nj)")
     ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:0, ...")
@@ -87,7 +96,7 @@ def generate_options(args, conf: dict) -> tuple[dict, bool]:
 
 def body(args) -> int:
     conf = load_yaml(args.conf) if args.conf else {}
-    dec = conf.get("decode") or {}
+    dec = decode_settings(args.decode_conf, args.set)
     options, post_itn = generate_options(args, conf)
     batch_size = args.batch_size or int(dec.get("batch_size", 16))
     model_dir = check_model_dir(args.model_dir, args.family)

@@ -10,8 +10,12 @@ top-level ++init_param, and fails, naming the file, if it is missing or if the
 weights funasr loaded differ from it (report: OUT/chain.json). After each
 epoch the loss on every --extra-valid set is logged (OUT/valid_NAME.tsv).
 The chosen checkpoint (funasr's average of the best epochs on --valid) is
-linked as OUT/final.pt. A finished stage with the same inputs is skipped; an
-interrupted one resumes from OUT/model.pt.
+linked as OUT/final.pt. A finished stage with the same inputs (model dir,
+checkpoint, data, settings; funasr_recipe/stamp.py) is skipped; an interrupted
+one resumes from OUT/model.pt with the random states saved with it, or, if
+that file was torn by a crash, from the newest readable OUT/model.pt.epN. A
+dir holding a run with other inputs or settings is set aside as
+OUT.prev-<date>.
 
 With --nproc N > 1 the trainer runs as N processes under torchrun (DDP): one
 per GPU with --device cuda (nccl), or over gloo on CPUs, which is how the
@@ -37,16 +41,16 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from funasr_recipe import cli
 from funasr_recipe.io import DataError
 from funasr_recipe.modeldir import FAMILIES, check_model_dir, training_overrides
 from funasr_recipe.training import (avg_checkpoint_name, check_deepspeed_config, check_init,
-                                    is_complete, load_train_conf,
-                                    mark_complete, overrides, run_funasr_train, section_settings,
-                                    stage_signature, torchrun_command, write_chain)
+                                    load_train_conf, mark_complete, overrides,
+                                    recover_torn_checkpoint, run_funasr_train, section_settings,
+                                    set_aside_other_run, stage_changes, stage_signature,
+                                    torchrun_command, write_chain)
 
 log = logging.getLogger("train")
 WORKER_ARGS = "--ddp-worker-args"
@@ -134,12 +138,18 @@ def body(args) -> int:
         if int(os.environ.get("RANK", "0")) == 0:
             args.worker_report.write_text(json.dumps(report))
         return 0
-    signature = stage_signature(model_dir, init, args.train, args.valid, funasr_args)
-    if is_complete(out, signature, checkpoint):
-        log.info("%s: complete for the same inputs, skipped (remove %s to redo)", out,
-                 out / ".done")
+    signature = stage_signature(model_dir, init, args.train, args.valid, funasr_args,
+                                extra.values())
+    why = stage_changes(out, signature, checkpoint)
+    if not why:
+        log.info("%s: complete for the same inputs, skipped", out)
         return 0
+    if out.is_dir():
+        log.info("%s: to be (re)done: %s", out, "; ".join(why[:3]))
     set_aside_other_run(out, signature)
+    recovered = recover_torn_checkpoint(out)
+    if recovered:
+        log.warning("torn checkpoint: %s", recovered)
     if (out / "model.pt").exists():
         log.info("%s/model.pt exists: funasr resumes from it", out)
     log.info("funasr-train %s", " ".join(funasr_args))
@@ -164,37 +174,6 @@ def body(args) -> int:
     mark_complete(out, signature, checkpoint)
     log.info("%s: done; chosen checkpoint %s", out, final)
     return 0
-
-
-def run_identity(signature: dict) -> dict:
-    """What makes two runs in one output dir the same run: everything but the
-    number of epochs (raising it continues a finished or interrupted run)."""
-    return dict(signature, args=[a for a in signature["args"]
-                                 if not a.startswith("++train_conf.max_epoch=")])
-
-
-def set_aside_other_run(out: Path, signature: dict) -> None:
-    """Make ``out`` hold this run's checkpoints only, and record its identity.
-
-    funasr resumes from whatever ``out/model.pt`` holds, optimizer and
-    scheduler included, so a run with another init, data or settings (a new
-    learning rate, say) would silently continue the old one with the old
-    settings. Such a dir is renamed to ``<out>.prev-<date>`` (nothing is
-    deleted) and training starts from the beginning.
-    """
-    ident = out / ".run.json"
-    if out.is_dir() and any(out.iterdir()):
-        try:
-            same = json.loads(ident.read_text()) == run_identity(signature)
-        except (OSError, ValueError):
-            same = False
-        if not same:
-            prev = out.with_name(f"{out.name}.prev-{time.strftime('%Y%m%d-%H%M%S')}")
-            out.rename(prev)
-            log.warning("%s held a run with other inputs or settings: moved to %s; "
-                        "training from the start", out, prev)
-    out.mkdir(parents=True, exist_ok=True)
-    ident.write_text(json.dumps(run_identity(signature), ensure_ascii=False, indent=1))
 
 
 def run_ddp(args, out: Path, launcher: str) -> dict:

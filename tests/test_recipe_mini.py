@@ -75,16 +75,20 @@ def test_data_stages(recipe):
 def test_chain_was_verified(recipe):
     tmp, _, _ = recipe
     exp = tmp / "exp" / "paraformer"
-    prev = (exp / "base" / "model.pt").resolve()
+    prev = (exp / "base" / "model" / "model.pt").resolve()
     for s in ("stage1", "stage2", "stage3"):
         chain = json.loads((exp / s / "chain.json").read_text())
         assert chain["init"] == str(prev)
         assert chain["differ"] == [] and chain["absent"] == [] and chain["shared"] > 0
         assert chain["checksum_model"] == chain["checksum_ckpt"]
         prev = (exp / s / "final.pt").resolve()
+    # every model is a model dir <name>/model; final_model is the last stage's, linked
+    assert (exp / "final_model").is_symlink()
+    assert (exp / "final_model").resolve() == (exp / "stage3" / "model").resolve()
     assert (exp / "final_model" / "model.pt").is_file()
     assert json.loads((exp / "final_model" / "export.json").read_text())[
         "from_checkpoint"] == str(prev)
+    assert (exp / "base" / "model").resolve() == (exp / "pretrain" / "model").resolve()
 
 
 def test_results(recipe):
@@ -106,11 +110,15 @@ def test_rerun_skips_finished_stages(recipe):
     r = run_recipe(tmp, conf, "--stage", "1", "--stop-stage", "6")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     out = r.stdout
-    assert out.count("complete, skipped") >= 2 + 9 + 8  # data pools, jsonl, decodes
-    assert "mixes complete, skipped" in out
+    # data pools, jsonl, decodes
+    assert out.count("complete for the same inputs, skipped") >= 2 + 9 + 8
+    assert "mixes complete for the same inputs, skipped" in out
+    assert "redo:" not in out
     for s in ("stage1", "stage2", "stage3"):
         log = (tmp / "exp" / "paraformer" / "logs" / f"train_{s}.log").read_text()
         assert "skipped" in log
+        log = (tmp / "exp" / "paraformer" / "logs" / f"export_{s}.log").read_text()
+        assert "already exported" in log
 
 
 @pytest.fixture(scope="module")
@@ -128,14 +136,15 @@ def test_nano_recipe_end_to_end(nano_recipe):
     line = json.loads((tmp / "dump" / "nano" / "domain_test.jsonl").read_text().splitlines()[0])
     assert [m["role"] for m in line["messages"]] == ["system", "user", "assistant"]
     assert "<|startofspeech|>!" in line["messages"][1]["content"]
-    prev = (exp / "base" / "model.pt").resolve()
+    prev = (exp / "base" / "model" / "model.pt").resolve()
     for s in ("stage1", "stage2", "stage3"):
         chain = json.loads((exp / s / "chain.json").read_text())
         assert chain["init"] == str(prev) and chain["differ"] == [] and chain["absent"] == []
         prev = (exp / s / "final.pt").resolve()
     # stage 3 trains LoRA (conf/nano/train.yaml): its adapter is new, then merged
     assert any("lora_A" in k for k in json.loads((exp / "stage3" / "chain.json").read_text())["new"])
-    assert (exp / "stage3" / "merged" / "peft_adapter" / "adapter_config.json").is_file()
+    assert (exp / "stage3" / "model" / "peft_adapter" / "adapter_config.json").is_file()
+    assert (exp / "final_model").resolve() == (exp / "stage3" / "model").resolve()
     final = yaml.safe_load((exp / "final_model" / "config.yaml").read_text())
     assert final["llm_conf"]["use_lora"] is False
     assert (exp / "final_model" / "Qwen3-0.6B" / "tokenizer.json").is_file()

@@ -122,7 +122,7 @@ def test_missing_init_fails_naming_it(setup):
     missing = setup["dir"] / "nope" / "final.pt"
     r = train(setup, setup["dir"] / "s_missing", init=missing)
     assert r.returncode == 1 and str(missing) in r.stderr and "does not exist" in r.stderr
-    assert not (setup["dir"] / "s_missing" / ".done").exists()
+    assert not (setup["dir"] / "s_missing" / ".stamp.json").exists()
 
 
 def test_wrong_init_fails(setup):
@@ -132,21 +132,22 @@ def test_wrong_init_fails(setup):
     r = train(setup, setup["dir"] / "s_wrong", init=other / "model.pt")
     assert r.returncode == 1
     assert "did not load" in r.stderr and str(other / "model.pt") in r.stderr, r.stderr[-2000:]
-    assert not (setup["dir"] / "s_wrong" / ".done").exists()
+    assert not (setup["dir"] / "s_wrong" / ".stamp.json").exists()
 
 
 def test_interrupted_stage_resumes(setup):
     out = setup["dir"] / "s_resume"
     r = train(setup, out)
     assert r.returncode == 0, r.stderr[-2000:]
-    (out / ".done").unlink()  # as if killed after the epoch's checkpoint was saved
+    (out / ".stamp.json").unlink()  # as if killed after the epoch's checkpoint was saved
     r = run_tool("train.py", "--conf", setup["conf"], "--section", "stage1", "--model-dir",
                  setup["twin"], "--train", setup["jsonl"], "--valid", setup["jsonl"], "--out",
                  out, "--threads", "1", "--set", "train_conf.max_epoch=2")
     assert r.returncode == 0, r.stderr[-2000:]
     assert "resumes" in r.stdout + r.stderr
     assert (out / "model.pt.ep2").exists()
-    assert torch.load(out / "model.pt", weights_only=False)["epoch"] == 2
+    # funasr's checkpoints load with torch's safe unpickler (what the recipe uses)
+    assert torch.load(out / "model.pt", weights_only=True)["epoch"] == 2
 
 
 def test_other_settings_do_not_resume_the_old_run(setup):
@@ -164,8 +165,68 @@ def test_other_settings_do_not_resume_the_old_run(setup):
     assert "training from the start" in log and "resumes" not in log
     prev = [p for p in setup["dir"].iterdir() if p.name.startswith("s_changed.prev-")]
     assert len(prev) == 1 and state_checksum(load_state(prev[0] / "final.pt")) == old_sum
-    assert torch.load(out / "model.pt", weights_only=False)["epoch"] == 1
-    assert "++optim_conf.lr=0.0003" in json.loads((out / ".run.json").read_text())["args"]
+    assert torch.load(out / "model.pt", weights_only=True)["epoch"] == 1
+    assert "++optim_conf.lr=0.0003" in json.loads((out / ".run.json").read_text())["opts"]
+    assert f"set aside as {prev[0]}" in log
+
+
+def train_epochs(setup, out, epochs, *extra):
+    return run_tool("train.py", "--conf", setup["conf"], "--section", "stage1", "--model-dir",
+                    setup["twin"], "--train", setup["jsonl"], "--valid", setup["jsonl"],
+                    "--extra-valid", f"general={setup['jsonl']}", "--out", out, "--threads",
+                    "1", "--set", f"train_conf.max_epoch={epochs}", *extra)
+
+
+def test_torn_checkpoint_is_set_aside_and_the_stage_resumes(setup):
+    """A crash during funasr's torch.save leaves a truncated model.pt: the re-run sets
+    it aside (never deletes it) and resumes from the newest readable model.pt.epN."""
+    out = setup["dir"] / "s_torn"
+    r = train_epochs(setup, out, 2)
+    assert r.returncode == 0, r.stderr[-2000:]
+    torn_bytes = (out / "model.pt").read_bytes()[:5000]
+    (out / "model.pt").write_bytes(torn_bytes)  # killed mid-save
+    r = train_epochs(setup, out, 3)
+    log = r.stdout + r.stderr
+    assert r.returncode == 0, log[-3000:]
+    assert "PytorchStreamReader" not in log
+    assert "torn checkpoint" in log and "resuming from model.pt.ep2" in log
+    kept = list(out.glob("model.pt.torn-*"))
+    assert len(kept) == 1 and kept[0].read_bytes() == torn_bytes
+    assert torch.load(out / "model.pt", weights_only=True)["epoch"] == 3
+    assert (out / "model.pt.ep3").is_file()
+
+
+def test_torn_checkpoint_without_a_readable_epoch_starts_over(tmp_path):
+    from funasr_recipe.training import recover_torn_checkpoint
+    assert recover_torn_checkpoint(tmp_path) is None  # nothing to resume: nothing to do
+    torch.save({"epoch": 1}, tmp_path / "model.pt")
+    assert recover_torn_checkpoint(tmp_path) is None  # readable: left alone
+    (tmp_path / "model.pt").write_bytes(b"PK\x03\x04 torn")
+    (tmp_path / "model.pt.ep1").write_bytes(b"PK\x03\x04 torn too")
+    said = recover_torn_checkpoint(tmp_path)
+    assert "training from the start" in said and "model.pt.ep1 is unreadable" in said
+    assert not (tmp_path / "model.pt").exists()
+    assert {p.name.split(".torn-")[0] for p in tmp_path.iterdir()} == {"model.pt",
+                                                                       "model.pt.ep1"}
+
+
+def test_resumed_stage_equals_an_uninterrupted_one(setup):
+    """kill -9 after epoch 1's checkpoint + resume == a run never interrupted:
+    the random states saved with each epoch's checkpoint are restored."""
+    whole, resumed = setup["dir"] / "s_whole", setup["dir"] / "s_resumed"
+    r = train_epochs(setup, whole, 2)
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = train_epochs(setup, resumed, 1)
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = train_epochs(setup, resumed, 2)  # as after kill -9: model.pt holds epoch 1
+    log = r.stdout + r.stderr
+    assert r.returncode == 0, log[-2000:]
+    assert "Checkpoint loaded successfully" in log and "random states saved then" in log
+    a, b = load_state(whole / "model.pt.ep2"), load_state(resumed / "model.pt.ep2")
+    assert a.keys() == b.keys()
+    differ = [k for k in a if not torch.equal(a[k], b[k])]
+    assert differ == [], f"{len(differ)} tensors differ, e.g. {differ[:3]}"
+    assert (whole / "valid_general.tsv").read_text() == (resumed / "valid_general.tsv").read_text()
 
 
 def test_export_decode_and_results(setup, tmp_path):

@@ -35,7 +35,7 @@ from typing import Any, Iterable
 
 import yaml
 
-from . import synth
+from . import stamp, synth
 from .io import DataError, atomic_write
 
 logger = logging.getLogger(__name__)
@@ -595,18 +595,18 @@ def _manifest_key(cfg: CorpusConfig) -> dict[str, Any]:
 SIDE_FILES = ("domain_terms.txt", "heldout_speakers.txt", "vocabulary.txt")
 
 
+def _stamp_opts(cfg: CorpusConfig) -> list[str]:
+    return [json.dumps(_manifest_key(cfg), sort_keys=True, ensure_ascii=False)]
+
+
 def is_complete(cfg: CorpusConfig, out_dir: str | os.PathLike) -> bool:
-    """Whether ``out_dir`` already holds the corpus ``cfg`` describes, every file present."""
+    """Whether ``out_dir`` already holds the corpus ``cfg`` describes, every file
+    present (the recipe's one skip test, :mod:`.stamp`, keyed on the settings)."""
     out = Path(out_dir)
-    manifest = _read_manifest(out / "manifest.json")
-    if not manifest or not manifest.get("complete"):
-        return False
-    if any(manifest.get(k) != v for k, v in _manifest_key(cfg).items()):
-        return False
-    if not all((out / name).is_file() for name in SIDE_FILES):
-        return False
-    return all((out / u.relpath).with_suffix(ext).is_file()
-               for u in plan_corpus(cfg) for ext in (".wav", ".txt"))
+    outputs = [out / "manifest.json", *(out / name for name in SIDE_FILES),
+               *((out / u.relpath).with_suffix(ext) for u in plan_corpus(cfg)
+                 for ext in (".wav", ".txt"))]
+    return not stamp.check(out, [], _stamp_opts(cfg), outputs)
 
 
 def _remove_stale(out: Path, keep: set[str]) -> int:
@@ -653,6 +653,7 @@ def build_corpus(cfg: CorpusConfig, out_dir: str | os.PathLike, nj: int = 1) -> 
     utts = plan_corpus(cfg)
     key = _manifest_key(cfg)
     out.mkdir(parents=True, exist_ok=True)
+    stamp.clear(out)
     # Marks the directory as ours (and incomplete) before any audio is written.
     with atomic_write(manifest_path) as f:
         json.dump({**key, "complete": False}, f, ensure_ascii=False, indent=1)
@@ -678,6 +679,7 @@ def build_corpus(cfg: CorpusConfig, out_dir: str | os.PathLike, nj: int = 1) -> 
     with atomic_write(manifest_path) as f:
         json.dump(manifest, f, ensure_ascii=False, indent=1)
         f.write("\n")
+    stamp.mark(out, [], _stamp_opts(cfg))
     return manifest, False
 
 

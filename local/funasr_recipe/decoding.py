@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -151,3 +152,26 @@ def job_batches(batches: list[list[Item]], job: int, nj: int) -> list[list[Item]
     if not 1 <= job <= nj:
         raise DataError(f"job {job} is not in 1..{nj}")
     return batches[job - 1::nj]
+
+
+DECODE_KEYS = ("batch_size", "dither")
+
+
+def decode_settings(path: str | os.PathLike | None, sets: list[str]) -> dict:
+    """The decode conf's settings, updated by ``KEY=VALUE`` overrides (YAML values)."""
+    import yaml
+
+    from .config import load_yaml
+
+    dec = dict(load_yaml(path) or {}) if path else {}
+    for item in sets:
+        k, sep, v = item.partition("=")
+        if not sep or k not in DECODE_KEYS:
+            raise DataError(f"--set {item}: expected KEY=VALUE with KEY one of "
+                            f"{', '.join(DECODE_KEYS)} (--decode-args of run.sh)")
+        dec[k] = yaml.safe_load(v)
+    unknown = [k for k in dec if k not in DECODE_KEYS]
+    if unknown:
+        raise DataError(f"{path}: unknown decode setting(s) {', '.join(unknown)} (known: "
+                        f"{', '.join(DECODE_KEYS)})")
+    return dec

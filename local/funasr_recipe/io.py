@@ -214,20 +214,3 @@ def write_jsonl(path: str | os.PathLike, objs: Iterable[dict]) -> int:
             f.write(dump_jsonl_line(obj) + "\n")
             n += 1
     return n
-
-
-def made_from(out_dir: str | os.PathLike, files: Iterable[str], digest: str | None = None,
-              info: str = "twin_info.json") -> bool:
-    """True when ``out_dir`` holds every one of ``files`` and, if ``digest`` is
-    given, its ``info`` JSON records ``inputs_sha256 == digest`` (the inputs it
-    was made from): the skip test of a generated directory."""
-    out_dir = Path(out_dir)
-    if not all((out_dir / name).is_file() for name in files):
-        return False
-    if digest is None:
-        return True
-    try:
-        recorded = json.loads((out_dir / info).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return False
-    return recorded.get("inputs_sha256") == digest

@@ -219,18 +219,23 @@ def merge_lora(model_dir: str | os.PathLike, checkpoint: str | os.PathLike,
     ``config.yaml`` funasr saved in the stage's output dir (gives r, alpha,
     targets). With ``peft``, the adapter also goes to ``out/peft_adapter/``.
     """
-    from .export import export_model
+    from .export import export_model, is_exported
     from .training import load_state
 
     settings = lora_settings(read_config(train_config), str(train_config))
     if not Path(checkpoint).is_file():
         raise DataError(f"{checkpoint}: checkpoint not found")
+    config_text = merged_config_text(model_dir)
+    if is_exported(Path(model_dir), Path(checkpoint), Path(out), config_text) and (
+            not peft or (Path(out) / PEFT_DIR).is_dir()):
+        log.info("%s: already merged from the same model dir and checkpoint, skipped", out)
+        return Path(out)
     state = load_state(checkpoint)
     merged, modules = merge_lora_state(state, settings)
     log.info("folded LoRA (r=%d, alpha=%g, scaling %g) into %d LLM modules", settings.r,
              settings.lora_alpha, settings.scaling, len(modules))
     out = export_model(Path(model_dir), Path(checkpoint), Path(out), state=merged,
-                       config_text=merged_config_text(model_dir))
+                       config_text=config_text)
     if peft:
         llm_path = (read_config(Path(model_dir) / "config.yaml").get("llm_conf") or {}).get(
             "init_param_path", "")

@@ -219,9 +219,9 @@ def _checkpoint_keys(ckpt_path: str | os.PathLike) -> set[str]:
     if not p.is_file():
         raise DataError(f"{p}: checkpoint not found")
     try:
-        obj = torch.load(str(p), map_location="cpu", mmap=True, weights_only=False)
+        obj = torch.load(str(p), map_location="cpu", mmap=True, weights_only=True)
     except RuntimeError:  # not a zip-format file: mmap unsupported
-        obj = torch.load(str(p), map_location="cpu", weights_only=False)
+        obj = torch.load(str(p), map_location="cpu", weights_only=True)
     for key in ("state_dict", "model_state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]

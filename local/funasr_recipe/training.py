@@ -12,8 +12,13 @@ own Hydra entry point, with three additions that change nothing it computes:
   set, which selects and averages checkpoints), the model's loss and accuracy
   on each extra set (the general valid set, to watch forgetting) are logged
   and appended to ``OUT/valid_<name>.tsv``;
-* **skip and resume**: a stage whose ``OUT/.done`` matches the same inputs is
-  skipped; otherwise funasr's own resume continues from ``OUT/model.pt``.
+* **skip and resume**: a stage whose stamp (:mod:`.stamp`) matches the same
+  inputs is skipped; otherwise funasr's own resume continues from
+  ``OUT/model.pt``. A ``model.pt`` torn by a crash during its save is set
+  aside and the run resumes from the newest readable ``model.pt.epN``
+  (:func:`recover_torn_checkpoint`); the random-number states saved with each
+  epoch's checkpoint are restored on resume, so an interrupted and resumed
+  stage trains exactly as an uninterrupted one (:func:`save_rng_state`).
 
 The training settings come from ``conf/<family>/train.yaml`` as funasr
 overrides (``key: value`` -> ``++key=value``), one source of truth.
@@ -26,10 +31,13 @@ import json
 import logging
 import math
 import os
+import re
 import sys
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from . import stamp
 from .config import load_yaml
 from .io import DataError, atomic_write
 
@@ -68,6 +76,27 @@ def section_settings(cfg: dict, section: str, path: str | Path = "train.yaml") -
     return merged
 
 
+def check_plan(plan_path: str | Path, conf_path: str | Path,
+               pretrain: bool) -> list[str]:
+    """The stage plan's stage names, once it is known that the train config has
+    a section for each of them (and ``pretrain`` when the recipe pre-trains its
+    own base model): checked at the start of a run, not at stage 5."""
+    from .mixing import load_plan
+
+    names = [s.name for s in load_plan(plan_path).stages]
+    cfg = load_train_conf(conf_path)
+    missing = [n for n in names if not isinstance(cfg["stages"].get(n), dict)]
+    if missing:
+        raise DataError(f"{conf_path}: no section under 'stages:' for {', '.join(missing)} "
+                        f"of the stage plan {plan_path} (has: "
+                        f"{', '.join(cfg['stages']) or 'none'}); add them, or pass the "
+                        f"train config written for this plan (--train-conf)")
+    if pretrain and not isinstance(cfg.get("pretrain"), dict):
+        raise DataError(f"{conf_path}: no 'pretrain' section, which the mini recipe's own "
+                        f"base model needs; add one or pass --base-model")
+    return names
+
+
 def format_value(v: Any) -> str:
     if v is None:
         return "null"
@@ -92,9 +121,12 @@ def avg_checkpoint_name(settings: dict[str, Any]) -> str:
 # Checkpoints
 
 def load_state(path: str | Path) -> dict:
+    """The model weights of a checkpoint file (funasr's, an export's or a bare
+    state dict), loaded with torch's safe unpickler (``weights_only=True``):
+    a checkpoint from a user cannot run code."""
     import torch
 
-    obj = torch.load(str(path), map_location="cpu", weights_only=False)
+    obj = torch.load(str(path), map_location="cpu", weights_only=True)
     for key in ("state_dict", "model_state_dict", "model"):
         if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
             obj = obj[key]
@@ -114,14 +146,6 @@ def state_checksum(state: dict, keys: Iterable[str] | None = None) -> str:
         h.update(k.encode())
         h.update(str(tuple(t.shape)).encode() + str(t.dtype).encode())
         h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
-
-
-def file_sha256(path: str | Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
     return h.hexdigest()
 
 
@@ -207,6 +231,24 @@ def _trainer_class(base):
                 value = "cpu"
             self._recipe_device = value
 
+        def save_checkpoint(self, epoch, *args, **kwargs):
+            super().save_checkpoint(epoch, *args, **kwargs)
+            if kwargs.get("step") is None:  # an epoch's checkpoint: its random states
+                save_rng_state(Path(self.output_dir), epoch, self.rank)
+
+
+        def resume_checkpoint(self, *args, **kwargs):
+            super().resume_checkpoint(*args, **kwargs)
+            epoch = getattr(self, "start_epoch", 0)
+            if not self.resume or not epoch:
+                return
+            if restore_rng_state(Path(self.output_dir), epoch, self.rank):
+                logging.info(f"resumed after epoch {epoch} with the random states saved then")
+            else:
+                logging.warning(f"no random states saved after epoch {epoch} "
+                                f"({rng_file(Path(self.output_dir), epoch, self.rank)}): the "
+                                f"resumed run will not repeat an uninterrupted one exactly")
+
         def validate_epoch(self, model=None, dataloader_val=None, epoch=None, writer=None,
                            **kwargs):
             super().validate_epoch(model=model, dataloader_val=dataloader_val, epoch=epoch,
@@ -284,6 +326,38 @@ def _cpu_ddp_patches(ft) -> Callable[[], None]:
     return undo
 
 
+def _torch_dither_patch() -> Callable[[], None]:
+    """Draw the frontend's dither noise from torch's generator.
+
+    funasr's WavFrontend dithers while training (``dither: 1.0``, Gaussian
+    noise of that standard deviation on the int16-scaled samples). Without
+    torchaudio funasr computes features with kaldi-native-fbank, whose dither
+    comes from a generator inside the C++ extension, seeded once per process
+    and unreachable from Python: a resumed run would draw other noise than an
+    uninterrupted one. Here the same noise (std ``dither``) is added to the
+    waveform from torch's generator, whose state is saved with every
+    checkpoint, and kaldi-native-fbank is called with ``dither=0`` (Kaldi adds
+    it per frame, so samples shared by overlapping frames now share their
+    noise: for dither's purpose, keeping log energies of digital silence
+    finite, the same). Returns a function undoing the patch.
+    """
+    import funasr.utils.fbank as fbank_mod
+
+    orig = fbank_mod._fbank_knf
+
+    def fbank_knf(waveform, *args, dither: float = 0.0, **kwargs):
+        import torch
+        if dither:
+            waveform = waveform + float(dither) * torch.randn_like(waveform)
+        return orig(waveform, *args, dither=0.0, **kwargs)
+
+    fbank_mod._fbank_knf = fbank_knf
+
+    def undo() -> None:
+        fbank_mod._fbank_knf = orig
+    return undo
+
+
 def run_funasr_train(args: list[str], expect_init: Path | None,
                      extra_valid: dict[str, str], deepspeed: bool = False) -> dict[str, Any]:
     """Run ``funasr.bin.train`` with ``args`` (Hydra overrides) in this process.
@@ -311,6 +385,7 @@ def run_funasr_train(args: list[str], expect_init: Path | None,
     am.load_pretrained_model = _verify_after_load(orig_load)
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     undo_ddp = _cpu_ddp_patches(ft) if distributed and not torch.cuda.is_available() else None
+    undo_dither = _torch_dither_patch()
     argv = sys.argv
     sys.argv = ["funasr-train", *args]
     try:
@@ -322,6 +397,7 @@ def run_funasr_train(args: list[str], expect_init: Path | None,
     finally:
         sys.argv = argv
         ft.main, ft.Trainer, am.load_pretrained_model = orig_main, orig_trainer, orig_load
+        undo_dither()
         if undo_ddp is not None:
             undo_ddp()
         import torch.distributed as dist
@@ -406,28 +482,167 @@ def torchrun_command(script_args: list[str], nproc: int, num_nodes: int = 1,
     return cmd
 
 
+# funasr overrides that do not change what a stage computes (thread count).
+_NOT_IN_SIGNATURE = ("++ncpu=",)
+# ... and those a run may change and still be continued (more epochs).
+_NOT_IN_IDENTITY = ("++train_conf.max_epoch=",)
+
+
 def stage_signature(model_dir: Path, init: Path | None, train: Path, valid: Path,
-                    args: list[str]) -> dict[str, Any]:
-    return {"model_dir": str(model_dir), "init": str(init) if init else None,
-            "init_sha256": file_sha256(init) if init else None,
-            "train_sha256": file_sha256(train), "valid_sha256": file_sha256(valid),
-            "args": args}
+                    args: list[str], extra_valid: Iterable[str | Path] = ()) -> dict[str, Any]:
+    """A stage's inputs (model dir, initial checkpoint, data, by content) and
+    options (funasr's overrides), as :mod:`.stamp` records them."""
+    inputs = [str(model_dir), *([str(init)] if init else []), str(train), str(valid),
+              *map(str, extra_valid)]
+    return {"inputs": inputs, "opts": [a for a in args if not a.startswith(_NOT_IN_SIGNATURE)]}
+
+
+def stage_changes(out: Path, signature: dict[str, Any], checkpoint: str) -> list[str]:
+    """Why the stage in ``out`` must run (empty: complete for the same inputs)."""
+    return stamp.check(out, signature["inputs"], signature["opts"], [out / checkpoint])
 
 
 def is_complete(out: Path, signature: dict[str, Any], checkpoint: str) -> bool:
-    done = out / ".done"
-    if not done.is_file() or not (out / checkpoint).is_file():
-        return False
-    try:
-        return json.loads(done.read_text())["signature"] == signature
-    except (ValueError, KeyError):
-        return False
+    return not stage_changes(out, signature, checkpoint)
 
 
 def mark_complete(out: Path, signature: dict[str, Any], checkpoint: str) -> None:
-    with atomic_write(out / ".done") as f:
-        json.dump({"signature": signature, "checkpoint": str((out / checkpoint).resolve())}, f,
-                  ensure_ascii=False, indent=1)
+    stamp.mark(out, signature["inputs"], signature["opts"],
+               info={"checkpoint": str((out / checkpoint).resolve())})
+
+
+def run_identity(signature: dict[str, Any]) -> dict[str, Any]:
+    """What makes two runs in one output dir the same run: everything but the
+    number of epochs (raising it continues a finished or interrupted run)."""
+    return dict(signature, opts=[a for a in signature["opts"]
+                                 if not a.startswith(_NOT_IN_IDENTITY)])
+
+
+def set_aside_other_run(out: Path, signature: dict[str, Any]) -> Path | None:
+    """Make ``out`` hold this run's checkpoints only, and record its identity.
+
+    funasr resumes from whatever ``out/model.pt`` holds, optimizer and
+    scheduler included, so a run with another init, data or settings (a new
+    learning rate, say) would silently continue the old one with the old
+    settings. Such a dir is renamed to ``<out>.prev-<date>`` (nothing is
+    deleted), which is returned, and training starts from the beginning.
+    """
+    ident = run_identity(signature)
+    prev = None
+    if out.is_dir() and any(out.iterdir()):
+        why = stamp.check(out, ident["inputs"], ident["opts"], name="run")
+        if why:
+            prev = out.with_name(f"{out.name}.prev-{time.strftime('%Y%m%d-%H%M%S')}")
+            out.rename(prev)
+            log.warning("%s held a run with other inputs or settings (%s): set aside as %s; "
+                        "training from the start", out, "; ".join(why[:2]), prev)
+    out.mkdir(parents=True, exist_ok=True)
+    stamp.mark(out, ident["inputs"], ident["opts"], name="run")
+    return prev
+
+
+# ----------------------------------------------------------------------------
+# Torn checkpoints and reproducible resume
+
+def readable_checkpoint(path: Path) -> bool:
+    """Whether torch can open ``path`` (a file torn by a crash during
+    ``torch.save`` cannot: its zip directory is missing). Tensors are
+    memory-mapped, not read, so this is cheap even for a large model."""
+    import torch
+
+    try:
+        torch.load(str(path), map_location="cpu", mmap=True, weights_only=True)
+    except Exception:  # noqa: BLE001 - any failure to open means unusable
+        return False
+    return True
+
+
+def _epoch_of(name: str) -> int | None:
+    m = re.fullmatch(r"model\.pt\.ep(\d+)", name)
+    return int(m.group(1)) if m else None
+
+
+def recover_torn_checkpoint(out: Path) -> str | None:
+    """Before funasr resumes from ``out/model.pt``: if that file cannot be read
+    (a crash during funasr's plain ``torch.save``), rename it (and any
+    unreadable ``model.pt.epN``) to ``*.torn-<date>``, never deleting, and put
+    a copy of the newest readable ``model.pt.epN`` in its place (funasr saves
+    the same state to both), or leave no ``model.pt`` so the stage starts over.
+    Returns what was done, in words, or None when nothing was wrong."""
+    import shutil
+
+    latest = out / "model.pt"
+    if not latest.is_file() or readable_checkpoint(latest):
+        return None  # absent, a DeepSpeed checkpoint dir, or fine
+    stamp_ = time.strftime("%Y%m%d-%H%M%S")
+    torn = latest.with_name(f"model.pt.torn-{stamp_}")
+    latest.rename(torn)
+    done = [f"{latest} is unreadable (torn by a crash during its save): set aside as {torn}"]
+    epochs = sorted(((e, p) for p in out.iterdir()
+                     if p.is_file() and (e := _epoch_of(p.name)) is not None), reverse=True)
+    for epoch, p in epochs:
+        if readable_checkpoint(p):
+            tmp = out / f".model.pt.{stamp_}.tmp"
+            shutil.copyfile(p, tmp)
+            os.replace(tmp, latest)
+            done.append(f"resuming from {p.name} (epoch {epoch}), the newest readable one")
+            break
+        bad = p.with_name(f"{p.name}.torn-{stamp_}")
+        p.rename(bad)
+        done.append(f"{p.name} is unreadable too: set aside as {bad.name}")
+    else:
+        done.append("no readable model.pt.epN: training from the start")
+    return "; ".join(done)
+
+
+RNG_DIR = "rng"
+
+
+def rng_file(out: Path, epoch: int, rank: int) -> Path:
+    return Path(out) / RNG_DIR / f"ep{epoch}.rank{rank}.json"
+
+
+def save_rng_state(out: Path, epoch: int, rank: int) -> Path:
+    """Save this process's python, numpy and torch (CPU and CUDA) random states
+    as they are after epoch ``epoch``'s checkpoint (JSON: nothing to unpickle)."""
+    import random
+
+    import numpy as np
+    import torch
+
+    np_state = np.random.get_state()
+    state = {"python": [random.getstate()[0], list(random.getstate()[1]),
+                        random.getstate()[2]],
+             "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
+             "torch": torch.get_rng_state().tolist(),
+             "cuda": [s.tolist() for s in torch.cuda.get_rng_state_all()]
+             if torch.cuda.is_available() else []}
+    path = rng_file(out, epoch, rank)
+    with atomic_write(path) as f:
+        json.dump(state, f)
+    return path
+
+
+def restore_rng_state(out: Path, epoch: int, rank: int) -> bool:
+    """Restore the states :func:`save_rng_state` saved after ``epoch``; False if none."""
+    import random
+
+    import numpy as np
+    import torch
+
+    path = rng_file(out, epoch, rank)
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    npv = state["numpy"]
+    np.random.set_state((npv[0], np.array(npv[1], dtype=np.uint32), *npv[2:]))
+    torch.set_rng_state(torch.tensor(state["torch"], dtype=torch.uint8))
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([torch.tensor(s, dtype=torch.uint8) for s in state["cuda"]])
+    return True
 
 
 def write_chain(out: Path, report: dict[str, Any], checkpoint: str) -> None:
@@ -438,7 +653,9 @@ def write_chain(out: Path, report: dict[str, Any], checkpoint: str) -> None:
         json.dump(report, f, ensure_ascii=False, indent=1)
 
 
-__all__ = ["ChainError", "load_train_conf", "section_settings", "overrides", "avg_checkpoint_name",
+__all__ = ["ChainError", "load_train_conf", "check_plan", "section_settings", "overrides", "avg_checkpoint_name",
            "load_state", "state_checksum", "compare_loaded", "check_init", "run_funasr_train",
            "check_deepspeed_config", "torchrun_command",
-           "stage_signature", "is_complete", "mark_complete", "write_chain"]
+           "stage_signature", "stage_changes", "is_complete", "mark_complete", "run_identity",
+           "set_aside_other_run", "readable_checkpoint", "recover_torn_checkpoint",
+           "save_rng_state", "restore_rng_state", "write_chain"]

@@ -40,7 +40,8 @@ from pathlib import Path
 
 import yaml
 
-from .io import DataError, atomic_write, made_from
+from . import stamp
+from .io import DataError, atomic_write
 from .twin_paraformer import _deep_merge, count_parameters, load_arch
 
 log = logging.getLogger(__name__)
@@ -380,7 +381,11 @@ def _inputs_digest(config: dict, qwen: dict, tok_dir: Path, seed: int) -> str:
 
 def twin_is_complete(out_dir: str | os.PathLike, digest: str | None = None) -> bool:
     """True when ``out_dir`` holds every twin file (and, if given, was made from ``digest``)."""
-    return made_from(out_dir, TWIN_FILES, digest)
+    out_dir = Path(out_dir)
+    files = [out_dir / name for name in TWIN_FILES]
+    if digest is None:
+        return all(f.is_file() for f in files)
+    return not stamp.check(out_dir, [], [digest], files)
 
 
 def make_nano_twin(out_dir: str | os.PathLike, arch: dict, seed: int = 0) -> Path:
@@ -402,6 +407,7 @@ def make_nano_twin(out_dir: str | os.PathLike, arch: dict, seed: int = 0) -> Pat
     llm_dir.mkdir(parents=True, exist_ok=True)
     # An interrupted or different earlier twin must not look complete midway.
     (out_dir / "twin_info.json").unlink(missing_ok=True)
+    stamp.clear(out_dir)
 
     for name in TOKENIZER_FILES:
         with atomic_write(llm_dir / name, "wb") as f, open(tok_dir / name, "rb") as src:
@@ -442,6 +448,7 @@ def make_nano_twin(out_dir: str | os.PathLike, arch: dict, seed: int = 0) -> Pat
     with atomic_write(out_dir / "twin_info.json") as f:
         json.dump(info, f, indent=2, ensure_ascii=False)
         f.write("\n")
+    stamp.mark(out_dir, [], [digest])
     log.info("wrote twin %s: %d parameters (LLM %d)", out_dir, n_params, info["llm_parameters"])
     return out_dir
 

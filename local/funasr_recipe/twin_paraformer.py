@@ -39,7 +39,8 @@ from typing import Iterable, Sequence
 import numpy as np
 import yaml
 
-from .io import DataError, atomic_write, made_from, read_jsonl, read_lines
+from . import stamp
+from .io import DataError, atomic_write, read_jsonl, read_lines
 
 log = logging.getLogger(__name__)
 
@@ -432,7 +433,11 @@ def _inputs_digest(config: dict, token_list: list[str], cmvn_jsonl: str | None,
 
 def twin_is_complete(out_dir: str | os.PathLike, digest: str | None = None) -> bool:
     """True when ``out_dir`` holds every twin file (and, if given, was made from ``digest``)."""
-    return made_from(out_dir, TWIN_FILES, digest)
+    out_dir = Path(out_dir)
+    files = [out_dir / name for name in TWIN_FILES]
+    if digest is None:
+        return all(f.is_file() for f in files)
+    return not stamp.check(out_dir, [], [digest], files)
 
 
 def make_paraformer_twin(out_dir: str | os.PathLike, tokens: Iterable[str],
@@ -461,6 +466,7 @@ def make_paraformer_twin(out_dir: str | os.PathLike, tokens: Iterable[str],
     out_dir.mkdir(parents=True, exist_ok=True)
     # An interrupted or different earlier twin must not look complete midway.
     (out_dir / "twin_info.json").unlink(missing_ok=True)
+    stamp.clear(out_dir)
 
     with atomic_write(out_dir / "tokens.json") as f:
         json.dump(token_list, f, ensure_ascii=False, indent=0)
@@ -503,5 +509,6 @@ def make_paraformer_twin(out_dir: str | os.PathLike, tokens: Iterable[str],
     with atomic_write(out_dir / "twin_info.json") as f:
         json.dump(info, f, indent=2, ensure_ascii=False)
         f.write("\n")
+    stamp.mark(out_dir, [], [digest])
     log.info("wrote twin %s: %d parameters, %d tokens", out_dir, n_params, len(token_list))
     return out_dir

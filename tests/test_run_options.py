@@ -1,0 +1,64 @@
+"""run.sh's handling of its options before any stage runs (fast: it stops early)."""
+
+from __future__ import annotations
+
+import subprocess
+
+from helpers import ROOT
+
+
+def run_sh(cwd, *args):
+    return subprocess.run(["bash", str(ROOT / "run.sh"), *args], cwd=cwd, capture_output=True,
+                          text=True)
+
+
+def test_base_model_is_checked_before_the_data_stages(tmp_path):
+    r = run_sh(tmp_path, "--base-model", "no_such_model", "--stage", "1", "--stop-stage", "1",
+               "--datadir", "data", "--expdir", "exp")
+    out = r.stdout + r.stderr
+    assert r.returncode == 1
+    # the relative path is the caller's, and it is named with what to do
+    assert f"{tmp_path}/no_such_model" in out and "ERROR:" in out
+    assert "Stage 1" not in out and not (tmp_path / "data").exists()
+
+
+def test_a_wrong_family_is_refused_before_the_data_stages(tmp_path):
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "config.yaml").write_text("model: Paraformer\n")
+    r = run_sh(tmp_path, "--model", "nano", "--base-model", "m", "--stage", "1",
+               "--datadir", "data", "--expdir", "exp")
+    assert r.returncode == 1 and "Stage 1" not in r.stdout
+    assert "incomplete for nano" in r.stdout + r.stderr
+
+
+def test_help_says_relative_paths_are_the_callers(tmp_path):
+    r = run_sh(tmp_path, "--help")
+    assert r.returncode == 0
+    assert "Relative paths in options are taken from the directory you run" in r.stdout + r.stderr
+
+
+def test_a_plan_the_train_config_lacks_sections_for_stops_at_once(tmp_path):
+    conf = tmp_path / "train.yaml"
+    conf.write_text("common: {}\npretrain: {}\nstages:\n  stage1: {}\n")
+    r = run_sh(tmp_path, "--train-conf", "train.yaml", "--stage", "1",
+               "--datadir", "data", "--expdir", "exp")
+    out = r.stdout + r.stderr
+    assert r.returncode == 1 and "Stage 1" not in out
+    assert f"{conf}: no section under 'stages:' for stage2, stage3" in out
+
+
+def test_decode_settings_come_from_the_decode_conf_with_overrides(tmp_path):
+    import pytest
+
+    from funasr_recipe.decoding import decode_settings
+    from funasr_recipe.io import DataError
+    conf = ROOT / "conf" / "paraformer" / "decode.yaml"
+    assert decode_settings(conf, []) == {"batch_size": 16, "dither": 0.0}
+    assert decode_settings(conf, ["batch_size=4"])["batch_size"] == 4
+    with pytest.raises(DataError, match="--set beam=4: expected KEY=VALUE"):
+        decode_settings(conf, ["beam=4"])
+    bad = tmp_path / "d.yaml"
+    bad.write_text("batch_size: 2\nbeam: 3\n")
+    with pytest.raises(DataError, match="unknown decode setting"):
+        decode_settings(bad, [])
