@@ -26,7 +26,7 @@ from funasr_recipe import cli
 from funasr_recipe.config import load_yaml
 from funasr_recipe.datadir import load_datadir
 from funasr_recipe.decoding import Item
-from funasr_recipe.engines import ENGINES, PRECISIONS, run_engine
+from funasr_recipe.engines import ENGINES, PRECISIONS, export_refused, run_engine
 from funasr_recipe.parity import write_run
 
 log = logging.getLogger("engine_decode")
@@ -52,6 +52,14 @@ def body(args) -> int:
     conf = load_yaml(args.conf) if args.conf else {}
     args.batch_size = args.batch_size or int(conf.get("batch_size", 8))
     args.threads = args.threads or int(conf.get("threads", 1))
+    refused = export_refused(args.model)
+    if refused:
+        # the model does not map onto this engine's format: nothing to decode, and the
+        # parity table says why instead of claiming anything
+        write_run(args.out, {}, {"engine": args.engine, "precision": args.precision,
+                                 "refused": refused, "threads": args.threads, "rtf": 0.0})
+        log.warning("%s: not exported (%s); no decode", args.model, "; ".join(refused))
+        return 0
     utts = load_datadir(args.data_dir, require_text=False)
     items = [Item(u.key, u.wav, u.dur) for u in utts]
     run = run_engine(args.engine, args.model, items, args.precision, args.threads,

@@ -58,6 +58,10 @@ def body(args) -> int:
         update_results(args.results, md)
     print(md)
     failed = [r for r in rows if r.verdict.startswith("FAIL")]
+    for r in rows:
+        if r.verdict.startswith("not exported"):
+            log.warning("parity: %s %s %s: %s (no parity claimed)", r.set, r.engine, r.precision,
+                        r.verdict)
     for r in failed:
         log.warning("parity: %s %s %s: %s", r.set, r.engine, r.precision, r.verdict)
     if failed and args.strict:

@@ -60,6 +60,19 @@ def _read_audio(path: str):
     return np.ascontiguousarray(data[:, 0])
 
 
+def export_refused(export_dir: Path) -> list[str]:
+    """The reasons an export dir records for not having converted the model (else [])."""
+    import json
+
+    info = Path(export_dir) / "export.json"
+    if not info.is_file():
+        return []
+    try:
+        return list(json.loads(info.read_text(encoding="utf-8")).get("refused") or [])
+    except ValueError:
+        return []
+
+
 def _onnx_file(export_dir: Path, precision: str) -> Path:
     from .export_onnx import ONNX_FILES
 
@@ -149,13 +162,66 @@ def pytorch_decoder(model_dir: Path, precision: str, threads: int, batch_size: i
     return run
 
 
+def transformers_decoder(export_dir: Path, precision: str, threads: int, batch_size: int,
+                         max_new_tokens: int = 512) -> Callable[[list[Item]], dict[str, str]]:
+    """transformers' ``FunAsrNanoForConditionalGeneration`` on the HF export: the checkpoint's
+    chat template (its default prompt: the trained one), features as funasr computes them
+    (:func:`funasr_recipe.export_hf.nano_features`), greedy ``generate()``, one utterance a
+    call (as funasr decodes Nano on a CPU)."""
+    import json
+    import re
+
+    import torch
+
+    from .export_hf import AUDIO_TOKEN, nano_features
+
+    export_dir = Path(export_dir)
+    if precision != "fp32":
+        raise DataError("the transformers export is decoded in fp32 only")
+    info_path = export_dir / "export.json"
+    if not info_path.is_file():
+        raise DataError(f"{info_path}: not found; export the model first (local/export_hf.py)")
+    info = json.loads(info_path.read_text(encoding="utf-8"))
+    if info.get("refused"):
+        raise DataError(f"{export_dir}: not exported, the model does not map onto transformers' "
+                        f"Fun-ASR-Nano: {'; '.join(info['refused'])}")
+    from transformers import AutoTokenizer, FunAsrNanoForConditionalGeneration
+
+    model = FunAsrNanoForConditionalGeneration.from_pretrained(str(export_dir)).eval()
+    tok = AutoTokenizer.from_pretrained(str(export_dir))
+    template = (export_dir / "chat_template.jinja").read_text(encoding="utf-8")
+    frontend = info["frontend"]
+
+    def one(item: Item) -> str:
+        feats = nano_features(_read_audio(item.wav), frontend)
+        n = feats.shape[1]
+        conv = [{"role": "user", "content": [{"type": "audio", "path": item.wav}]}]
+        text = tok.apply_chat_template(conv, chat_template=template, tokenize=False,
+                                       add_generation_prompt=True)
+        text = text.replace(AUDIO_TOKEN, AUDIO_TOKEN * n, 1)
+        ids = tok(text, return_tensors="pt").input_ids
+        with torch.no_grad():
+            out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
+                                 input_features=feats.to(model.dtype),
+                                 input_features_mask=torch.ones(1, n, dtype=torch.long),
+                                 max_new_tokens=max_new_tokens, do_sample=False)
+        t = tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+        return re.sub(r"\s+", " ", t.replace("/sil", " ")).strip()
+
+    def run(batch: list[Item]) -> dict[str, str]:
+        return {it.key: join_cjk(one(it)) for it in batch}
+
+    return run
+
+
 def vllm_decoder(model_dir: Path, precision: str, threads: int, batch_size: int):
     raise DataError("vLLM needs a GPU: bench/gpu_check.sh serves the export with `vllm serve` "
                     "and writes this engine's decodes")
 
 
 ENGINES = {"pytorch": pytorch_decoder, "funasr-onnx": funasr_onnx_decoder,
-           "sherpa-onnx": sherpa_onnx_decoder, "vllm": vllm_decoder}
+           "sherpa-onnx": sherpa_onnx_decoder, "transformers": transformers_decoder,
+           "vllm": vllm_decoder}
 
 
 def run_engine(engine: str, model: Path, items: list[Item], precision: str = "fp32",

@@ -130,6 +130,8 @@ def judge(rows: list[ParityRow], th: Thresholds) -> list[ParityRow]:
     """Set each row's verdict: ``pass`` or what failed."""
     fp32 = {(r.set, r.engine): r for r in rows if r.precision == "fp32"}
     for r in rows:
+        if r.verdict.startswith("not exported"):
+            continue
         fails = []
         if r.precision == "fp32":
             if r.identical_pct < th.fp32_min_identical_pct:
@@ -178,6 +180,9 @@ def markdown(rows: list[ParityRow], th: Thresholds, model: str, reference: str) 
            "| set | engine | precision | identical to PyTorch | error rate | Δ vs PyTorch "
            "| RTF | parity |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
+        if r.verdict.startswith("not exported"):
+            out.append(f"| {r.set} | {r.engine} | {r.precision} | - | - | - | - | {r.verdict} |")
+            continue
         out.append(f"| {r.set} | {r.engine} | {r.precision} | {r.identical_pct:.1f}% "
                    f"({r.identical}/{r.n}) | {r.error_rate:.2f}% [{r.errors}/{r.ref_tokens}] | "
                    f"{r.error_diff:+.2f} | {r.rtf:.3f} | {r.verdict} |")
@@ -214,6 +219,12 @@ def collect(export_dir: Path, reference_dir: Path, data: Path, sets: list[str],
         for engine, precision in runs:
             run_dir = Path(export_dir) / f"decode_{engine}_{precision}" / s
             hyps, meta = read_run(run_dir)
+            if meta.get("refused"):
+                rows.append(ParityRow(s, engine, precision, len(reference), 0, 0.0, float("nan"),
+                                      0, 0, error_rate(truth, reference, norm)[0], 0.0,
+                                      int(meta.get("threads", 1)),
+                                      "not exported: " + "; ".join(meta["refused"])))
+                continue
             rows.append(parity_row(s, truth, reference, hyps, meta, norm))
     return rows
 
