@@ -419,8 +419,10 @@ if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
   esac
   runs=$(python -c 'import sys; from funasr_recipe.config import load_yaml
 from funasr_recipe.export_plan import shell_lines
-print(shell_lines(load_yaml(sys.argv[1]), sys.argv[2], sys.argv[1]), end="")' "${export_conf}" "${model}")
-  while read -r engine precision; do
+print(shell_lines(load_yaml(sys.argv[1]), sys.argv[2], sys.argv[1]), end="")' "${export_conf}" "${model}" | tr ' ' :)
+  for run in ${runs}; do
+    engine=${run%%:*}
+    precision=${run##*:}
     for set in ${test_sets}; do
       out=${xdir}/decode_${engine}_${precision}/${set}
       m=${engine_model}
@@ -437,7 +439,7 @@ print(shell_lines(load_yaml(sys.argv[1]), sys.argv[2], sys.argv[1]), end="")' "$
           --out "${out}"
       mark_done "${out}/.done" "${sig}"
     done
-  done <<< "${runs}"
+  done
   run_job "${mexp}/logs/export_parity.log" \
     python local/export_parity.py --conf "${export_conf}" --family "${model}" --export "${xdir}" \
       --reference "${mexp}/decode_${last_stage}" --data "${datadir}" \
