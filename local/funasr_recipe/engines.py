@@ -227,7 +227,8 @@ ENGINES = {"pytorch": pytorch_decoder, "funasr-onnx": funasr_onnx_decoder,
 def run_engine(engine: str, model: Path, items: list[Item], precision: str = "fp32",
                threads: int = 1, batch_size: int = 8, repeats: int = 1, **kwargs) -> EngineRun:
     """Decode ``items`` with ``engine`` (see :data:`ENGINES`) from ``model`` (an export dir,
-    or for ``pytorch``/``transformers`` a model dir). Timed without model loading;
+    or for ``pytorch``/``transformers`` a model dir). Timed without model loading and
+    after one untimed warm-up utterance;
     with ``repeats`` > 1 the whole set is decoded that many times and the
     median time kept (every repeat must give the same hypotheses)."""
     import statistics
@@ -241,6 +242,8 @@ def run_engine(engine: str, model: Path, items: list[Item], precision: str = "fp
     torch.set_num_threads(threads)
     decoder = ENGINES[engine](Path(model), precision, threads, batch_size, **kwargs)
     batches = duration_batches(items, batch_size)
+    if batches:  # warm-up, untimed: first-call costs (numba JIT of librosa, allocations)
+        decoder(batches[-1][:1])
     times, first = [], None
     for _ in range(repeats):
         hyps: dict[str, str] = {}
