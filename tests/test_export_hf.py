@@ -7,7 +7,6 @@ converts; the tree's current twin (rate 8, low frame rate) is refused with the r
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

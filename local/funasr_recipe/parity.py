@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable
@@ -231,4 +230,4 @@ def collect(export_dir: Path, reference_dir: Path, data: Path, sets: list[str],
 
 __all__ = ["Thresholds", "ParityRow", "same_tokens", "identical_keys", "read_run", "write_run",
            "parity_row", "judge", "write_tsv", "read_tsv", "markdown", "update_results",
-           "collect", "BEGIN", "END", "os"]
+           "collect", "BEGIN", "END"]
