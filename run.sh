@@ -50,6 +50,7 @@ corpus_dir=downloads/mini_corpus   # where the mini corpus is synthesised
 datadir=data          # Kaldi data dirs
 dumpdir=dump          # jsonl for training
 expdir=exp            # models, logs, results
+export_conf=conf/export.yaml   # stage 8: engines, precisions, parity thresholds
 
 help_message=$(cat <<EOF
 Usage: $0 [options]
@@ -65,6 +66,9 @@ Stages:
      the last stage exported as a standalone model dir exp/<model>/final_model
   6  decode the test sets with the base model and every stage's model
   7  score, and write exp/<model>/RESULTS.md and exp/<model>/error_browser/<set>.html
+  8  export final_model for serving engines (paraformer: ONNX for funasr-onnx and
+     sherpa-onnx, fp32 + int8; nano: Hugging Face transformers), decode the test
+     sets through each engine, parity table vs the PyTorch decode -> RESULTS.md
 Relative paths in options are taken from the directory you run $0 from
 (defaults in brackets are relative to the recipe's own directory).
 Options (default in brackets):
@@ -118,6 +122,7 @@ Options (default in brackets):
   --datadir DIR         data dirs [${datadir}]
   --dumpdir DIR         jsonl [${dumpdir}]
   --expdir DIR          experiments and logs [${expdir}]
+  --export-conf FILE    stage 8 engines, precisions and parity thresholds [${export_conf}]
 EOF
 )
 
@@ -471,6 +476,56 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
       --data "${datadir}" --mix-summary "${datadir}/mix_summary.tsv" "${pretrain_opt[@]}" \
       --terms "${terms:-none}"
   sed -n '/^| model/,$p' "${mexp}/RESULTS.md"
+fi
+
+if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
+  # The exports of final_model, decoded through each engine and compared with
+  # the PyTorch decode of the same model (the last stage's, stage 6).
+  xdir=${mexp}/export
+  last_stage=${stage_names##* }
+  log "Stage 8: export ${mexp}/final_model for serving engines -> ${xdir}/ (logs: ${mexp}/logs/export_*.log)"
+  case "${model}" in
+    paraformer)
+      engine_model=${xdir}/onnx
+      run_job "${mexp}/logs/export_onnx.log" \
+        python local/export_onnx.py --model-dir "${mexp}/final_model" --out "${engine_model}" \
+          --train-conf "${train_conf}" ;;
+    nano)
+      engine_model=${xdir}/hf
+      run_job "${mexp}/logs/export_hf.log" \
+        python local/export_hf.py --model-dir "${mexp}/final_model" --out "${engine_model}" \
+          --train-conf "${train_conf}" --base-model "${base_model}" ;;
+  esac
+  if ! runs=$(python local/export_runs.py --conf "${export_conf}" --family "${model}"); then
+    log "Error: ${export_conf}: see above"; exit 1
+  fi
+  for run in ${runs}; do
+    engine=${run%%:*}
+    precision=${run##*:}
+    for set in ${test_sets}; do
+      out=${xdir}/decode_${engine}_${precision}/${set}
+      m=${engine_model}
+      [ "${engine}" = pytorch ] && m=${mexp}/final_model   # the reference, for its RTF
+      sig=(--inputs "${m}" "${datadir}/${set}" "audio-of:${datadir}/${set}/wav.scp"
+             "${export_conf}" --opts "engine=${engine}" "precision=${precision}"
+           --outputs "${out}/text")
+      if is_done "${out}" "${sig[@]}"; then
+        log "  ${engine} ${precision} ${set}: complete for the same inputs, skipped"
+        continue
+      fi
+      log "  decode ${set} through ${engine} (${precision}) -> ${out}/text"
+      run_job_with "${decode_cmd}" "${out}/log/decode.log" \
+        python local/engine_decode.py --engine "${engine}" --precision "${precision}" \
+          --model "${m}" --conf "${export_conf}" --data-dir "${datadir}/${set}" \
+          --out "${out}"
+      mark_done "${out}" "${sig[@]}"
+    done
+  done
+  run_job "${mexp}/logs/export_parity.log" \
+    python local/export_parity.py --conf "${export_conf}" --family "${model}" --export "${xdir}" \
+      --reference "${mexp}/decode_${last_stage}" --data "${datadir}" \
+      --sets "$(echo ${test_sets} | tr ' ' ,)" --results "${mexp}/RESULTS.md"
+  sed -n '/^| set | engine/,/^$/p' "${mexp}/RESULTS.md"
 fi
 
 log "Successfully finished. [elapsed=${SECONDS}s]"

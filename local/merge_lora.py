@@ -8,8 +8,12 @@ checkpoint, drops the lora_A/lora_B keys and writes OUT: MODEL_DIR's files
 (config.yaml with llm_conf.use_lora: false, Qwen3-0.6B/, ...) and the merged
 weights as model.pt. It loads with AutoModel(model=OUT) and needs nothing from
 the training dir. Unless --no-peft, OUT/peft_adapter/ holds the same adapter
-in peft's format (adapter_config.json + adapter_model.safetensors) for a
-Hugging Face Qwen3ForCausalLM with the unmerged LLM weights.
+in peft's format (adapter_config.json + adapter_model.safetensors) and
+OUT/peft_base_llm/ the LLM it was trained on as a Hugging Face Qwen3 dir with
+its weights (config.json, model.safetensors, tokenizer): the adapter's
+base_model_name_or_path points there (the model dir's Qwen3-0.6B/ holds no
+weights). PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(
+OUT/peft_base_llm), OUT/peft_adapter) gives the merged LLM's logits.
 
 Example:
   local/merge_lora.py --model-dir exp/nano/stage2_model \\

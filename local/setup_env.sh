@@ -34,5 +34,10 @@ pip=("${venv}/bin/python" -m pip --disable-pip-version-check -q)
 torch_pin=$(grep -oE '"torch==[^"]+"' "${root}/pyproject.toml" | tr -d '"')
 "${pip[@]}" install "${torch_pin}"
 "${pip[@]}" install -e "${root}[test]"
+# [tool.funasr-recipe] no-deps in pyproject.toml: packages whose declared pins
+# conflict with the project's (installed without their dependencies)
+mapfile -t nodeps < <("${venv}/bin/python" -c 'import sys, tomllib
+print("\n".join(tomllib.load(open(sys.argv[1], "rb")).get("tool", {}).get("funasr-recipe", {}).get("no-deps", [])))' "${root}/pyproject.toml")
+[ "${#nodeps[@]}" -eq 0 ] || [ -z "${nodeps[0]}" ] || "${pip[@]}" install --no-deps "${nodeps[@]}"
 echo "${want}" > "${stamp}"
 echo "$(date '+%F %T') ${venv} ready" >&2

@@ -17,7 +17,7 @@ import yaml
 
 from funasr_recipe.export import export_model
 from funasr_recipe.io import DataError
-from funasr_recipe.lora import (PEFT_DIR, LoraSettings, lora_settings, merge_lora_state,
+from funasr_recipe.lora import (PEFT_BASE_DIR, PEFT_DIR, LoraSettings, lora_settings, merge_lora_state,
                                 peft_state)
 from funasr_recipe.nano import check_checkpoint_keys
 from funasr_recipe.twin_nano import CTC_PREFIXES, LLM_DIR, build_nano, load_arch, make_nano_twin
@@ -196,3 +196,32 @@ def test_cli_refuses_a_checkpoint_without_lora(setup, tmp_path):
                  "--out", tmp_path / "out")
     assert r.returncode == 1 and "use_lora is not true" in r.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_peft_adapter_points_at_the_exported_base_llm(setup, models):
+    """issue 18: the adapter's base is a Hugging Face Qwen3 dir with the weights the adapter
+    was trained on; PeftModel on it gives the merged model's logits."""
+    from peft import PeftModel
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    adapter = setup["merged"] / PEFT_DIR
+    base_dir = setup["merged"] / PEFT_BASE_DIR
+    cfg = json.loads((adapter / "adapter_config.json").read_text())
+    assert Path(cfg["base_model_name_or_path"]) == base_dir.resolve()
+    assert (base_dir / "tokenizer.json").is_file()
+    state = torch.load(setup["ckpt"], map_location="cpu", weights_only=True)["state_dict"]
+    saved = load_file(base_dir / "model.safetensors")
+    for k, v in saved.items():  # the unmerged W, not the folded one
+        torch.testing.assert_close(v, state["llm." + k], rtol=0, atol=0)
+    hf = AutoModelForCausalLM.from_pretrained(cfg["base_model_name_or_path"]).eval()
+    peft_model = PeftModel.from_pretrained(hf, str(adapter)).eval()
+    want = llm_logits(models["merged"].model.llm)
+    torch.testing.assert_close(llm_logits(peft_model), want, rtol=1e-5, atol=1e-5)
+    # the folder the adapter used to name holds no weights: nothing to apply it to
+    assert not list((setup["twin"] / LLM_DIR).glob("*.safetensors"))
+    # and a base with other weights gives other logits (the test can fail)
+    other = AutoModelForCausalLM.from_pretrained(cfg["base_model_name_or_path"]).eval()
+    with torch.no_grad():
+        other.model.layers[0].self_attn.q_proj.weight.mul_(1.5)
+    assert (llm_logits(PeftModel.from_pretrained(other, str(adapter))) - want).abs().max() > 1e-3

@@ -38,6 +38,12 @@ log = logging.getLogger(__name__)
 LLM_PREFIX = "llm."
 PEFT_PREFIX = "base_model.model."
 PEFT_DIR = "peft_adapter"
+#: the LLM the adapter was trained on, as a Hugging Face Qwen3 dir with weights
+#: (the model dir's Qwen3-0.6B/ holds only config and tokenizer: the weights are in model.pt)
+PEFT_BASE_DIR = "peft_base_llm"
+#: files of the model dir's LLM folder copied into PEFT_BASE_DIR (what exists of them)
+HF_LLM_FILES = ("generation_config.json", "tokenizer.json", "tokenizer_config.json", "vocab.json",
+                "merges.txt", "special_tokens_map.json", "added_tokens.json")
 
 
 @dataclass(frozen=True)
@@ -201,6 +207,58 @@ def write_peft_adapter(out_dir: str | os.PathLike, state: Mapping[str, Any],
     return out_dir
 
 
+def base_llm_state(state: Mapping[str, Any]) -> dict:
+    """The LLM's own weights in ``state`` (LoRA tensors left out) under Hugging Face
+    ``Qwen3ForCausalLM`` names (``model.layers.0...``, ``lm_head.weight``)."""
+    out = {k[len(LLM_PREFIX):]: v for k, v in state.items()
+           if k.startswith(LLM_PREFIX) and not (k.endswith(".lora_A") or k.endswith(".lora_B"))}
+    if not out:
+        raise DataError(f"checkpoint: no '{LLM_PREFIX}' weights: the LLM is not in it (was it "
+                        f"saved with effective_save_name_excludes: [llm.]?)")
+    return out
+
+
+def write_hf_llm(out_dir: str | os.PathLike, state: Mapping[str, Any],
+                 llm_dir: str | os.PathLike) -> Path:
+    """Write ``state``'s LLM as a Hugging Face Qwen3 dir that ``from_pretrained`` loads:
+    ``config.json`` (``llm_dir``'s, with the dtype of the weights), ``model.safetensors``
+    and ``llm_dir``'s tokenizer and generation files."""
+    import shutil
+
+    import torch
+    from safetensors.torch import save
+
+    out_dir, llm_dir = Path(out_dir), Path(llm_dir)
+    cfg_path = llm_dir / "config.json"
+    if not cfg_path.is_file():
+        raise DataError(f"{cfg_path}: not found; the model dir's LLM folder needs its config.json")
+    config = json.loads(cfg_path.read_text(encoding="utf-8"))
+    weights = base_llm_state(state)
+    tied = bool(config.get("tie_word_embeddings", False))
+    if tied:
+        # one tensor for both: transformers ties lm_head to the embedding again on load
+        emb, head = weights.get("model.embed_tokens.weight"), weights.pop("lm_head.weight", None)
+        if head is not None and emb is not None and not torch.equal(head, emb):
+            raise DataError(f"{cfg_path}: tie_word_embeddings is true but the checkpoint's "
+                            f"lm_head differs from the embedding")
+    dtypes = {v.dtype for v in weights.values()}
+    if len(dtypes) == 1:
+        dtype = str(next(iter(dtypes))).replace("torch.", "")
+        config["torch_dtype"] = config["dtype"] = dtype
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_write(out_dir / "model.safetensors", "wb") as f:
+        f.write(save({k: v.detach().contiguous().clone() for k, v in weights.items()},
+                     metadata={"format": "pt"}))
+    with atomic_write(out_dir / "config.json") as f:
+        json.dump(config, f, indent=2)
+        f.write("\n")
+    for name in HF_LLM_FILES:
+        if (llm_dir / name).is_file():
+            shutil.copy2(llm_dir / name, out_dir / name)
+    log.info("wrote the base LLM as a Hugging Face dir %s: %d tensors", out_dir, len(weights))
+    return out_dir
+
+
 def merged_config_text(model_dir: str | os.PathLike) -> str:
     """``model_dir/config.yaml`` with ``llm_conf.use_lora: false`` (the rest as it is)."""
     cfg = read_config(Path(model_dir) / "config.yaml")
@@ -237,12 +295,16 @@ def merge_lora(model_dir: str | os.PathLike, checkpoint: str | os.PathLike,
     out = export_model(Path(model_dir), Path(checkpoint), Path(out), state=merged,
                        config_text=config_text)
     if peft:
+        # the adapter applies to the LLM weights it was trained on, which live in the
+        # checkpoint (W beside lora_A/lora_B), not in the model dir's Qwen3-0.6B/
         llm_path = (read_config(Path(model_dir) / "config.yaml").get("llm_conf") or {}).get(
-            "init_param_path", "")
-        write_peft_adapter(out / PEFT_DIR, state, settings, base_model=str(llm_path))
+            "init_param_path", "Qwen3-0.6B")
+        llm_dir = Path(llm_path) if Path(llm_path).is_absolute() else Path(model_dir) / llm_path
+        base = write_hf_llm(out / PEFT_BASE_DIR, state, llm_dir)
+        write_peft_adapter(out / PEFT_DIR, state, settings, base_model=str(base.resolve()))
     return out
 
 
-__all__ = ["LoraSettings", "PEFT_DIR", "read_config", "lora_settings", "lora_modules",
+__all__ = ["LoraSettings", "PEFT_DIR", "PEFT_BASE_DIR", "base_llm_state", "write_hf_llm", "read_config", "lora_settings", "lora_modules",
            "merge_lora_state", "peft_state", "peft_config", "write_peft_adapter",
            "merged_config_text", "merge_lora"]
