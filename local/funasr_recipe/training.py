@@ -311,6 +311,9 @@ def run_funasr_train(args: list[str], expect_init: Path | None,
     am.load_pretrained_model = _verify_after_load(orig_load)
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     undo_ddp = _cpu_ddp_patches(ft) if distributed and not torch.cuda.is_available() else None
+    # Fun-ASR-Nano: the LLM's 151,936-way output only at labelled positions (same loss)
+    from .target_logits import patch_funasr_nano
+    undo_logits = patch_funasr_nano()
     argv = sys.argv
     sys.argv = ["funasr-train", *args]
     try:
@@ -324,6 +327,7 @@ def run_funasr_train(args: list[str], expect_init: Path | None,
         ft.main, ft.Trainer, am.load_pretrained_model = orig_main, orig_trainer, orig_load
         if undo_ddp is not None:
             undo_ddp()
+        undo_logits()
         import torch.distributed as dist
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
