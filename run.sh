@@ -23,6 +23,7 @@ heldout_spk=          # file of speaker ids kept out of training (mini corpus: i
 corpus_conf=conf/corpus.yaml   # mini corpus settings
 train_conf=           # training settings [conf/<model>/train.yaml]
 twin_conf=            # tiny twin architecture [conf/<model>/twin.yaml]
+lm_conf=conf/nano/lm.yaml      # nano mini recipe: text-only pre-training of the twin's LLM
 test_sets="general_test domain_test"   # sets decoded and scored
 terms=                # domain term list for term recall (mini corpus: its own list)
 train_threads=$(nproc)  # torch threads for training
@@ -76,6 +77,7 @@ Options (default in brackets):
   --corpus-conf FILE    mini corpus settings [${corpus_conf}]
   --train-conf FILE     training settings [conf/<model>/train.yaml]
   --twin-conf FILE      tiny twin architecture [conf/<model>/twin.yaml]
+  --lm-conf FILE        nano mini recipe: text-only pre-training of the twin's LLM [${lm_conf}]
   --test-sets "A B"     sets decoded and scored [${test_sets}]
   --terms FILE          domain terms, one a line, for term recall in RESULTS.md
                         [mini corpus: its domain_terms.txt; own data: none]
@@ -286,9 +288,27 @@ except DataError as e: sys.exit(f"ERROR: {e}")' "${base_model}" "${model}"
   else
     log "Stage 4: tiny ${model} twin, pre-trained on the general pool -> ${mexp}/base (logs: ${mexp}/logs/)"
     make_twin
+    pretrain_init=()
+    if [ "${model}" = nano ] && [ "${data}" = "${corpus_dir}/domain" ]; then
+      # A real Qwen3 has read the domain's language; the twin's LLM reads grammar
+      # sentences of both pools first (never a data set's transcript), text only.
+      log "  the twin's LLM: text-only pre-training -> ${mexp}/lm_pretrain (log: ${mexp}/logs/pretrain_llm.log)"
+      excl=()
+      for pool in general domain; do
+        for part in train valid test; do excl+=(--exclude "${datadir}/${pool}_${part}/text"); done
+      done
+      run_job "${mexp}/logs/pretrain_llm.log" \
+        python local/pretrain_llm.py --model-dir "${mexp}/twin" --conf "${lm_conf}" \
+          --prompt-conf "${train_conf}" "${excl[@]}" --threads "${train_threads}" \
+          --report "general_valid=${datadir}/general_valid/text" \
+          --report "domain_valid=${datadir}/domain_valid/text" --out "${mexp}/lm_pretrain"
+      grep -E '^LM ' "${mexp}/logs/pretrain_llm.log" | sed 's/^/  /' || true
+      pretrain_init=(--init "${mexp}/lm_pretrain/init.pt")
+    fi
     run_job_with "${train_job[*]}" "${mexp}/logs/pretrain.log" \
       python local/train.py --family "${model}" --conf "${train_conf}" --section pretrain \
-        --model-dir "${mexp}/twin" --train "${dumpdir}/${model}/general_train.jsonl" \
+        --model-dir "${mexp}/twin" "${pretrain_init[@]}" \
+        --train "${dumpdir}/${model}/general_train.jsonl" \
         --valid "${dumpdir}/${model}/general_valid.jsonl" --out "${mexp}/pretrain" \
         --threads "${train_threads}" "${train_opts[@]}"
     grep -E "skipped|chain check" "${mexp}/logs/pretrain.log" | sed 's/^.*INFO[]:]* -* */  /' || true

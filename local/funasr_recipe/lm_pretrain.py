@@ -299,6 +299,10 @@ def train_lm(llm, train: Sequence[tuple[list[int], list[int]]], conf: LMConf,
             opt.step()
             sched.step()
             tot, n = tot + loss.item() * k, n + k
+            step = i // conf.batch_size + 1
+            if step % 20 == 0:
+                log.info("LM epoch %d, step %d/%d: loss %.3f, %.0f s", epoch, step,
+                         steps_per_epoch, tot / max(1, n), time.time() - t0)
         row = {"epoch": epoch, "train_loss": tot / max(1, n),
                "seconds": round(time.time() - t0, 1),
                **{f"{k}_loss": evaluate_lm(llm, v, conf.batch_size)
