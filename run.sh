@@ -26,6 +26,7 @@ twin_conf=            # tiny twin architecture [conf/<model>/twin.yaml]
 decode_conf=          # decoding settings [conf/<model>/decode.yaml]
 train_args=           # one-off training overrides "k=v k2=v2" (funasr keys, every training stage)
 decode_args=          # one-off decoding overrides "k=v ..." (keys of the decode conf)
+lm_conf=conf/nano/lm.yaml      # nano mini recipe: text-only pre-training of the twin's LLM
 test_sets="general_test domain_test"   # sets decoded and scored
 terms=                # domain term list for term recall (mini corpus: its own list)
 train_threads=$(nproc)  # torch threads for training
@@ -91,6 +92,7 @@ Options (default in brackets):
   --train-args "K=V .." one-off funasr overrides for every training stage, e.g.
                         "train_conf.max_epoch=2 optim_conf.lr=0.0001" (no spaces in values)
   --decode-args "K=V .." one-off decoding overrides, e.g. "batch_size=4"
+  --lm-conf FILE        nano mini recipe: text-only pre-training of the twin's LLM [${lm_conf}]
   --test-sets "A B"     sets decoded and scored [${test_sets}]
   --terms FILE          domain terms, one a line, for term recall in RESULTS.md
                         [mini corpus: its domain_terms.txt; own data: none]
@@ -351,9 +353,27 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
   else
     log "Stage 4: tiny ${model} twin, pre-trained on the general pool -> ${mexp}/base/model (logs: ${mexp}/logs/)"
     make_twin
+    pretrain_init=()
+    if [ "${model}" = nano ] && [ "${data}" = "${corpus_dir}/domain" ]; then
+      # A real Qwen3 has read the domain's language; the twin's LLM reads grammar
+      # sentences of both pools first (never a data set's transcript), text only.
+      log "  the twin's LLM: text-only pre-training -> ${mexp}/lm_pretrain (log: ${mexp}/logs/pretrain_llm.log)"
+      excl=()
+      for pool in general domain; do
+        for part in train valid test; do excl+=(--exclude "${datadir}/${pool}_${part}/text"); done
+      done
+      run_job "${mexp}/logs/pretrain_llm.log" \
+        python local/pretrain_llm.py --model-dir "${mexp}/twin" --conf "${lm_conf}" \
+          --prompt-conf "${train_conf}" "${excl[@]}" --threads "${train_threads}" \
+          --report "general_valid=${datadir}/general_valid/text" \
+          --report "domain_valid=${datadir}/domain_valid/text" --out "${mexp}/lm_pretrain"
+      grep -E '^LM ' "${mexp}/logs/pretrain_llm.log" | sed 's/^/  /' || true
+      pretrain_init=(--init "${mexp}/lm_pretrain/init.pt")
+    fi
     run_job_with "${train_job[*]}" "${mexp}/logs/pretrain.log" \
       python local/train.py --family "${model}" --conf "${train_conf}" --section pretrain \
-        --model-dir "${mexp}/twin" --train "${dumpdir}/${model}/general_train.jsonl" \
+        --model-dir "${mexp}/twin" "${pretrain_init[@]}" \
+        --train "${dumpdir}/${model}/general_train.jsonl" \
         --valid "${dumpdir}/${model}/general_valid.jsonl" --out "${mexp}/pretrain" \
         --threads "${train_threads}" "${train_opts[@]}" "${train_set[@]}"
     grep -E "skipped|chain check|set aside|torn checkpoint" "${mexp}/logs/pretrain.log" | sed -E 's/^.*(INFO|WARNING)[]:]* -* */  /' || true

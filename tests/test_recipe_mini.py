@@ -22,6 +22,36 @@ from helpers import ROOT
 pytestmark = pytest.mark.slow
 
 
+#: How much lower the last stage's domain-test error (CER/WER, %) must be than
+#: the base model's for the test to call fine-tuning helpful, per family.
+#: NOT YET MEASURED (see LEARNING_UNMEASURED): to be set from the run-to-run
+#: spread of the reduced recipe's domain-test error over a few corpus seeds.
+HELP_MARGIN = {"paraformer": 5.0, "nano": 5.0}
+
+#: The reduced recipe as configured (3 pre-training epochs, 1 per stage) does
+#: not yet make a recogniser: its Paraformer base decoded every test utterance
+#: empty (domain test 100% [153/153 deletions]; stage 1 the same), so no
+#: margin can separate helped from frozen. The learning tests stay skipped
+#: until the reduced configs train enough and the margins are measured.
+LEARNING_UNMEASURED = ("reduced recipe makes no recogniser yet (Paraformer base: 100% "
+                       "deletions on domain test); margins not measured")
+
+
+def domain_errors(exp: Path, models: tuple[str, ...]) -> dict[str, float]:
+    """Domain-test error rate (%) of each model, from its score.txt (%WER line)."""
+    out = {}
+    for m in models:
+        first = (exp / f"decode_{m}" / "domain_test" / "score.txt").read_text().split()
+        assert first[0] == "%WER", first[:3]
+        out[m] = float(first[1])
+    return out
+
+
+def helped(errors: dict[str, float], last: str, family: str) -> bool:
+    """Whether fine-tuning up to ``last`` lowered the domain-test error by the margin."""
+    return errors[last] <= errors["base"] - HELP_MARGIN[family]
+
+
 def reduced_configs(tmp: Path) -> dict[str, Path]:
     corpus = yaml.safe_load((ROOT / "conf" / "corpus.yaml").read_text())
     corpus.update(num_general=240, num_domain=150)
@@ -33,11 +63,23 @@ def reduced_configs(tmp: Path) -> dict[str, Path]:
     nano["pretrain"]["train_conf.max_epoch"] = 1
     for stage in nano["stages"].values():
         stage["train_conf.max_epoch"] = 1
+    lm = yaml.safe_load((ROOT / "conf" / "nano" / "lm.yaml").read_text())
+    lm.update(num_general=500, num_domain=500, num_domain_extra=200, epochs=1, batch_size=32,
+              warmup_steps=5)
+    # the negative control: stage 1 with every parameter frozen by lr 0
+    frozen = {fam: dict(cfg, stages={"stage1": dict(cfg["stages"]["stage1"],
+                                                       **{"optim_conf.lr": 0.0})})
+              for fam, cfg in (("paraformer", train), ("nano", nano))}
+    plan = yaml.safe_load((ROOT / "conf" / "stages.yaml").read_text())
+    plan["stages"] = plan["stages"][:1]
     paths = {"corpus": tmp / "corpus.yaml", "train": tmp / "train.yaml",
-             "nano": tmp / "nano_train.yaml"}
-    paths["corpus"].write_text(yaml.safe_dump(corpus, allow_unicode=True))
-    paths["train"].write_text(yaml.safe_dump(train, allow_unicode=True))
-    paths["nano"].write_text(yaml.safe_dump(nano, allow_unicode=True))
+             "nano": tmp / "nano_train.yaml", "lm": tmp / "lm.yaml",
+             "frozen_paraformer": tmp / "frozen_paraformer.yaml",
+             "frozen_nano": tmp / "frozen_nano.yaml", "plan1": tmp / "stages1.yaml"}
+    for name, obj in (("corpus", corpus), ("train", train), ("nano", nano), ("lm", lm),
+                      ("frozen_paraformer", frozen["paraformer"]),
+                      ("frozen_nano", frozen["nano"]), ("plan1", plan)):
+        paths[name].write_text(yaml.safe_dump(obj, allow_unicode=True))
     return paths
 
 
@@ -45,7 +87,7 @@ def run_recipe(tmp: Path, conf: dict[str, Path], *extra: str) -> subprocess.Comp
     cmd = ["bash", str(ROOT / "run.sh"), "--corpus-conf", str(conf["corpus"]),
            "--train-conf", str(conf["train"]), "--corpus-dir", str(tmp / "corpus"),
            "--datadir", str(tmp / "data"), "--dumpdir", str(tmp / "dump"),
-           "--expdir", str(tmp / "exp"), *extra]
+           "--expdir", str(tmp / "exp"), "--lm-conf", str(conf["lm"]), *extra]
     return subprocess.run(cmd, capture_output=True, text=True, cwd=tmp,
                           env=dict(os.environ, CI="true"))
 
@@ -186,6 +228,16 @@ def test_nano_recipe_end_to_end(nano_recipe):
             assert "downsample_rate" in x["verdict"] or "low_frame_rate" in x["verdict"], x
         else:
             assert x["verdict"] == "pass" and float(x["identical_pct"]) >= 99.0, x
+    # the twin's LLM read grammar sentences first, never a data set's transcript
+    lm_text = set((exp / "lm_pretrain" / "text").read_text().splitlines()) | set(
+        (exp / "lm_pretrain" / "heldout_text").read_text().splitlines())
+    assert len(lm_text) > 500
+    for pool in ("general", "domain"):
+        for part in ("train", "valid", "test"):
+            for line in (tmp / "data" / f"{pool}_{part}" / "text").read_text().splitlines():
+                assert line.split(" ", 1)[1] not in lm_text, (pool, part, line)
+    chain = json.loads((exp / "pretrain" / "chain.json").read_text())
+    assert chain["init"] == str((exp / "lm_pretrain" / "init.pt").resolve())
     md = (exp / "RESULTS.md").read_text()
     assert "| domain_test | transformers | fp32 |" in md
     for m in ("base", "stage1", "stage2", "stage3"):
@@ -193,3 +245,36 @@ def test_nano_recipe_end_to_end(nano_recipe):
         hyp = (exp / f"decode_{m}" / "domain_test" / "text").read_text().splitlines()
         assert len(hyp) == len((tmp / "data" / "domain_test" / "text").read_text().splitlines())
     assert "Successfully finished" in r.stdout
+
+
+# ---------------------------------------------------------------- learning
+# The stages must make the model better on the domain, not only run: a freeze
+# flag, a learning rate, the chain or the label masking gone wrong would leave
+# every test above green. The negative control proves the assertion can fail:
+# stage 1 trained with lr 0 (every parameter effectively frozen), from the same
+# base model, through the same run.sh, must not pass it.
+
+@pytest.mark.skip(reason=LEARNING_UNMEASURED)
+@pytest.mark.parametrize("family", ["paraformer", "nano"])
+def test_fine_tuning_helped(recipe, nano_recipe, family):
+    tmp = recipe[0]
+    errors = domain_errors(tmp / "exp" / family, ("base", "stage1", "stage2", "stage3"))
+    print(f"{family} domain-test error: {errors}")
+    assert helped(errors, "stage3", family), (
+        f"{family}: domain-test error base {errors['base']:.1f} -> stage3 "
+        f"{errors['stage3']:.1f}, not {HELP_MARGIN[family]} points lower: {errors}")
+
+
+@pytest.mark.skip(reason=LEARNING_UNMEASURED)
+@pytest.mark.parametrize("family", ["paraformer", "nano"])
+def test_negative_control_frozen_stage_does_not_pass(recipe, nano_recipe, family):
+    tmp, conf, _ = recipe
+    ctrl = tmp / f"control_{family}"
+    r = run_recipe(tmp, dict(conf, train=conf[f"frozen_{family}"]), "--model", family,
+                   "--stage", "5", "--base-model", str(tmp / "exp" / family / "base"),
+                   "--stage-plan", str(conf["plan1"]), "--test-sets", "domain_test",
+                   "--expdir", str(ctrl))
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
+    errors = domain_errors(ctrl / family, ("base", "stage1"))
+    print(f"{family} negative control (lr 0) domain-test error: {errors}")
+    assert not helped(errors, "stage1", family)

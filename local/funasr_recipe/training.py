@@ -386,6 +386,9 @@ def run_funasr_train(args: list[str], expect_init: Path | None,
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     undo_ddp = _cpu_ddp_patches(ft) if distributed and not torch.cuda.is_available() else None
     undo_dither = _torch_dither_patch()
+    # Fun-ASR-Nano: the LLM's 151,936-way output only at labelled positions (same loss)
+    from .target_logits import patch_funasr_nano
+    undo_logits = patch_funasr_nano()
     argv = sys.argv
     sys.argv = ["funasr-train", *args]
     try:
@@ -400,6 +403,7 @@ def run_funasr_train(args: list[str], expect_init: Path | None,
         undo_dither()
         if undo_ddp is not None:
             undo_ddp()
+        undo_logits()
         import torch.distributed as dist
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()

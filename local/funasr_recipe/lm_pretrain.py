@@ -1,0 +1,400 @@
+"""Text-only pre-training of the Fun-ASR-Nano twin's LLM.
+
+A real Fun-ASR-Nano starts from a Qwen3 that already knows the domain's
+language; the twin's Qwen3 starts random. This module makes it the same kind
+of model, cheaply (text only, no audio):
+
+* :func:`lm_texts`: a text corpus of general and domain sentences generated
+  from the mini corpus's grammars (:mod:`.corpus`) with a seed of its own,
+  **minus every sentence that is a transcript of any data set** (the
+  ``--exclude`` text files: valid and test sets always, the training pools
+  too), so the LLM never reads a test sentence;
+* :func:`chat_example`: each sentence as the assistant turn of the chat the
+  Nano prompt uses, tokenised exactly as funasr's ``FunASRNano.data_load_speech``
+  does (the user turn without audio), labels on the assistant tokens only;
+* :func:`train_lm`: the twin's ``Qwen3ForCausalLM`` trained as a causal LM on
+  them, the output layer (151,936 logits) computed only where a label is;
+* :func:`install_llm`: the twin's ``model.pt`` with its ``llm.*`` weights
+  replaced, the initial checkpoint of the twin's audio pre-training (which
+  then verifies, through the chain check, that funasr loaded exactly these).
+
+Settings: ``conf/nano/lm.yaml`` (see :func:`load_lm_conf`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from . import corpus
+from .config import load_yaml
+from .io import DataError, atomic_write, read_lines
+
+log = logging.getLogger(__name__)
+
+#: Files a finished pre-training directory holds (``lm_info.json`` last).
+LM_FILES = ("text", "heldout_text", "log.tsv", "init.pt", "lm_info.json")
+
+
+@dataclass(frozen=True)
+class LMConf:
+    """The settings of ``conf/nano/lm.yaml``."""
+
+    seed: int
+    num_general: int
+    num_domain: int
+    num_domain_extra: int
+    english_fraction: float
+    heldout_fraction: float
+    epochs: int
+    batch_size: int
+    lr: float
+    warmup_steps: int
+    weight_decay: float
+
+
+def load_lm_conf(path: str | os.PathLike) -> LMConf:
+    """Read and check ``path``; every key is required, none unknown."""
+    raw = load_yaml(path)
+    fields = LMConf.__dataclass_fields__
+    unknown = sorted(set(raw) - set(fields))
+    missing = sorted(set(fields) - set(raw))
+    if unknown:
+        raise DataError(f"{path}: unknown key(s) {', '.join(unknown)}; allowed: "
+                        f"{', '.join(fields)}")
+    if missing:
+        raise DataError(f"{path}: missing key(s) {', '.join(missing)}")
+    ints = ("seed", "num_general", "num_domain", "num_domain_extra", "epochs", "batch_size", "warmup_steps")
+    for key in ints:
+        v = raw[key]
+        if not isinstance(v, int) or isinstance(v, bool) or (v < 0 and key != "seed"):
+            raise DataError(f"{path}: '{key}' must be a non-negative integer, got {v!r}")
+    if raw["batch_size"] < 1:
+        raise DataError(f"{path}: 'batch_size' must be at least 1, got {raw['batch_size']}")
+    for key in ("english_fraction", "heldout_fraction", "lr", "weight_decay"):
+        v = raw[key]
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
+            raise DataError(f"{path}: '{key}' must be a non-negative number, got {v!r}")
+    for key in ("english_fraction", "heldout_fraction"):
+        if raw[key] > 1:
+            raise DataError(f"{path}: '{key}' must be within [0, 1], got {raw[key]!r}")
+    return LMConf(**{k: (float(raw[k]) if fields[k].type == "float" else raw[k])
+                     for k in fields})
+
+
+# ----------------------------------------------------------------------------
+# The text corpus
+
+def read_transcripts(paths: Iterable[str | os.PathLike]) -> set[str]:
+    """Every transcript in Kaldi ``text`` files (``key transcript``)."""
+    out: set[str] = set()
+    for path in paths:
+        path = Path(path)
+        if not path.is_file():
+            raise DataError(f"{path}: transcript file not found (run the data preparation "
+                            f"stage first, or drop this --exclude)")
+        for lineno, line in read_lines(path):
+            key, _, text = line.partition(" ")
+            if not key:
+                raise DataError(f"{path}:{lineno}: empty line; a Kaldi text file has "
+                                f"'key transcript' on every line")
+            out.add(text.strip())
+    return out
+
+
+#: More domain sentence patterns, for the LM corpus only, over the domain grammar's
+#: slots: the mini corpus's patterns with few variants (e.g. 医生开了{drug}的处方, 4)
+#: are all taken by its data sets, and a text corpus without their sentences
+#: would never show the LLM some terms (处方, 麻醉, penicillin, asthma...),
+#: which a real LLM has read in many other sentences.
+EXTRA_DOMAIN_TEMPLATES: dict[str, tuple[str, ...]] = {
+    "zh": ("医生给{patient}开了{drug}的处方", "{patient}的处方里有{drug}",
+           "{patient}手术需要{anaesthesia}麻醉", "{patient}{day}做手术要{anaesthesia}麻醉",
+           "{patient}在{dept}拿了处方", "{patient}去{dept}量血压", "{patient}对麻醉药过敏",
+           "{patient}的心电图{level}", "{patient}血压{level}", "{patient}的心率{level}",
+           "{patient}需要做{exam}检查", "{patient}{day}打{units}单位胰岛素",
+           "{patient}在{dept}输{iv}"),
+    "en": ("{patient} takes {allergen} {inpart}", "{patient} needs {allergen} {day}",
+           "{patient} has {disease} and high cholesterol", "{patient} has asthma {day}",
+           "check the blood pressure of {patient}", "{patient} has high blood pressure",
+           "the heart rate of {patient} is {rate}", "{patient} takes aspirin for the heart",
+           "{patient} needs {units} units of insulin {day}",
+           "{patient} has diabetes and takes insulin"),
+}
+
+
+def extra_domain_texts(n: int, seed: int, english_fraction: float) -> list[str]:
+    """``n`` sentences of :data:`EXTRA_DOMAIN_TEMPLATES`, lengths as the corpus's."""
+    rng = random.Random(f"lm-extra:{seed}")
+    out = []
+    for _ in range(n):
+        lang = "en" if rng.random() < english_fraction else "zh"
+        slots = corpus._GRAMMAR["domain"][lang][1]
+        for _ in range(100):
+            template = rng.choice(EXTRA_DOMAIN_TEMPLATES[lang])
+            _, names = corpus._template_parts(template)
+            text = template.format(**{k: rng.choice(slots[k]) for k in names})
+            if not corpus._bad_length(text):
+                out.append(text)
+                break
+    return out
+
+
+def lm_texts(conf: LMConf, exclude: set[str]) -> tuple[list[str], list[str], dict[str, int]]:
+    """``(train, heldout, counts)``: grammar sentences of both pools, never one in ``exclude``.
+
+    Drawn with ``conf.seed`` (``corpus.generate_texts``, and
+    ``num_domain_extra`` from :data:`EXTRA_DOMAIN_TEMPLATES`), duplicates and
+    excluded sentences removed, shuffled, and ``heldout_fraction`` of them set
+    aside to report the LM's held-out loss.
+    """
+    drawn: list[str] = []
+    counts: dict[str, int] = {}
+    for pool, n in (("general", conf.num_general), ("domain", conf.num_domain)):
+        texts = corpus.generate_texts(pool, n, conf.seed, conf.english_fraction)
+        if pool == "domain":
+            texts += extra_domain_texts(conf.num_domain_extra, conf.seed,
+                                        conf.english_fraction)
+        counts[f"{pool}_drawn"] = len(texts)
+        kept = [t for t in dict.fromkeys(texts) if t not in exclude]
+        counts[f"{pool}_kept"] = len(kept)
+        drawn += kept
+    random.Random(f"lm:{conf.seed}").shuffle(drawn)
+    n_held = round(len(drawn) * conf.heldout_fraction)
+    heldout, train = drawn[:n_held], drawn[n_held:]
+    if not train:
+        raise DataError("no LM pre-training sentence left after removing the data sets' "
+                        "transcripts; raise num_general/num_domain in the LM config")
+    counts.update(train=len(train), heldout=len(heldout), excluded_transcripts=len(exclude))
+    return train, heldout, counts
+
+
+# ----------------------------------------------------------------------------
+# Examples in the Nano chat format
+
+def chat_example(tokenizer, text: str, prompt: str, system: str) -> tuple[list[int], list[int]]:
+    """``(input_ids, labels)`` of ``text`` as the assistant turn: the source
+    tokenised as funasr does (the text before and after the audio encoded
+    separately), the target ``text<|im_end|>``; labels -100 on the source."""
+    before = f"<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{prompt}"
+    after = "<|im_end|>\n<|im_start|>assistant\n"
+    source = tokenizer.encode(before) + tokenizer.encode(after)
+    target = tokenizer.encode(f"{text}<|im_end|>")
+    return source + target, [-100] * len(source) + target
+
+
+def collate(examples: Sequence[tuple[list[int], list[int]]], pad_id: int = 0):
+    """Right-padded ``(input_ids, attention_mask, labels)`` tensors."""
+    import torch
+
+    n = max(len(ids) for ids, _ in examples)
+    ids = torch.full((len(examples), n), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(examples), n), dtype=torch.long)
+    labels = torch.full((len(examples), n), -100, dtype=torch.long)
+    for i, (x, y) in enumerate(examples):
+        ids[i, :len(x)] = torch.tensor(x)
+        mask[i, :len(x)] = 1
+        labels[i, :len(y)] = torch.tensor(y)
+    return ids, mask, labels
+
+
+def target_loss(llm, ids, mask, labels, reduction: str = "mean"):
+    """Causal-LM cross entropy of ``labels`` (shifted, -100 ignored), as Hugging
+    Face's ``ForCausalLMLoss`` computes it, with the output layer applied only
+    at the positions that predict a label (the others' logits are never used)."""
+    import torch.nn.functional as F
+
+    hidden = llm.model(input_ids=ids, attention_mask=mask).last_hidden_state
+    shift = labels[:, 1:]
+    where = shift != -100
+    logits = llm.lm_head(hidden[:, :-1][where]).float()
+    return F.cross_entropy(logits, shift[where], reduction=reduction), int(where.sum())
+
+
+# ----------------------------------------------------------------------------
+# Training
+
+def llm_from_twin(model_dir: str | os.PathLike, state: dict):
+    """The twin's ``Qwen3ForCausalLM`` (its ``Qwen3-0.6B/config.json``) with the
+    ``llm.*`` weights of ``state``."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from .nano import llm_dir
+
+    d = llm_dir(model_dir)
+    config = AutoConfig.from_pretrained(str(d), local_files_only=True)
+    llm = AutoModelForCausalLM.from_config(config)
+    own = {k[len("llm."):]: v for k, v in state.items() if k.startswith("llm.")}
+    if not own:
+        raise DataError(f"{model_dir}/model.pt: no llm.* weights; is this a Fun-ASR-Nano "
+                        f"model directory?")
+    missing, unexpected = llm.load_state_dict(own, strict=False)
+    missing = [k for k in missing if k != "lm_head.weight" or not config.tie_word_embeddings]
+    if missing or unexpected:
+        raise DataError(f"{model_dir}/model.pt: its llm.* weights do not fit "
+                        f"{d}/config.json (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return llm.float()
+
+
+def evaluate_lm(llm, examples: Sequence[tuple[list[int], list[int]]], batch_size: int) -> float:
+    """Mean loss per target token of ``examples`` (nan when there are none)."""
+    import torch
+
+    llm.eval()
+    tot, n = 0.0, 0
+    with torch.no_grad():
+        for i in range(0, len(examples), batch_size):
+            loss, k = target_loss(llm, *collate(examples[i:i + batch_size]), reduction="sum")
+            tot, n = tot + float(loss), n + k
+    llm.train()
+    return tot / n if n else math.nan
+
+
+def train_lm(llm, train: Sequence[tuple[list[int], list[int]]], conf: LMConf,
+             reports: dict[str, Sequence[tuple[list[int], list[int]]]],
+             log_tsv: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+    """Train ``llm`` in place: AdamW, linear warm-up then cosine decay to 10%;
+    after every epoch the loss on each of ``reports`` is logged. Returns one
+    row per epoch (also written to ``log_tsv``)."""
+    import torch
+
+    torch.manual_seed(conf.seed)
+    opt = torch.optim.AdamW(llm.parameters(), lr=conf.lr, weight_decay=conf.weight_decay)
+    steps_per_epoch = math.ceil(len(train) / conf.batch_size)
+    total = max(1, steps_per_epoch * conf.epochs)
+
+    def lr_at(step: int) -> float:
+        if step < conf.warmup_steps:
+            return (step + 1) / conf.warmup_steps
+        p = (step - conf.warmup_steps) / max(1, total - conf.warmup_steps)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, p)))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    rng = random.Random(conf.seed)
+    rows = []
+    row = {"epoch": 0, "train_loss": math.nan, "seconds": 0.0,
+           **{f"{k}_loss": evaluate_lm(llm, v, conf.batch_size) for k, v in reports.items()}}
+    rows.append(row)
+    log.info("LM before training: %s", row)
+    llm.train()
+    t0 = time.time()
+    for epoch in range(1, conf.epochs + 1):
+        order = list(range(len(train)))
+        rng.shuffle(order)
+        tot, n = 0.0, 0
+        for i in range(0, len(order), conf.batch_size):
+            batch = collate([train[j] for j in order[i:i + conf.batch_size]])
+            loss, k = target_loss(llm, *batch)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(llm.parameters(), 5.0)
+            opt.step()
+            sched.step()
+            tot, n = tot + loss.item() * k, n + k
+            step = i // conf.batch_size + 1
+            if step % 20 == 0:
+                log.info("LM epoch %d, step %d/%d: loss %.3f, %.0f s", epoch, step,
+                         steps_per_epoch, tot / max(1, n), time.time() - t0)
+        row = {"epoch": epoch, "train_loss": tot / max(1, n),
+               "seconds": round(time.time() - t0, 1),
+               **{f"{k}_loss": evaluate_lm(llm, v, conf.batch_size)
+                  for k, v in reports.items()}}
+        rows.append(row)
+        log.info("LM epoch %d: %s", epoch, row)
+    if log_tsv is not None:
+        cols = list(rows[0])
+        with atomic_write(log_tsv) as f:
+            f.write("\t".join(cols) + "\n")
+            for r in rows:
+                f.write("\t".join(f"{r[c]:.4f}" if isinstance(r[c], float) else str(r[c])
+                                  for c in cols) + "\n")
+    return rows
+
+
+def install_llm(state: dict, llm, out: str | os.PathLike) -> int:
+    """Write ``out``: ``state`` (a Nano ``model.pt`` state dict) with every
+    ``llm.*`` weight taken from ``llm``; returns how many were replaced."""
+    import torch
+
+    new = dict(state)
+    trained = llm.state_dict()
+    replaced = 0
+    for k in state:
+        if k.startswith("llm."):
+            src = trained.get(k[len("llm."):])
+            if src is None:
+                raise DataError(f"trained LLM lacks {k[len('llm.'):]}")
+            new[k] = src.detach().to(state[k].dtype).clone()
+            replaced += 1
+    with atomic_write(out, "wb") as f:
+        torch.save({"state_dict": new}, f)
+    return replaced
+
+
+def pretrain(model_dir: str | os.PathLike, conf: LMConf, prompt: str, system: str,
+             exclude_files: Sequence[str | os.PathLike], out: str | os.PathLike,
+             report_files: dict[str, str | os.PathLike] | None = None) -> dict[str, Any]:
+    """The whole step: corpus, training, ``out/init.pt``; skipped when ``out``
+    already holds a result made from the same inputs. Returns ``lm_info.json``'s content.
+
+    ``report_files``: Kaldi text files whose LM loss is logged each epoch
+    (e.g. the valid sets; never used for training).
+    """
+    import torch
+
+    from . import stamp
+    from .nano import load_tokenizer
+    from .training import load_state
+
+    model_dir, out = Path(model_dir).resolve(), Path(out)
+    report_files = dict(report_files or {})
+    inputs = [model_dir / "model.pt", *exclude_files, *report_files.values()]
+    opts = [f"conf={json.dumps(asdict(conf), sort_keys=True, default=str)}", f"prompt={prompt}",
+            f"system={system}", f"reports={','.join(sorted(report_files))}"]
+    why = stamp.check(out, inputs, opts, outputs=[out / f for f in LM_FILES])
+    if not why:
+        log.info("%s: LM pre-training complete for these inputs, skipped", out)
+        return json.loads((out / "lm_info.json").read_text(encoding="utf-8"))
+    log.info("%s: (re)doing the LM pre-training: %s", out, "; ".join(why))
+    out.mkdir(parents=True, exist_ok=True)
+    stamp.clear(out)
+
+    exclude = read_transcripts(exclude_files)
+    train_texts, held_texts, counts = lm_texts(conf, exclude)
+    for name, texts in (("text", train_texts), ("heldout_text", held_texts)):
+        with atomic_write(out / name) as f:
+            f.writelines(t + "\n" for t in texts)
+    log.info("LM corpus: %s", counts)
+
+    tok = load_tokenizer(model_dir)
+    state = load_state(model_dir / "model.pt")
+    llm = llm_from_twin(model_dir, state)
+
+    def examples(texts):
+        return [chat_example(tok, t, prompt, system) for t in texts]
+
+    reports = {"heldout": examples(held_texts)}
+    for name, path in report_files.items():
+        reports[name] = examples(sorted(read_transcripts([path])))
+    rows = train_lm(llm, examples(train_texts), conf, reports, out / "log.tsv")
+    replaced = install_llm(state, llm, out / "init.pt")
+    info = {"model_dir": str(model_dir), "conf": asdict(conf), "prompt": prompt,
+            "corpus": counts, "llm_weights_replaced": replaced, "epochs": rows,
+            "threads": torch.get_num_threads()}
+    with atomic_write(out / "lm_info.json") as f:
+        json.dump(info, f, ensure_ascii=False, indent=1)
+        f.write("\n")
+    stamp.mark(out, inputs, opts)
+    return info
+
+
+__all__ = ["LM_FILES", "LMConf", "load_lm_conf", "read_transcripts", "lm_texts",
+           "chat_example", "collate", "target_loss", "llm_from_twin", "evaluate_lm", "train_lm",
+           "install_llm", "pretrain"]

@@ -1,0 +1,72 @@
+#!/usr/bin/env python3
+"""Pre-train the Nano twin's LLM as a text-only language model (mini recipe, stage 4).
+
+Generates general and domain sentences from the mini corpus's grammars with
+the LM config's own seed, removes every transcript of the --exclude text files
+(all data sets: the LLM never reads a valid or test sentence), trains the
+twin's Qwen3 on them as the assistant turn of the Nano chat prompt, and writes
+OUT/init.pt: the twin's model.pt with the trained LLM weights, the initial
+checkpoint of the twin's audio pre-training (local/train.py --init).
+Also written: OUT/text and OUT/heldout_text (the corpus), OUT/log.tsv (loss
+per epoch on the held-out sentences and on each --report set), OUT/lm_info.json.
+A finished OUT made from the same inputs is skipped.
+
+Example:
+  local/pretrain_llm.py --model-dir exp/nano/twin --conf conf/nano/lm.yaml \\
+      --prompt-conf conf/nano/train.yaml --exclude data/domain_test/text ... \\
+      --report domain_valid=data/domain_valid/text --out exp/nano/lm_pretrain
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from funasr_recipe import cli
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = cli.parser(__doc__)
+    ap.add_argument("--model-dir", type=Path, required=True, help="the Nano twin's model dir")
+    ap.add_argument("--conf", type=Path, required=True, help="LM config (conf/nano/lm.yaml)")
+    ap.add_argument("--prompt-conf", type=Path, required=True,
+                    help="Nano train config whose 'prompt' section gives the user prompt")
+    ap.add_argument("--exclude", type=Path, action="append", default=[],
+                    help="Kaldi text file whose transcripts never enter the LM corpus "
+                         "(repeatable)")
+    ap.add_argument("--report", action="append", default=[], metavar="NAME=TEXT",
+                    help="Kaldi text file whose LM loss is logged after every epoch "
+                         "(repeatable; never trained on)")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads")
+    ap.add_argument("--out", type=Path, required=True, help="output dir")
+    return ap
+
+
+def body(args) -> int:
+    import torch
+
+    from funasr_recipe.io import DataError
+    from funasr_recipe.lm_pretrain import load_lm_conf, pretrain
+    from funasr_recipe.nano import SYSTEM_PROMPT, load_prompt
+
+    torch.set_num_threads(max(1, args.threads))
+    reports = {}
+    for item in args.report:
+        name, sep, path = item.partition("=")
+        if not sep or not name:
+            raise DataError(f"--report {item}: expected NAME=TEXT_FILE")
+        reports[name] = path
+    info = pretrain(args.model_dir, load_lm_conf(args.conf), load_prompt(args.prompt_conf),
+                    SYSTEM_PROMPT, args.exclude, args.out, reports)
+    first, last = info["epochs"][0], info["epochs"][-1]
+    for key in first:
+        if key.endswith("_loss") and key != "train_loss":
+            print(f"LM loss {key[:-5]}: {first[key]:.3f} -> {last[key]:.3f}")
+    print(f"LM corpus: {info['corpus']}; {info['llm_weights_replaced']} LLM weights "
+          f"-> {args.out}/init.pt")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(cli.run(body, build_parser()))

@@ -1,0 +1,136 @@
+"""Text-only pre-training of the Nano twin's LLM: its corpus never holds a data
+set's transcript, its examples are funasr's, and it learns."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from funasr_recipe import corpus
+from funasr_recipe.io import DataError
+from funasr_recipe.lm_pretrain import (chat_example, collate, evaluate_lm, install_llm,
+                                       lm_texts, load_lm_conf, read_transcripts, target_loss,
+                                       train_lm)
+from funasr_recipe.nano import SYSTEM_PROMPT, build_prompt
+from funasr_recipe.twin_nano import qwen_tokenizer_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+LM_YAML = ROOT / "conf" / "nano" / "lm.yaml"
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(qwen_tokenizer_dir()), local_files_only=True)
+
+
+def mini_corpus_transcripts() -> list[str]:
+    """Every transcript of the mini corpus conf/corpus.yaml describes (all its data sets)."""
+    c = yaml.safe_load((ROOT / "conf" / "corpus.yaml").read_text())
+    return [t for pool in corpus.POOLS
+            for t in corpus.generate_texts(pool, c[f"num_{pool}"], c["seed"],
+                                           c["english_fraction"])]
+
+
+def test_corpus_never_holds_a_data_set_transcript_sentence_by_sentence():
+    conf = load_lm_conf(LM_YAML)
+    pools = mini_corpus_transcripts()
+    # the same seed as the mini corpus would draw many of its sentences: the exclusion works
+    same_seed = dataclasses.replace(conf, seed=yaml.safe_load(
+        (ROOT / "conf" / "corpus.yaml").read_text())["seed"])
+    for c in (conf, same_seed):
+        train, held, counts = lm_texts(c, set(pools))
+        assert set(train).isdisjoint(pools) and set(held).isdisjoint(pools)
+        assert set(train).isdisjoint(held)
+        assert counts["train"] == len(train) > 0
+    assert lm_texts(same_seed, set())[2]["domain_kept"] > lm_texts(same_seed, set(pools))[2][
+        "domain_kept"]
+
+
+def test_corpus_covers_general_and_domain_language():
+    train, _, counts = lm_texts(load_lm_conf(LM_YAML), set(mini_corpus_transcripts()))
+    text = "\n".join(train)
+    assert counts["general_kept"] > 1000 and counts["domain_kept"] > 1000
+    assert all(term in text for term in corpus.domain_terms())
+    assert train == lm_texts(load_lm_conf(LM_YAML), set(mini_corpus_transcripts()))[0]
+
+
+def test_read_transcripts_and_bad_config(tmp_path):
+    (tmp_path / "text").write_text("a-1 你好 世界\nb-2 hello there\n", encoding="utf-8")
+    assert read_transcripts([tmp_path / "text"]) == {"你好 世界", "hello there"}
+    with pytest.raises(DataError, match="not found"):
+        read_transcripts([tmp_path / "nope"])
+    raw = yaml.safe_load(LM_YAML.read_text())
+    (tmp_path / "lm.yaml").write_text(yaml.safe_dump(dict(raw, epoch=2)))
+    with pytest.raises(DataError, match="unknown key.*epoch"):
+        load_lm_conf(tmp_path / "lm.yaml")
+    (tmp_path / "lm.yaml").write_text(yaml.safe_dump(dict(raw, batch_size=0)))
+    with pytest.raises(DataError, match="batch_size"):
+        load_lm_conf(tmp_path / "lm.yaml")
+
+
+def test_examples_are_tokenised_as_funasr_builds_the_assistant_turn(tokenizer):
+    from funasr.models.fun_asr_nano.model import FunASRNano
+
+    class NoAudio:
+        use_low_frame_rate = True
+
+    prompt = build_prompt()
+    for text in ("心率每分钟七十二次", "the patient needs ten units of insulin"):
+        ids, labels = chat_example(tokenizer, text, prompt, SYSTEM_PROMPT)
+        contents = {"system": [SYSTEM_PROMPT], "user": [prompt], "assistant": [text]}
+        ref = FunASRNano.data_load_speech(NoAudio(), contents, tokenizer, frontend=None)
+        assert ids == ref["input_ids"][0].tolist()
+        assert labels == ref["labels_ids"].tolist()
+        assert tokenizer.decode([t for t in labels if t >= 0]) == text + "<|im_end|>"
+
+
+def tiny_llm():
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    torch.manual_seed(0)
+    return Qwen3ForCausalLM(Qwen3Config(vocab_size=151936, hidden_size=16,
+                                        intermediate_size=32, num_hidden_layers=1,
+                                        num_attention_heads=2, num_key_value_heads=1,
+                                        head_dim=8, tie_word_embeddings=True))
+
+
+def test_target_loss_equals_the_full_causal_lm_loss(tokenizer):
+    llm = tiny_llm()
+    ex = [chat_example(tokenizer, t, build_prompt(), SYSTEM_PROMPT)
+          for t in ("请给病人做心电图", "this costs five dollars")]
+    ids, mask, labels = collate(ex)
+    with torch.no_grad():
+        full = llm(input_ids=ids, attention_mask=mask, labels=labels).loss
+        fast, n = target_loss(llm, ids, mask, labels)
+    torch.testing.assert_close(fast, full)
+    assert n == sum(int((torch.tensor(y) >= 0).sum()) for _, y in ex)
+
+
+def test_training_lowers_the_loss_and_install_replaces_only_llm_weights(tokenizer, tmp_path):
+    conf = dataclasses.replace(load_lm_conf(LM_YAML), epochs=2, batch_size=16, lr=0.01,
+                               warmup_steps=2)
+    train, held, _ = lm_texts(dataclasses.replace(conf, num_general=40, num_domain=40), set())
+    prompt = build_prompt()
+    ex = [chat_example(tokenizer, t, prompt, SYSTEM_PROMPT) for t in train]
+    llm = tiny_llm()
+    rows = train_lm(llm, ex, conf, {"probe": ex[:16]}, tmp_path / "log.tsv")
+    assert rows[-1]["probe_loss"] < rows[0]["probe_loss"] - 1.0
+    assert evaluate_lm(llm, ex[:16], 8) == pytest.approx(rows[-1]["probe_loss"])
+    lines = (tmp_path / "log.tsv").read_text().splitlines()
+    assert lines[0].split("\t") == ["epoch", "train_loss", "seconds", "probe_loss"]
+    assert len(lines) == 1 + 3
+
+    state = {f"llm.{k}": torch.zeros_like(v) for k, v in llm.state_dict().items()}
+    state["audio_adaptor.w"] = torch.ones(3)
+    n = install_llm(state, llm, tmp_path / "init.pt")
+    saved = torch.load(tmp_path / "init.pt")["state_dict"]
+    assert n == len(llm.state_dict())
+    assert torch.equal(saved["audio_adaptor.w"], torch.ones(3))
+    for k, v in llm.state_dict().items():
+        assert torch.equal(saved[f"llm.{k}"], v)
