@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from .audio import AUDIO_EXTENSIONS, SAMPLE_RATE, audio_info, is_audio, resample_to
+from .audio import (AUDIO_EXTENSIONS, SAMPLE_RATE, Prober, audio_info, is_audio,
+                    resample_to)
 from .io import (DataError, atomic_write, decode_text, read_lines, read_table, sort_keys,
                  write_table)
 from .text import normalize as scoring_form
@@ -27,13 +28,20 @@ from .text import normalize as scoring_form
 log = logging.getLogger(__name__)
 
 REQUIRED_FILES = ("wav.scp", "text", "utt2spk", "spk2utt")
+#: Exact sample counts (16 kHz) per utterance, written beside utt2dur by the
+#: recipe so that no later stage opens the audio again (Kaldi's tools ignore
+#: the file, as they do any file they do not know).
+NUM_SAMPLES = "utt2num_samples"
+#: Items checked per round of parallel header reads (bounds the memory of
+#: the results in flight).
+PROBE_CHUNK = 50000
 PATH_FIELDS = ("path", "wav", "audio", "source", "wav_path", "audio_path", "file")
 TEXT_FIELDS = ("text", "transcript", "target", "sentence", "label")
 KEY_FIELDS = ("key", "id", "utt", "utt_id", "uttid")
 SPK_FIELDS = ("spk", "speaker", "spk_id", "speaker_id")
 
 
-@dataclass
+@dataclass(slots=True)
 class RawItem:
     """One utterance as the user gave it, before any check."""
 
@@ -54,13 +62,16 @@ class Inputs:
     ignored: list[tuple[str, str]] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(slots=True)
 class Utt:
     key: str
     spk: str
     wav: str
     text: str
     dur: float
+    #: exact number of samples (16 kHz), from the header; None when not known
+    #: (then the jsonl makers read the header)
+    samples: int | None = None
 
 
 @dataclass
@@ -332,17 +343,46 @@ def clean_text(text: str | None, where: str) -> str:
 
 def build_utts(items: list[RawItem], out_dir: Path, *, skip_bad: bool = False,
                resample: bool = False, spk_prefix: str = "",
-               dropped: Dropped | None = None, encoding: str = "utf-8") -> list[Utt]:
+               dropped: Dropped | None = None, encoding: str = "utf-8",
+               nj: int = 1) -> list[Utt]:
     """Check every item; return the good utterances, C-sorted by key.
 
     A bad item raises :class:`DataError`, or with ``skip_bad`` is recorded in
     ``dropped`` with its reason. Audio that is not 16 kHz mono is rejected,
-    or with ``resample`` converted into ``out_dir/wav/KEY.wav``.
+    or with ``resample`` converted into ``out_dir/wav/KEY.wav``. Every audio
+    header is read once, over ``nj`` processes; the items are then checked in
+    their order, so the first error and the dropped list do not depend on
+    ``nj``.
     """
     dropped = dropped if dropped is not None else Dropped()
     utts: dict[str, Utt] = {}
     where_of: dict[str, str] = {}
-    for item in items:
+    with Prober(nj) as prober:
+        for start in range(0, len(items), PROBE_CHUNK):
+            chunk = items[start:start + PROBE_CHUNK]
+            probes = prober([None if it.error else _path_str(it.path) for it in chunk])
+            _check_items(chunk, probes, out_dir, utts, where_of, skip_bad=skip_bad,
+                         resample=resample, spk_prefix=spk_prefix, dropped=dropped,
+                         encoding=encoding)
+    if not utts:
+        raise DataError(f"no usable utterances ({len(dropped.rows)} dropped); see the "
+                        f"messages above")
+    return [utts[k] for k in sort_keys(utts)]
+
+
+_UNCLEAN = re.compile(r"//|/\.\.?(/|$)|^\.\.?(/|$)|/$")
+
+
+def _path_str(p: str) -> str:
+    """``str(Path(p))`` (how a path is named in messages and probed), without
+    building a Path for the usual clean absolute path."""
+    return str(Path(p)) if not p or _UNCLEAN.search(p) else p
+
+
+def _check_items(items: list[RawItem], probes: list, out_dir: Path, utts: dict[str, Utt],
+                 where_of: dict[str, str], *, skip_bad: bool, resample: bool,
+                 spk_prefix: str, dropped: Dropped, encoding: str) -> None:
+    for item, probed in zip(items, probes):
         key = None
         try:
             stem = safe_id(item.key or Path(item.path).stem)
@@ -354,35 +394,32 @@ def build_utts(items: list[RawItem], out_dir: Path, *, skip_bad: bool = False,
             if key in utts:
                 raise DataError(f"{item.where}: duplicate key '{key}' (also from "
                                 f"{where_of[key]}); rename one of them")
-            text = (read_transcript_file(Path(item.text_file), encoding) if item.text_file
-                    else clean_text(item.text, item.where))
-            text = clean_text(text, item.where)
-            path = Path(item.path)
-            if not path.is_file():
+            text = clean_text(read_transcript_file(Path(item.text_file), encoding)
+                              if item.text_file else item.text, item.where)
+            path = _path_str(item.path)
+            if probed == "missing":
                 raise DataError(f"{item.where}: audio file '{path}' does not exist")
-            info = audio_info(path)
+            if isinstance(probed, str):
+                raise DataError(probed)
+            wav, info = probed
             if info.frames == 0:
                 raise DataError(f"{path}: zero-length audio")
-            wav = str(path.resolve())
             if info.samplerate != SAMPLE_RATE or info.channels != 1:
                 if not resample:
                     raise DataError(f"{path}: {info.samplerate} Hz, {info.channels} channel(s); "
                                     f"the recipe needs 16000 Hz mono: pass --resample to convert "
                                     f"it, or convert it yourself (sox in.wav -r 16000 -c 1 out.wav)")
                 out_wav = (out_dir / "wav" / f"{key}.wav").resolve()
-                info = resample_to(path, out_wav)
+                info = resample_to(Path(path), out_wav)
                 wav = str(out_wav)
-            utts[key] = Utt(key=key, spk=spk, wav=wav, text=text, dur=info.duration)
+            utts[key] = Utt(key=key, spk=spk, wav=wav, text=text, dur=info.duration,
+                            samples=info.frames)
             where_of[key] = item.where
         except DataError as e:
             if not skip_bad:
                 raise
             dropped.add(item.where, key, str(e))
             log.warning("dropped: %s", e)
-    if not utts:
-        raise DataError(f"no usable utterances ({len(dropped.rows)} dropped); see the "
-                        f"messages above")
-    return [utts[k] for k in sort_keys(utts)]
 
 
 # ----------------------------------------------------------------------------
@@ -395,6 +432,10 @@ def write_datadir(out_dir: Path, utts: list[Utt]) -> None:
     write_table(out_dir / "text", {u.key: u.text for u in utts})
     write_table(out_dir / "utt2spk", {u.key: u.spk for u in utts})
     write_table(out_dir / "utt2dur", {u.key: f"{u.dur:.3f}" for u in utts})
+    if all(u.samples is not None for u in utts):
+        write_table(out_dir / NUM_SAMPLES, {u.key: str(u.samples) for u in utts})
+    elif (out_dir / NUM_SAMPLES).exists():  # an earlier run's, for other utterances
+        (out_dir / NUM_SAMPLES).unlink()
     spk2utt: dict[str, list[str]] = {}
     for u in utts:
         spk2utt.setdefault(u.spk, []).append(u.key)
@@ -415,14 +456,23 @@ def load_datadir(d: Path, require_text: bool = True) -> list[Utt]:
     texts = read_table(d / "text") if require_text else {}
     spks = read_table(d / "utt2spk")
     durs = read_table(d / "utt2dur") if (d / "utt2dur").exists() else {}
+    nums = read_num_samples(d) or {}
     out = []
     for k in wavs:
         if k not in durs:
             dur = audio_info(wavs[k]).duration
         else:
             dur = float(durs[k])
-        out.append(Utt(key=k, spk=spks[k], wav=wavs[k], text=texts.get(k, ""), dur=dur))
+        n = nums.get(k)
+        out.append(Utt(key=k, spk=spks[k], wav=wavs[k], text=texts.get(k, ""), dur=dur,
+                       samples=None if n is None else int(n)))
     return out
+
+
+def read_num_samples(d: Path) -> dict[str, str] | None:
+    """``utt2num_samples`` of a data dir (key -> count as text), None without one."""
+    p = Path(d) / NUM_SAMPLES
+    return read_table(p) if p.exists() else None
 
 
 def _check_sorted_unique(path: Path, keys: list[str]) -> None:
@@ -457,7 +507,7 @@ def validate_datadir(d: Path, require_text: bool = True) -> None:
         if not (d / name).is_file():
             raise DataError(f"{d}: missing {name}")
     ref_keys = None
-    for name in ("wav.scp", "text", "utt2spk", "utt2dur"):
+    for name in ("wav.scp", "text", "utt2spk", "utt2dur", NUM_SAMPLES):
         p = d / name
         if not p.exists() or (name == "text" and not require_text):
             continue
@@ -498,6 +548,12 @@ def validate_datadir(d: Path, require_text: bool = True) -> None:
                 ok = False
             if not ok:
                 raise DataError(f"{d / 'utt2dur'}: key '{k}': duration '{v}' is not a positive number")
+    if (d / NUM_SAMPLES).exists():
+        for k, v in read_table(d / NUM_SAMPLES).items():
+            if not (v.isascii() and v.isdigit() and int(v) > 0):
+                raise DataError(f"{d / NUM_SAMPLES}: key '{k}': '{v}' is not a positive whole "
+                                f"number of samples; remove the file (the jsonl stage then "
+                                f"reads the audio headers) or prepare the data dir again")
 
 
 # ----------------------------------------------------------------------------

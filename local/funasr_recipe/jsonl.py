@@ -4,7 +4,9 @@ Paraformer lines are byte-identical to funasr's own ``scp2jsonl`` for the same
 ``wav.scp`` and ``text``, with three differences by design: wav.scp and text
 are joined by key (funasr joins by line order of wav.scp and silently drops a
 key without audio), lines are sorted by key (``LC_ALL=C``), and lengths come
-from the audio header instead of decoding every file.
+from the data dir's ``utt2num_samples`` (exact counts written by
+``prepare_data.py``) or, without one, from the audio headers, instead of
+decoding every file.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from .audio import SAMPLE_RATE, audio_info, paraformer_source_len
+from .datadir import read_num_samples
 from .io import DataError, dump_jsonl_line, read_table, sort_keys
 
 log = logging.getLogger(__name__)
@@ -54,8 +57,18 @@ def read_pairs(data_dir: Path) -> tuple[dict[str, str], dict[str, str]]:
     return wavs, texts
 
 
-def num_samples(wavs: dict[str, str], nj: int = 1) -> dict[str, int]:
-    """Samples per key, from the headers, over ``nj`` processes."""
+def num_samples(wavs: dict[str, str], nj: int = 1,
+                data_dir: Path | None = None) -> dict[str, int]:
+    """Samples per key: from ``data_dir``'s ``utt2num_samples`` when it has one
+    (checked by key against ``wavs``), else from the headers over ``nj`` processes."""
+    known = read_num_samples(data_dir) if data_dir is not None else None
+    if known is not None:
+        if known.keys() != wavs.keys():
+            k = sorted(known.keys() ^ wavs.keys())[0]
+            raise DataError(f"{data_dir}: key '{k}' is in only one of wav.scp and "
+                            f"utt2num_samples; remove utt2num_samples (the headers are then "
+                            f"read) or prepare the data dir again")
+        return {k: int(v) for k, v in known.items()}
     items = list(wavs.items())
     if nj <= 1 or len(items) < 2 * nj:
         return dict(map(_num_samples, items))
@@ -65,6 +78,6 @@ def num_samples(wavs: dict[str, str], nj: int = 1) -> dict[str, int]:
 
 def paraformer_lines(data_dir: Path, nj: int = 1) -> list[str]:
     wavs, texts = read_pairs(data_dir)
-    samples = num_samples(wavs, nj)
+    samples = num_samples(wavs, nj, data_dir)
     return [dump_jsonl_line(paraformer_line(k, wavs[k], texts[k], samples[k]))
             for k in sort_keys(wavs)]
