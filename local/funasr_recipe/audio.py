@@ -129,6 +129,9 @@ class Prober:
     None for None; each process gets a few large blocks, so a block's results
     travel in one message."""
 
+    #: fewer paths than this are read in this process (starting processes costs more)
+    min_parallel = 1000
+
     def __init__(self, nj: int = 1):
         self.nj = nj
         self.pool = None
@@ -142,7 +145,7 @@ class Prober:
 
     def __call__(self, paths: list[str | None]) -> list:
         n = len(paths)
-        if self.nj <= 1 or n < 1000:
+        if self.nj <= 1 or n < self.min_parallel:
             return _probe_many(paths)
         if self.pool is None:
             from concurrent.futures import ProcessPoolExecutor

@@ -11,13 +11,16 @@ decoding every file.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Iterable, Iterator
 
 from .audio import SAMPLE_RATE, audio_info, paraformer_source_len
 from .datadir import read_num_samples
-from .io import DataError, dump_jsonl_line, read_table, sort_keys
+from .io import DataError, atomic_write, dump_jsonl_line, read_table, sort_keys
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +79,64 @@ def num_samples(wavs: dict[str, str], nj: int = 1,
         return dict(ex.map(_num_samples, items, chunksize=max(1, len(items) // (nj * 4))))
 
 
-def paraformer_lines(data_dir: Path, nj: int = 1) -> list[str]:
+def iter_paraformer_lines(data_dir: Path, nj: int = 1) -> Iterator[str]:
+    """The Paraformer jsonl lines of a data dir, in key order, one at a time."""
     wavs, texts = read_pairs(data_dir)
     samples = num_samples(wavs, nj, data_dir)
-    return [dump_jsonl_line(paraformer_line(k, wavs[k], texts[k], samples[k]))
-            for k in sort_keys(wavs)]
+    for k in sort_keys(wavs):
+        yield dump_jsonl_line(paraformer_line(k, wavs[k], texts[k], samples[k]))
+
+
+def paraformer_lines(data_dir: Path, nj: int = 1) -> list[str]:
+    return list(iter_paraformer_lines(data_dir, nj))
+
+
+# ----------------------------------------------------------------------------
+# Shards: how funasr's trainer reads a large set
+
+def shard_paths(out: Path) -> tuple[Path, Path]:
+    """``(list file, shard folder)`` beside the jsonl ``out``: ``x.jsonl`` ->
+    ``x.list`` and ``x.shards/``."""
+    stem = out.name[:-len(".jsonl")] if out.name.endswith(".jsonl") else out.name
+    return out.with_name(stem + ".list"), out.with_name(stem + ".shards")
+
+
+def write_jsonl(out: Path, lines: Iterable[str], shards: int = 1) -> int:
+    """Write ``lines`` to the jsonl ``out`` and, with ``shards`` > 1, the same
+    lines dealt round robin (line i to shard i mod K, so every shard holds an
+    even share of every speaker and pool) into ``x.shards/00000.jsonl`` ... and
+    their absolute paths, one a line, into ``x.list``: funasr's list of jsonl
+    files. Given as ``train_data_set_list`` with ``dataset_conf.data_split_num
+    = K``, funasr's trainer loads one shard's index at a time (each epoch walks
+    the K slices in turn), not the whole set in every process and worker.
+    Every file is written atomically, the list last; shards of an earlier run
+    that the list no longer names are removed. Returns the number of lines.
+    """
+    if shards < 1:
+        raise DataError(f"--shards {shards}: give 1 (no shards) or more")
+    listing, folder = shard_paths(out)
+    names = [folder / f"{i:05d}.jsonl" for i in range(shards)] if shards > 1 else []
+    n = 0
+    with contextlib.ExitStack() as stack:
+        f = stack.enter_context(atomic_write(out))
+        parts = [stack.enter_context(atomic_write(p)) for p in names]
+        for line in lines:
+            f.write(line + "\n")
+            if parts:
+                parts[n % shards].write(line + "\n")
+            n += 1
+    if names:
+        with atomic_write(listing) as f:
+            for p in names:
+                f.write(f"{p.resolve()}\n")
+        for old in folder.glob("*.jsonl"):
+            if old not in names:
+                old.unlink()
+    else:  # no shards now: an earlier run's would be stale
+        if listing.exists():
+            listing.unlink()
+        for old in folder.glob("*.jsonl") if folder.is_dir() else ():
+            old.unlink()
+        if folder.is_dir() and not any(folder.iterdir()):
+            os.rmdir(folder)
+    return n
