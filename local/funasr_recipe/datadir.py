@@ -402,6 +402,8 @@ def _check_items(items: list[RawItem], probes: list, out_dir: Path, utts: dict[s
             if isinstance(probed, str):
                 raise DataError(probed)
             wav, info = probed
+            if wav == item.path:  # keep one copy of the path, not the probe's too
+                wav = item.path
             if info.frames == 0:
                 raise DataError(f"{path}: zero-length audio")
             if info.samplerate != SAMPLE_RATE or info.channels != 1:
