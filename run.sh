@@ -287,7 +287,7 @@ if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
     fi
     run_job "${logdir}/prepare_${pool}.log" \
       python local/prepare_data.py --in "${src}" ${txt:+--text "${txt}"} \
-        --out "${datadir}/${pool}_all" "${opts[@]}"
+        --out "${datadir}/${pool}_all" --nj "${nj}" "${opts[@]}"
     run_job "${logdir}/split_${pool}.log" \
       python local/split_data.py --src "${datadir}/${pool}_all" --out-prefix "${datadir}/${pool}" \
         --ratios "${split_ratios}" --seed "${split_seed}" ${heldout_spk:+--heldout-spk "${heldout_spk}"}

@@ -6,16 +6,24 @@ N/10 utterances (``wav.scp``, ``text``, ``utt2spk`` and ``utt2dur`` as Kaldi
 users have them) whose entries point at a small set of real 16 kHz files, then
 runs the recipe's own tools on them as run.sh does, each in its own process:
 
-  stage 1  local/prepare_data.py (wav.scp + --text) and local/split_data.py
+  stage 1  local/prepare_data.py (wav.scp + --text, --nj), utils/validate_data_dir.sh
+           on every data dir, local/split_data.py
   stage 2  local/mix_stages.py (conf/stages.yaml)
   stage 3  local/make_jsonl.py --family paraformer for every training set
 
-and reports, per step, the median wall time and the peak RSS (``/usr/bin/time``)
-over --runs, and for each step the exponent b of time ~ N^b fitted over the
-sizes (1.0 = linear).
+and reports, per step, the median wall time, the median CPU time (user + system,
+all the step's processes; on a shared machine the steadier figure) and the peak
+RSS (``/usr/bin/time``) over --runs, and for each step the exponent b of
+time ~ N^b fitted over the sizes (1.0 = linear).
+
+With --baseline COMMIT the same steps also run, in the same runs and
+alternating with the working tree, with that commit's tools (``git archive``
+into the workdir); its outputs are compared with the working tree's (every
+data dir file and jsonl, byte for byte, files the baseline does not write left
+aside) and its figures printed below.
 
   python bench/data_scale.py [--sizes 10000,100000,1000000] [--runs 3] [--nj 2]
-      [--workdir /tmp/bench_data_scale]
+      [--baseline COMMIT [--baseline-max N]] [--workdir /tmp/bench_data_scale]
 
 The general pool's size is N, the domain pool's N/10. Nothing here is a test:
 figures go to bench/RESULTS.md with the command and the commit.
@@ -76,30 +84,38 @@ def make_kaldi(d: Path, n: int, prefix: str, files: list[tuple[str, float]]) -> 
     return d
 
 
-def timed(cmd: list[str], log: Path) -> tuple[float, float]:
-    """(wall seconds, peak RSS in MB) of ``cmd``, run under /usr/bin/time."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "local"), OMP_NUM_THREADS="1")
+def timed(cmd: list[str], log: Path, root: Path = ROOT) -> tuple[float, float, float]:
+    """(wall seconds, peak RSS in MB, CPU seconds) of ``cmd`` run in ``root``
+    under /usr/bin/time."""
+    env = dict(os.environ, PYTHONPATH=str(root / "local"), OMP_NUM_THREADS="1")
     t = time.perf_counter()
     with open(log, "w") as f:
-        r = subprocess.run(["/usr/bin/time", "-f", "MAXRSS %M", *cmd], cwd=ROOT, env=env,
-                           stdout=f, stderr=subprocess.STDOUT)
+        r = subprocess.run(["/usr/bin/time", "-f", "MAXRSS %M CPU %U %S", *cmd], cwd=root,
+                           env=env, stdout=f, stderr=subprocess.STDOUT)
     wall = time.perf_counter() - t
     text = log.read_text(errors="replace")
     if r.returncode != 0:
         sys.exit(f"failed ({r.returncode}): {' '.join(cmd)}\n{text[-2000:]}")
-    rss = [int(line.split()[1]) for line in text.splitlines() if line.startswith("MAXRSS ")]
-    return wall, (rss[-1] / 1024 if rss else math.nan)
+    last = [line.split() for line in text.splitlines() if line.startswith("MAXRSS ")]
+    if not last:
+        return wall, math.nan, math.nan
+    f = last[-1]
+    return wall, int(f[1]) / 1024, float(f[3]) + float(f[4])
 
 
-def steps(src: Path, data: Path, dump: Path, nj: int) -> list[tuple[str, list[str]]]:
+def steps(src: Path, data: Path, dump: Path, nj: int,
+          root: Path = ROOT) -> list[tuple[str, list[str]]]:
     py = sys.executable
-    prep, split = [], []
+    prep, check, split = [], [], []
+    prep_nj = ["--nj", str(nj)] if '"--nj"' in (root / "local/prepare_data.py").read_text() else []
     for pool in ("general", "domain"):
         prep.append([py, "local/prepare_data.py", "--in", str(src / pool / "wav.scp"),
                      "--text", str(src / pool / "text"), "--utt2spk", str(src / pool / "utt2spk"),
-                     "--out", str(data / f"{pool}_all")])
+                     "--out", str(data / f"{pool}_all"), *prep_nj])
         split.append([py, "local/split_data.py", "--src", str(data / f"{pool}_all"),
                       "--out-prefix", str(data / pool)])
+        check += [["bash", "utils/validate_data_dir.sh", "--no-feats", str(data / f"{pool}_{part}")]
+                  for part in ("all", "train", "valid", "test")]
     mix = [[py, "local/mix_stages.py", "--plan", "conf/stages.yaml",
             "--general", str(data / "general_train"), "--domain", str(data / "domain_train"),
             "--out-prefix", f"{data}/", "--summary", str(data / "mix_summary.tsv")]]
@@ -107,9 +123,57 @@ def steps(src: Path, data: Path, dump: Path, nj: int) -> list[tuple[str, list[st
               "--out", str(dump / f"{s}.jsonl"), "--nj", str(nj)]
              for s in ("general_train", "domain_train", "stage1_train", "stage2_train",
                        "stage3_train")]
-    out = [("stage1 prepare", prep), ("stage1 split", split), ("stage2 mix", mix),
-           ("stage3 jsonl", jsonl)]
+    # as run.sh: prepare and split each pool, then validate its four dirs
+    out = [("stage1 prepare", prep), ("stage1 split", split), ("stage1 validate", check),
+           ("stage2 mix", mix), ("stage3 jsonl", jsonl)]
     return out
+
+
+def baseline_root(commit: str, work: Path) -> Path:
+    """``commit``'s tree, unpacked once into the workdir."""
+    sha = subprocess.run(["git", "rev-parse", "--verify", f"{commit}^{{commit}}"], cwd=ROOT,
+                         check=True, capture_output=True, text=True).stdout.strip()
+    root = work / f"baseline_{sha[:12]}"
+    if not (root / "local").is_dir():
+        tmp = work / f".baseline_{sha[:12]}.tmp"
+        subprocess.run(["rm", "-rf", str(tmp)], check=True)
+        tmp.mkdir(parents=True)
+        archive = subprocess.run(["git", "archive", sha], cwd=ROOT, check=True,
+                                 capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(tmp)], input=archive, check=True)
+        tmp.rename(root)
+    return root
+
+
+def same_outputs(a: Path, b: Path) -> list[str]:
+    """Files of ``b`` (the baseline's outputs) that differ from or are missing in ``a``."""
+    bad = []
+    for p in sorted(b.rglob("*")):
+        if p.is_file() and not p.name.endswith(".tsv.done"):
+            q = a / p.relative_to(b)
+            if not q.is_file() or q.read_bytes() != p.read_bytes():
+                bad.append(str(p.relative_to(b)))
+    return bad
+
+
+def report(results: dict, sizes: list[int], title: str) -> None:
+    print(f"\n{title}")
+    print(f"{'step':<16}" + "".join(f"{'N=' + str(n):>32}" for n in sizes)
+          + f"{'exp(wall)':>10}{'exp(cpu)':>10}")
+    for name, by_n in results.items():
+        row = f"{name:<16}"
+        for n in sizes:
+            w, m, c = by_n[n]
+            row += f"{w:>9.2f} s {c:>8.2f} cpu {m:>6.0f} MB"
+        for i in (0, 2):
+            if len(sizes) > 1:
+                xs = [math.log(n) for n in sizes]
+                ys = [math.log(max(by_n[n][i], 1e-3)) for n in sizes]
+                mx, my = statistics.mean(xs), statistics.mean(ys)
+                b = (sum((x - mx) * (y - my) for x, y in zip(xs, ys))
+                     / sum((x - mx) ** 2 for x in xs))
+                row += f"{b:>10.2f}"
+        print(row)
 
 
 def main() -> int:
@@ -119,48 +183,65 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--nj", type=int, default=2, help="--nj for make_jsonl.py")
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/bench_data_scale"))
+    ap.add_argument("--baseline", default=None,
+                    help="a commit whose tools run the same steps in the same runs")
+    ap.add_argument("--baseline-max", type=int, default=None,
+                    help="run the baseline only at sizes up to this N (it may be slow)")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     args.workdir.mkdir(parents=True, exist_ok=True)
     files = make_files(args.workdir)
-    results: dict[str, dict[int, tuple[float, float]]] = {}
+    roots = {"working tree": ROOT}
+    if args.baseline:
+        roots[f"baseline {args.baseline}"] = baseline_root(args.baseline, args.workdir)
+    results: dict[str, dict[str, dict[int, tuple[float, float, float]]]] = {r: {} for r in roots}
     for n in sizes:
         src = args.workdir / f"src_{n}"
         make_kaldi(src / "general", n, "g", files)
         make_kaldi(src / "domain", max(10, n // 10), "d", files)
-        walls: dict[str, list[float]] = {}
-        rss: dict[str, float] = {}
+        walls: dict[str, dict[str, list[float]]] = {r: {} for r in roots}
+        cpus: dict[str, dict[str, list[float]]] = {r: {} for r in roots}
+        rss: dict[str, dict[str, float]] = {r: {} for r in roots}
         for run in range(args.runs):
-            data = args.workdir / f"data_{n}"
-            dump = args.workdir / f"dump_{n}"
-            subprocess.run(["rm", "-rf", str(data), str(dump)], check=True)
-            dump.mkdir(parents=True)
-            for name, cmds in steps(src, data, dump, args.nj):
-                total = 0.0
-                for i, cmd in enumerate(cmds):
-                    w, m = timed(cmd, args.workdir / f"log_{n}_{name.replace(' ', '_')}_{i}.txt")
-                    total += w
-                    rss[name] = max(rss.get(name, 0.0), m)
-                walls.setdefault(name, []).append(total)
-            print(f"N={n} run {run + 1}: " + ", ".join(f"{k} {v[-1]:.1f}s" for k, v in walls.items()),
-                  flush=True)
-        for name, ws in walls.items():
-            results.setdefault(name, {})[n] = (statistics.median(ws), rss[name])
-        total = sum(statistics.median(ws) for ws in walls.values())
-        results.setdefault("stages 1-3", {})[n] = (total, max(rss.values()))
-    print(f"\n{'step':<16}" + "".join(f"{'N=' + str(n):>24}" for n in sizes) + f"{'exponent':>10}")
-    for name, by_n in results.items():
-        row = f"{name:<16}"
-        for n in sizes:
-            w, m = by_n[n]
-            row += f"{w:>12.2f} s {m:>7.0f} MB"
-        if len(sizes) > 1:
-            xs = [math.log(n) for n in sizes]
-            ys = [math.log(max(by_n[n][0], 1e-3)) for n in sizes]
-            mx, my = statistics.mean(xs), statistics.mean(ys)
-            b = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
-            row += f"{b:>10.2f}"
-        print(row)
+            for tag, root in roots.items():
+                if root != ROOT and args.baseline_max is not None and n > args.baseline_max:
+                    continue
+                sub = "" if root == ROOT else "_baseline"
+                data = args.workdir / f"data_{n}{sub}"
+                dump = args.workdir / f"dump_{n}{sub}"
+                subprocess.run(["rm", "-rf", str(data), str(dump)], check=True)
+                dump.mkdir(parents=True)
+                for name, cmds in steps(src, data, dump, args.nj, root):
+                    total = cpu = 0.0
+                    for i, cmd in enumerate(cmds):
+                        log = args.workdir / f"log_{n}{sub}_{name.replace(' ', '_')}_{i}.txt"
+                        w, m, c = timed(cmd, log, root)
+                        total += w
+                        cpu += c
+                        rss[tag][name] = max(rss[tag].get(name, 0.0), m)
+                    walls[tag].setdefault(name, []).append(total)
+                    cpus[tag].setdefault(name, []).append(cpu)
+                print(f"N={n} run {run + 1} {tag}: "
+                      + ", ".join(f"{k} {v[-1]:.1f}s" for k, v in walls[tag].items()), flush=True)
+            if args.baseline and run == 0 and walls[list(roots)[-1]]:
+                bad = same_outputs(args.workdir / f"data_{n}", args.workdir / f"data_{n}_baseline")
+                bad += same_outputs(args.workdir / f"dump_{n}", args.workdir / f"dump_{n}_baseline")
+                print(f"N={n}: outputs identical to the baseline's: "
+                      f"{'yes' if not bad else 'NO: ' + ', '.join(bad[:5])}", flush=True)
+        for tag in roots:
+            if not walls[tag]:
+                continue
+            for name, ws in walls[tag].items():
+                results[tag].setdefault(name, {})[n] = (
+                    statistics.median(ws), rss[tag][name], statistics.median(cpus[tag][name]))
+            results[tag].setdefault("stages 1-3", {})[n] = (
+                sum(statistics.median(ws) for ws in walls[tag].values()),
+                max(rss[tag].values()),
+                sum(statistics.median(cs) for cs in cpus[tag].values()))
+    for tag in roots:
+        done = [n for n in sizes if n in results[tag].get("stages 1-3", {})]
+        report(results[tag], done, f"{tag}: wall, CPU (user+sys), peak RSS; exponents of "
+                                    f"time ~ N^b")
     print(f"\n(median of {args.runs} runs; peak RSS is the largest of the step's processes; "
           f"general pool N, domain pool N/10; --nj {args.nj}; {os.cpu_count()} CPUs)")
     return 0

@@ -5,6 +5,12 @@
 "target_len"} lines, byte-identical to funasr's scp2jsonl for the same input,
 joined by key, sorted by key, lengths read from audio headers.
 
+--shards K (K > 1) also deals the lines round robin into K shard files,
+OUT_STEM.shards/00000.jsonl ..., listed in OUT_STEM.list: funasr's list of
+jsonl files. Train on the .list with dataset_conf.data_split_num: K and
+funasr's trainer holds one shard's index at a time (it walks the K slices in
+turn every epoch) instead of the whole set in every process and worker.
+
 --family nano writes Fun-ASR-Nano chat lines {"key", "messages": [system,
 user: PROMPT<|startofspeech|>!/abs/wav<|endofspeech|>, assistant: transcript],
 "speech_length", "text_length"}: the prompt from the 'prompt:' section of
@@ -17,6 +23,8 @@ OUT.dropped (empty when none).
 Examples:
   local/make_jsonl.py --family paraformer --data-dir data/domain_train \\
       --out dump/paraformer/domain_train.jsonl --nj 2
+  local/make_jsonl.py --family paraformer --data-dir data/stage1_train \\
+      --out dump/paraformer/stage1_train.jsonl --shards 8   # + stage1_train.list
   local/make_jsonl.py --family nano --data-dir data/domain_train \\
       --model-dir exp/twin/nano --prompt-conf conf/nano/train.yaml \\
       --out dump/nano/domain_train.jsonl
@@ -30,7 +38,7 @@ from pathlib import Path
 
 from funasr_recipe import cli
 from funasr_recipe.io import DataError, atomic_write
-from funasr_recipe.jsonl import FAMILIES, paraformer_lines
+from funasr_recipe.jsonl import FAMILIES, iter_paraformer_lines, shard_paths, write_jsonl
 
 log = logging.getLogger("make_jsonl")
 
@@ -40,7 +48,14 @@ def build_parser():
     ap.add_argument("--family", choices=FAMILIES, default="paraformer", help="model family")
     ap.add_argument("--data-dir", type=Path, required=True, help="Kaldi data dir")
     ap.add_argument("--out", type=Path, required=True, help="output jsonl")
-    ap.add_argument("--nj", type=int, default=1, help="parallel processes reading headers")
+    ap.add_argument("--nj", type=int, default=1,
+                    help="parallel processes reading headers (only for a data dir without "
+                         "utt2num_samples)")
+    ap.add_argument("--shards", type=int, default=1,
+                    help="also deal the lines round robin into K shards, OUT_STEM.shards/*.jsonl, "
+                         "listed in OUT_STEM.list: give the .list as the training set with "
+                         "dataset_conf.data_split_num: K and funasr holds one shard's index at "
+                         "a time")
     ap.add_argument("--model-dir", type=Path, default=None,
                     help="nano only (required): model dir whose tokenizer counts text_length "
                          "and whose config gives the length limits")
@@ -69,7 +84,7 @@ def nano_body(args) -> int:
     prompt = build_prompt(settings["language"], settings["itn"])
     common = conf.get("common") if isinstance(conf.get("common"), dict) else {}
     lines, dropped = nano_lines(args.data_dir, model_dir, prompt, args.nj, common)
-    write_lines(args.out, lines)
+    write_jsonl(args.out, lines, args.shards)
     dropped_path = args.out.with_name(args.out.name + ".dropped")
     write_lines(dropped_path, [f"{k} {reason}" for k, reason in dropped])
     for k, reason in dropped:
@@ -87,9 +102,11 @@ def body(args) -> int:
         return nano_body(args)
     if args.model_dir is not None or args.prompt_conf is not None:
         raise DataError("--model-dir and --prompt-conf are for --family nano only")
-    lines = paraformer_lines(args.data_dir, args.nj)
-    write_lines(args.out, lines)
-    log.info("%s: %d lines", args.out, len(lines))
+    n = write_jsonl(args.out, iter_paraformer_lines(args.data_dir, args.nj), args.shards)
+    log.info("%s: %d lines", args.out, n)
+    if args.shards > 1:
+        log.info("%s: the same lines in %d shards (%s)", shard_paths(args.out)[0], args.shards,
+                 shard_paths(args.out)[1])
     return 0
 
 

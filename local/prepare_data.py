@@ -2,8 +2,8 @@
 """Make a Kaldi-style data dir from a folder of audio + same-named .txt transcripts,
 a json/jsonl/csv/tsv/xlsx list of (path, transcript), or a wav.scp + text.
 
-Writes OUT/{wav.scp,text,utt2spk,spk2utt,utt2dur} (sorted, validated, written
-atomically), OUT/dropped.tsv listing every item left out with --skip-bad, and
+Writes OUT/{wav.scp,text,utt2spk,spk2utt,utt2dur,utt2num_samples} (sorted,
+validated, written atomically), OUT/dropped.tsv listing every item left out with --skip-bad, and
 OUT/ignored.tsv listing the files of a folder that are neither audio nor
 transcripts. Every file of the input is accounted for in one of the three.
 
@@ -11,6 +11,13 @@ Encoding artefacts are removed, not refused: a leading byte-order mark and
 CRLF line ends in transcripts, lists and Kaldi files (Windows editors, Excel's
 "CSV UTF-8", Python's csv module); the output is clean LF UTF-8. Text in
 another encoding is refused unless named with --encoding.
+
+Every audio file's header is read once (sample rate, channels, exact length),
+over --nj processes; plain PCM WAV headers are read directly, anything else
+with soundfile. The exact sample counts go to OUT/utt2num_samples, so no later
+stage opens the audio again. An existing Kaldi utt2dur is not read: it says
+nothing about sample rate or channels, and its rounded seconds cannot give
+funasr's exact source_len; the header is what both need.
 
 Printed at the end (also in the job's log), for run.sh to show:
   dropped N of M items; reasons in OUT/dropped.tsv     (with --skip-bad)
@@ -20,7 +27,7 @@ Printed at the end (also in the job's log), for run.sh to show:
 Examples:
   local/prepare_data.py --in /data/my_domain --out data/domain_all
   local/prepare_data.py --in sheet.xlsx --out data/domain_all --resample --skip-bad
-  local/prepare_data.py --in old/wav.scp --text old/text --out data/x
+  local/prepare_data.py --in old/wav.scp --text old/text --out data/x --nj 4
 """
 
 from __future__ import annotations
@@ -56,6 +63,8 @@ def build_parser():
                          "gb18030); the data dir is always written as UTF-8")
     ap.add_argument("--spk-prefix", default="",
                     help="prefix for speaker ids (and so keys), to keep two pools' keys apart")
+    ap.add_argument("--nj", type=int, default=1,
+                    help="processes reading audio headers (the output does not depend on it)")
     ap.add_argument("--verbose", action="store_true", help="debug logging")
     return ap
 
@@ -68,7 +77,8 @@ def body(args) -> int:
     out = args.out
     try:
         utts = build_utts(items, out, skip_bad=args.skip_bad, resample=args.resample,
-                          spk_prefix=args.spk_prefix, dropped=dropped, encoding=args.encoding)
+                          spk_prefix=args.spk_prefix, dropped=dropped, encoding=args.encoding,
+                          nj=args.nj)
     finally:
         if dropped.rows:
             dropped.write(out / "dropped.tsv")

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from .audio import AUDIO_EXTENSIONS, SAMPLE_RATE, audio_info, is_audio, resample_to
+from .audio import (AUDIO_EXTENSIONS, SAMPLE_RATE, Prober, audio_info, is_audio,
+                    resample_to)
 from .io import (DataError, atomic_write, decode_text, read_lines, read_table, sort_keys,
                  write_table)
 from .text import normalize as scoring_form
@@ -27,13 +28,20 @@ from .text import normalize as scoring_form
 log = logging.getLogger(__name__)
 
 REQUIRED_FILES = ("wav.scp", "text", "utt2spk", "spk2utt")
+#: Exact sample counts (16 kHz) per utterance, written beside utt2dur by the
+#: recipe so that no later stage opens the audio again (Kaldi's tools ignore
+#: the file, as they do any file they do not know).
+NUM_SAMPLES = "utt2num_samples"
+#: Items checked per round of parallel header reads (bounds the memory of
+#: the results in flight).
+PROBE_CHUNK = 50000
 PATH_FIELDS = ("path", "wav", "audio", "source", "wav_path", "audio_path", "file")
 TEXT_FIELDS = ("text", "transcript", "target", "sentence", "label")
 KEY_FIELDS = ("key", "id", "utt", "utt_id", "uttid")
 SPK_FIELDS = ("spk", "speaker", "spk_id", "speaker_id")
 
 
-@dataclass
+@dataclass(slots=True)
 class RawItem:
     """One utterance as the user gave it, before any check."""
 
@@ -54,13 +62,16 @@ class Inputs:
     ignored: list[tuple[str, str]] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(slots=True)
 class Utt:
     key: str
     spk: str
     wav: str
     text: str
     dur: float
+    #: exact number of samples (16 kHz), from the header; None when not known
+    #: (then the jsonl makers read the header)
+    samples: int | None = None
 
 
 @dataclass
@@ -332,17 +343,46 @@ def clean_text(text: str | None, where: str) -> str:
 
 def build_utts(items: list[RawItem], out_dir: Path, *, skip_bad: bool = False,
                resample: bool = False, spk_prefix: str = "",
-               dropped: Dropped | None = None, encoding: str = "utf-8") -> list[Utt]:
+               dropped: Dropped | None = None, encoding: str = "utf-8",
+               nj: int = 1) -> list[Utt]:
     """Check every item; return the good utterances, C-sorted by key.
 
     A bad item raises :class:`DataError`, or with ``skip_bad`` is recorded in
     ``dropped`` with its reason. Audio that is not 16 kHz mono is rejected,
-    or with ``resample`` converted into ``out_dir/wav/KEY.wav``.
+    or with ``resample`` converted into ``out_dir/wav/KEY.wav``. Every audio
+    header is read once, over ``nj`` processes; the items are then checked in
+    their order, so the first error and the dropped list do not depend on
+    ``nj``.
     """
     dropped = dropped if dropped is not None else Dropped()
     utts: dict[str, Utt] = {}
     where_of: dict[str, str] = {}
-    for item in items:
+    with Prober(nj) as prober:
+        for start in range(0, len(items), PROBE_CHUNK):
+            chunk = items[start:start + PROBE_CHUNK]
+            probes = prober([None if it.error else _path_str(it.path) for it in chunk])
+            _check_items(chunk, probes, out_dir, utts, where_of, skip_bad=skip_bad,
+                         resample=resample, spk_prefix=spk_prefix, dropped=dropped,
+                         encoding=encoding)
+    if not utts:
+        raise DataError(f"no usable utterances ({len(dropped.rows)} dropped); see the "
+                        f"messages above")
+    return [utts[k] for k in sort_keys(utts)]
+
+
+_UNCLEAN = re.compile(r"//|/\.\.?(/|$)|^\.\.?(/|$)|/$")
+
+
+def _path_str(p: str) -> str:
+    """``str(Path(p))`` (how a path is named in messages and probed), without
+    building a Path for the usual clean absolute path."""
+    return str(Path(p)) if not p or _UNCLEAN.search(p) else p
+
+
+def _check_items(items: list[RawItem], probes: list, out_dir: Path, utts: dict[str, Utt],
+                 where_of: dict[str, str], *, skip_bad: bool, resample: bool,
+                 spk_prefix: str, dropped: Dropped, encoding: str) -> None:
+    for item, probed in zip(items, probes):
         key = None
         try:
             stem = safe_id(item.key or Path(item.path).stem)
@@ -354,150 +394,199 @@ def build_utts(items: list[RawItem], out_dir: Path, *, skip_bad: bool = False,
             if key in utts:
                 raise DataError(f"{item.where}: duplicate key '{key}' (also from "
                                 f"{where_of[key]}); rename one of them")
-            text = (read_transcript_file(Path(item.text_file), encoding) if item.text_file
-                    else clean_text(item.text, item.where))
-            text = clean_text(text, item.where)
-            path = Path(item.path)
-            if not path.is_file():
+            text = clean_text(read_transcript_file(Path(item.text_file), encoding)
+                              if item.text_file else item.text, item.where)
+            path = _path_str(item.path)
+            if probed == "missing":
                 raise DataError(f"{item.where}: audio file '{path}' does not exist")
-            info = audio_info(path)
+            if isinstance(probed, str):
+                raise DataError(probed)
+            wav, info = probed
+            if wav == item.path:  # keep one copy of the path, not the probe's too
+                wav = item.path
             if info.frames == 0:
                 raise DataError(f"{path}: zero-length audio")
-            wav = str(path.resolve())
             if info.samplerate != SAMPLE_RATE or info.channels != 1:
                 if not resample:
                     raise DataError(f"{path}: {info.samplerate} Hz, {info.channels} channel(s); "
                                     f"the recipe needs 16000 Hz mono: pass --resample to convert "
                                     f"it, or convert it yourself (sox in.wav -r 16000 -c 1 out.wav)")
                 out_wav = (out_dir / "wav" / f"{key}.wav").resolve()
-                info = resample_to(path, out_wav)
+                info = resample_to(Path(path), out_wav)
                 wav = str(out_wav)
-            utts[key] = Utt(key=key, spk=spk, wav=wav, text=text, dur=info.duration)
+            utts[key] = Utt(key=key, spk=spk, wav=wav, text=text, dur=info.duration,
+                            samples=info.frames)
             where_of[key] = item.where
         except DataError as e:
             if not skip_bad:
                 raise
             dropped.add(item.where, key, str(e))
             log.warning("dropped: %s", e)
-    if not utts:
-        raise DataError(f"no usable utterances ({len(dropped.rows)} dropped); see the "
-                        f"messages above")
-    return [utts[k] for k in sort_keys(utts)]
 
 
 # ----------------------------------------------------------------------------
 # Writing, reading, validating
 
 def write_datadir(out_dir: Path, utts: list[Utt]) -> None:
-    """Write the five Kaldi files (each atomically), sorted and validated."""
+    """Write the Kaldi files (each atomically), sorted; the utterances are
+    checked as :func:`validate_datadir` checks the files, before anything is
+    written (in memory: a large dir is not read back)."""
+    out_dir = Path(out_dir)
+    utts = sorted(utts, key=lambda u: u.key.encode("utf-8"))
+    keys = [u.key for u in utts]
+    cols = {"wav.scp": [u.wav for u in utts], "text": [u.text for u in utts],
+            "utt2spk": [u.spk for u in utts], "utt2dur": [f"{u.dur:.3f}" for u in utts]}
+    with_samples = all(u.samples is not None for u in utts)
+    if with_samples:
+        cols[NUM_SAMPLES] = [str(u.samples) for u in utts]
+    for k in keys:
+        if not k or k != safe_id(k):
+            raise DataError(f"{out_dir / 'wav.scp'}: key {k!r}: a key is one word, without "
+                            f"whitespace")
+    for name, values in cols.items():
+        for k, v in zip(keys, values):
+            if "\n" in v or "\r" in v:
+                raise DataError(f"{out_dir / name}: key '{k}': the value {v!r} is not one line")
+    _check_sorted_unique(out_dir / "wav.scp", keys)
+    _check_columns(out_dir, keys, cols)
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_table(out_dir / "wav.scp", {u.key: u.wav for u in utts})
-    write_table(out_dir / "text", {u.key: u.text for u in utts})
-    write_table(out_dir / "utt2spk", {u.key: u.spk for u in utts})
-    write_table(out_dir / "utt2dur", {u.key: f"{u.dur:.3f}" for u in utts})
+    for name, values in cols.items():
+        write_table(out_dir / name, zip(keys, values), sort=False)
+    if not with_samples and (out_dir / NUM_SAMPLES).exists():  # an earlier run's
+        (out_dir / NUM_SAMPLES).unlink()
+    del cols
     spk2utt: dict[str, list[str]] = {}
     for u in utts:
         spk2utt.setdefault(u.spk, []).append(u.key)
-    write_table(out_dir / "spk2utt", {s: " ".join(sort_keys(ks)) for s, ks in spk2utt.items()})
-    validate_datadir(out_dir)
+    write_table(out_dir / "spk2utt", {s: " ".join(ks) for s, ks in spk2utt.items()})
 
 
 def load_datadir(d: Path, require_text: bool = True) -> list[Utt]:
     """Read a data dir (validated first) into utterances in key order.
 
     Without ``require_text`` a dir with no ``text`` file (audio to decode) is
-    fine; its utterances then have empty texts.
+    fine; its utterances then have empty texts. Each file is read once.
     """
     d = Path(d)
     require_text = require_text or (d / "text").exists()
-    validate_datadir(d, require_text=require_text)
-    wavs = read_table(d / "wav.scp")
-    texts = read_table(d / "text") if require_text else {}
-    spks = read_table(d / "utt2spk")
-    durs = read_table(d / "utt2dur") if (d / "utt2dur").exists() else {}
+    keys, cols = _validated(d, require_text)
+    wavs, spks = cols["wav.scp"], cols["utt2spk"]
+    texts = cols.get("text")
+    durs, nums = cols.get("utt2dur"), cols.get(NUM_SAMPLES)
     out = []
-    for k in wavs:
-        if k not in durs:
-            dur = audio_info(wavs[k]).duration
-        else:
-            dur = float(durs[k])
-        out.append(Utt(key=k, spk=spks[k], wav=wavs[k], text=texts.get(k, ""), dur=dur))
+    for i, k in enumerate(keys):
+        dur = float(durs[i]) if durs is not None else audio_info(wavs[i]).duration
+        out.append(Utt(key=k, spk=spks[i], wav=wavs[i], text=texts[i] if texts else "", dur=dur,
+                       samples=int(nums[i]) if nums is not None else None))
     return out
 
 
+def read_num_samples(d: Path) -> dict[str, str] | None:
+    """``utt2num_samples`` of a data dir (key -> count as text), None without one."""
+    p = Path(d) / NUM_SAMPLES
+    return read_table(p) if p.exists() else None
+
+
 def _check_sorted_unique(path: Path, keys: list[str]) -> None:
-    for i in range(1, len(keys)):
-        a, b = keys[i - 1].encode(), keys[i].encode()
-        if a == b:
-            raise DataError(f"{path}:{i + 1}: duplicate key '{keys[i]}'")
-        if a > b:
-            raise DataError(f"{path}:{i + 1}: not sorted ('{keys[i - 1]}' before '{keys[i]}'); "
+    prev = None
+    for i, k in enumerate(keys):
+        b = k.encode()
+        if prev is not None and prev >= b:
+            if prev == b:
+                raise DataError(f"{path}:{i + 1}: duplicate key '{k}'")
+            raise DataError(f"{path}:{i + 1}: not sorted ('{keys[i - 1]}' before '{k}'); "
                             f"sort it with LC_ALL=C sort")
+        prev = b
 
 
-def _keys_in_order(path: Path) -> list[str]:
-    keys = []
+def _read_columns(path: Path) -> tuple[list[str], list[str]]:
+    """Keys and values of a table in file order (values as :func:`read_table`
+    strips them); an empty line or a tab after the key is a :class:`DataError`."""
+    keys, values = [], []
     for n, line in read_lines(path):
         parts = line.split(maxsplit=1)
         if not parts:
             raise DataError(f"{path}:{n}: empty line")
-        if "\t" in line.split(" ", 1)[0]:
+        if "\t" in line and "\t" in line.split(" ", 1)[0]:
             raise DataError(f"{path}:{n}: tab in key; keys are separated from values by a space "
                             f"and hold no whitespace")
         keys.append(parts[0])
-    return keys
+        values.append(parts[1].strip() if len(parts) > 1 else "")
+    return keys, values
 
 
-def validate_datadir(d: Path, require_text: bool = True) -> None:
-    """Kaldi's ``validate_data_dir.sh --no-feats`` checks, in Python."""
-    d = Path(d)
+def _validated(d: Path, require_text: bool = True) -> tuple[list[str], dict[str, list[str]]]:
+    """Kaldi's ``validate_data_dir.sh --no-feats`` checks; returns the keys and
+    each utterance-indexed file's values, every file read once."""
     for name in REQUIRED_FILES:
         if name == "text" and not require_text:
             continue
         if not (d / name).is_file():
             raise DataError(f"{d}: missing {name}")
-    ref_keys = None
-    for name in ("wav.scp", "text", "utt2spk", "utt2dur"):
+    ref_keys: list[str] | None = None
+    cols: dict[str, list[str]] = {}
+    for name in ("wav.scp", "text", "utt2spk", "utt2dur", NUM_SAMPLES):
         p = d / name
         if not p.exists() or (name == "text" and not require_text):
             continue
-        keys = _keys_in_order(p)
+        keys, cols[name] = _read_columns(p)
         _check_sorted_unique(p, keys)
         if ref_keys is None:
             ref_keys, ref_name = keys, name
         elif keys != ref_keys:
-            a, b = set(ref_keys), set(keys)
-            diff = sorted(a ^ b)[:3]
+            diff = sorted(set(ref_keys) ^ set(keys))[:3]
             raise DataError(f"{d}: {name} and {ref_name} list different keys "
                             f"(e.g. {', '.join(diff)})")
-    if require_text:
-        for k, v in read_table(d / "text", allow_empty_value=True).items():
-            if not v.strip():
-                raise DataError(f"{d / 'text'}: key '{k}' has an empty transcript")
-    utt2spk = read_table(d / "utt2spk")
+        del keys
+    assert ref_keys is not None
     spk2utt = read_table(d / "spk2utt")
-    _check_sorted_unique(d / "spk2utt", list(spk2utt))
-    rebuilt: dict[str, list[str]] = {}
-    for u, s in utt2spk.items():
-        rebuilt.setdefault(s, []).append(u)
-    if {s: " ".join(v) for s, v in rebuilt.items()} != {s: " ".join(v.split())
-                                                        for s, v in spk2utt.items()}:
-        raise DataError(f"{d}: spk2utt does not match utt2spk; regenerate it with "
-                        f"utils/utt2spk_to_spk2utt.pl {d}/utt2spk > {d}/spk2utt")
-    spks_in_order = list(utt2spk.values())
-    for i in range(1, len(spks_in_order)):
-        if spks_in_order[i - 1].encode() > spks_in_order[i].encode():
-            k = list(utt2spk)[i]
-            raise DataError(f"{d / 'utt2spk'}: key '{k}': sorting by utterance does not sort by "
-                            f"speaker; make every key start with its speaker id and a separator")
-    if (d / "utt2dur").exists():
-        for k, v in read_table(d / "utt2dur").items():
-            try:
-                ok = float(v) > 0
-            except ValueError:
-                ok = False
-            if not ok:
-                raise DataError(f"{d / 'utt2dur'}: key '{k}': duration '{v}' is not a positive number")
+    _check_columns(d, ref_keys, cols, spk2utt)
+    return ref_keys, cols
+
+
+def _check_columns(d: Path, keys: list[str], cols: dict[str, list[str]],
+                   spk2utt: dict[str, str] | None = None) -> None:
+    """The value checks of :func:`validate_datadir` (``spk2utt``: the file's
+    table, compared with utt2spk; None when written from utt2spk)."""
+    for k, v in zip(keys, cols.get("text", ())):
+        if not v.strip():
+            raise DataError(f"{d / 'text'}: key '{k}' has an empty transcript")
+    for name in ("utt2spk", "wav.scp", "utt2dur", NUM_SAMPLES):
+        for i, (k, v) in enumerate(zip(keys, cols.get(name, ()))):
+            if not v:
+                raise DataError(f"{d / name}:{i + 1}: key '{k}' has no value")
+    spks = cols["utt2spk"]
+    if spk2utt is not None:
+        _check_sorted_unique(d / "spk2utt", list(spk2utt))
+        rebuilt: dict[str, list[str]] = {}
+        for u, s in zip(keys, spks):
+            rebuilt.setdefault(s, []).append(u)
+        if {s: " ".join(v) for s, v in rebuilt.items()} != {s: " ".join(v.split())
+                                                            for s, v in spk2utt.items()}:
+            raise DataError(f"{d}: spk2utt does not match utt2spk; regenerate it with "
+                            f"utils/utt2spk_to_spk2utt.pl {d}/utt2spk > {d}/spk2utt")
+    for i in range(1, len(spks)):
+        if spks[i - 1] != spks[i] and spks[i - 1].encode() > spks[i].encode():
+            raise DataError(f"{d / 'utt2spk'}: key '{keys[i]}': sorting by utterance does not "
+                            f"sort by speaker; make every key start with its speaker id and a "
+                            f"separator")
+    for k, v in zip(keys, cols.get("utt2dur", ())):
+        try:
+            ok = float(v) > 0
+        except ValueError:
+            ok = False
+        if not ok:
+            raise DataError(f"{d / 'utt2dur'}: key '{k}': duration '{v}' is not a positive number")
+    for k, v in zip(keys, cols.get(NUM_SAMPLES, ())):
+        if not (v.isascii() and v.isdigit() and int(v) > 0):
+            raise DataError(f"{d / NUM_SAMPLES}: key '{k}': '{v}' is not a positive whole "
+                            f"number of samples; remove the file (the jsonl stage then "
+                            f"reads the audio headers) or prepare the data dir again")
+
+
+def validate_datadir(d: Path, require_text: bool = True) -> None:
+    """Kaldi's ``validate_data_dir.sh --no-feats`` checks, in Python."""
+    _validated(Path(d), require_text)
 
 
 # ----------------------------------------------------------------------------

@@ -115,38 +115,82 @@ def read_lines(path: str | os.PathLike, normalise: bool = False,
     lists, Kaldi files given to the recipe) a leading BOM and CRLF line ends
     are removed instead (and recorded, see :func:`take_normalised`), and the
     file may be in another ``encoding``; a CR anywhere else is still an error.
+
+    The file is read in blocks of whole lines; a block with nothing to remove
+    or refuse (the usual case) is decoded at once, any other line by line.
     """
     path = Path(path)
+    enc = encoding if normalise else "utf-8"
+    fast = enc.replace("-", "").replace("_", "").lower() == "utf8"
+    n = 0
     with open(path, "rb") as f:
-        for n, raw in enumerate(f, 1):
-            if n == 1 and raw.startswith(BOM):
-                if not normalise:
-                    raise DataError(f"{path}:1: starts with a UTF-8 byte-order mark (BOM); "
-                                    f"remove it (e.g. sed -i '1s/^\\xEF\\xBB\\xBF//' {_sh(path)})")
-                raw = raw[len(BOM):]
-                note_normalised(path, "BOM")
-            if normalise and raw.endswith(b"\r\n"):
-                raw = raw[:-2] + b"\n"
-                note_normalised(path, "CRLF")
-            try:
-                line = raw.decode(encoding if normalise else "utf-8")
-            except UnicodeDecodeError as e:
-                raise _not_utf8(path, f"{path}:{n}", e) from None
-            except LookupError:
-                raise DataError(f"{path}: unknown encoding '{encoding}' (e.g. utf-8, gbk, "
-                                f"gb18030)") from None
-            line = line.rstrip("\n")
-            if n == 1 and normalise and line.startswith("\ufeff"):
-                line = line[1:]
-                note_normalised(path, "BOM")
-            if "\r" in line:
-                raise DataError(f"{path}:{n}: carriage return "
-                                + ("inside the line (a lone CR: old Mac line ends?); "
-                                   "replace it with a newline or remove it"
-                                   if normalise else
-                                   f"(CRLF line end); convert with dos2unix or "
-                                   f"sed -i 's/\\r$//' {_sh(path)}"))
-            yield n, line
+        rest = b""
+        while True:
+            block = f.read(_BLOCK)
+            if not block:
+                if rest:
+                    n += 1
+                    yield n, _line(path, n, rest, normalise, enc)
+                return
+            block = rest + block
+            cut = block.rfind(b"\n") + 1
+            block, rest = block[:cut], block[cut:]
+            if not block:
+                continue
+            text = None
+            if fast and b"\r" not in block and not (n == 0 and block.startswith(BOM)):
+                try:
+                    text = block.decode("utf-8")
+                except UnicodeDecodeError:
+                    text = None
+            if text is not None and not (n == 0 and text.startswith("\ufeff")):
+                lines = text.split("\n")
+                lines.pop()  # the block ends with a line end
+                for line in lines:
+                    n += 1
+                    yield n, line
+                continue
+            raws = block.split(b"\n")
+            raws.pop()
+            for raw in raws:  # split at LF only, as reading a binary file does
+                n += 1
+                yield n, _line(path, n, raw + b"\n", normalise, enc)
+
+
+#: Bytes read at a time by :func:`read_lines`.
+_BLOCK = 1 << 22
+
+
+def _line(path: Path, n: int, raw: bytes, normalise: bool, encoding: str) -> str:
+    """One line of :func:`read_lines`, checked (``raw`` as read, with its line end)."""
+    if n == 1 and raw.startswith(BOM):
+        if not normalise:
+            raise DataError(f"{path}:1: starts with a UTF-8 byte-order mark (BOM); "
+                            f"remove it (e.g. sed -i '1s/^\\xEF\\xBB\\xBF//' {_sh(path)})")
+        raw = raw[len(BOM):]
+        note_normalised(path, "BOM")
+    if normalise and raw.endswith(b"\r\n"):
+        raw = raw[:-2] + b"\n"
+        note_normalised(path, "CRLF")
+    try:
+        line = raw.decode(encoding)
+    except UnicodeDecodeError as e:
+        raise _not_utf8(path, f"{path}:{n}", e) from None
+    except LookupError:
+        raise DataError(f"{path}: unknown encoding '{encoding}' (e.g. utf-8, gbk, "
+                        f"gb18030)") from None
+    line = line.rstrip("\n")
+    if n == 1 and normalise and line.startswith("\ufeff"):
+        line = line[1:]
+        note_normalised(path, "BOM")
+    if "\r" in line:
+        raise DataError(f"{path}:{n}: carriage return "
+                        + ("inside the line (a lone CR: old Mac line ends?); "
+                           "replace it with a newline or remove it"
+                           if normalise else
+                           f"(CRLF line end); convert with dos2unix or "
+                           f"sed -i 's/\\r$//' {_sh(path)}"))
+    return line
 
 
 def read_table(path: str | os.PathLike, allow_empty_value: bool = False,

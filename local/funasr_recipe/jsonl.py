@@ -4,17 +4,23 @@ Paraformer lines are byte-identical to funasr's own ``scp2jsonl`` for the same
 ``wav.scp`` and ``text``, with three differences by design: wav.scp and text
 are joined by key (funasr joins by line order of wav.scp and silently drops a
 key without audio), lines are sorted by key (``LC_ALL=C``), and lengths come
-from the audio header instead of decoding every file.
+from the data dir's ``utt2num_samples`` (exact counts written by
+``prepare_data.py``) or, without one, from the audio headers, instead of
+decoding every file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Iterable, Iterator
 
 from .audio import SAMPLE_RATE, audio_info, paraformer_source_len
-from .io import DataError, dump_jsonl_line, read_table, sort_keys
+from .datadir import read_num_samples
+from .io import DataError, atomic_write, dump_jsonl_line, read_table, sort_keys
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +60,18 @@ def read_pairs(data_dir: Path) -> tuple[dict[str, str], dict[str, str]]:
     return wavs, texts
 
 
-def num_samples(wavs: dict[str, str], nj: int = 1) -> dict[str, int]:
-    """Samples per key, from the headers, over ``nj`` processes."""
+def num_samples(wavs: dict[str, str], nj: int = 1,
+                data_dir: Path | None = None) -> dict[str, int]:
+    """Samples per key: from ``data_dir``'s ``utt2num_samples`` when it has one
+    (checked by key against ``wavs``), else from the headers over ``nj`` processes."""
+    known = read_num_samples(data_dir) if data_dir is not None else None
+    if known is not None:
+        if known.keys() != wavs.keys():
+            k = sorted(known.keys() ^ wavs.keys())[0]
+            raise DataError(f"{data_dir}: key '{k}' is in only one of wav.scp and "
+                            f"utt2num_samples; remove utt2num_samples (the headers are then "
+                            f"read) or prepare the data dir again")
+        return {k: int(v) for k, v in known.items()}
     items = list(wavs.items())
     if nj <= 1 or len(items) < 2 * nj:
         return dict(map(_num_samples, items))
@@ -63,8 +79,64 @@ def num_samples(wavs: dict[str, str], nj: int = 1) -> dict[str, int]:
         return dict(ex.map(_num_samples, items, chunksize=max(1, len(items) // (nj * 4))))
 
 
-def paraformer_lines(data_dir: Path, nj: int = 1) -> list[str]:
+def iter_paraformer_lines(data_dir: Path, nj: int = 1) -> Iterator[str]:
+    """The Paraformer jsonl lines of a data dir, in key order, one at a time."""
     wavs, texts = read_pairs(data_dir)
-    samples = num_samples(wavs, nj)
-    return [dump_jsonl_line(paraformer_line(k, wavs[k], texts[k], samples[k]))
-            for k in sort_keys(wavs)]
+    samples = num_samples(wavs, nj, data_dir)
+    for k in sort_keys(wavs):
+        yield dump_jsonl_line(paraformer_line(k, wavs[k], texts[k], samples[k]))
+
+
+def paraformer_lines(data_dir: Path, nj: int = 1) -> list[str]:
+    return list(iter_paraformer_lines(data_dir, nj))
+
+
+# ----------------------------------------------------------------------------
+# Shards: how funasr's trainer reads a large set
+
+def shard_paths(out: Path) -> tuple[Path, Path]:
+    """``(list file, shard folder)`` beside the jsonl ``out``: ``x.jsonl`` ->
+    ``x.list`` and ``x.shards/``."""
+    stem = out.name[:-len(".jsonl")] if out.name.endswith(".jsonl") else out.name
+    return out.with_name(stem + ".list"), out.with_name(stem + ".shards")
+
+
+def write_jsonl(out: Path, lines: Iterable[str], shards: int = 1) -> int:
+    """Write ``lines`` to the jsonl ``out`` and, with ``shards`` > 1, the same
+    lines dealt round robin (line i to shard i mod K, so every shard holds an
+    even share of every speaker and pool) into ``x.shards/00000.jsonl`` ... and
+    their absolute paths, one a line, into ``x.list``: funasr's list of jsonl
+    files. Given as ``train_data_set_list`` with ``dataset_conf.data_split_num
+    = K``, funasr's trainer loads one shard's index at a time (each epoch walks
+    the K slices in turn), not the whole set in every process and worker.
+    Every file is written atomically, the list last; shards of an earlier run
+    that the list no longer names are removed. Returns the number of lines.
+    """
+    if shards < 1:
+        raise DataError(f"--shards {shards}: give 1 (no shards) or more")
+    listing, folder = shard_paths(out)
+    names = [folder / f"{i:05d}.jsonl" for i in range(shards)] if shards > 1 else []
+    n = 0
+    with contextlib.ExitStack() as stack:
+        f = stack.enter_context(atomic_write(out))
+        parts = [stack.enter_context(atomic_write(p)) for p in names]
+        for line in lines:
+            f.write(line + "\n")
+            if parts:
+                parts[n % shards].write(line + "\n")
+            n += 1
+    if names:
+        with atomic_write(listing) as f:
+            for p in names:
+                f.write(f"{p.resolve()}\n")
+        for old in folder.glob("*.jsonl"):
+            if old not in names:
+                old.unlink()
+    else:  # no shards now: an earlier run's would be stale
+        if listing.exists():
+            listing.unlink()
+        for old in folder.glob("*.jsonl") if folder.is_dir() else ():
+            old.unlink()
+        if folder.is_dir() and not any(folder.iterdir()):
+            os.rmdir(folder)
+    return n

@@ -114,7 +114,8 @@ def sample_hours(pool: list[Utt], hours: float, rng: random.Random,
                 done = True
                 break
             if rounds > 1:
-                u = Utt(key=f"{u.key}-rep{rounds}", spk=u.spk, wav=u.wav, text=u.text, dur=u.dur)
+                u = Utt(key=f"{u.key}-rep{rounds}", spk=u.spk, wav=u.wav, text=u.text, dur=u.dur,
+                        samples=u.samples)
                 repeats += 1
             chosen.append(u)
             total += u.dur

@@ -195,7 +195,7 @@ def nano_lines(data_dir: str | os.PathLike, model_dir: str | os.PathLike, prompt
     limits = length_limits(config, overrides)
     tokenizer = load_tokenizer(model_dir)
     wavs, texts = read_pairs(data_dir)
-    samples = num_samples(wavs, nj)
+    samples = num_samples(wavs, nj, data_dir)
     lines, dropped = [], []
     for k in sort_keys(wavs):
         text = texts[k]
