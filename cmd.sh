@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Job backends. run.sh sources this file; every job runs as
 #   ${train_cmd} [--gpu N] [--mem 4G] [--num-threads N] [--time T] [JOB=1:N] LOG COMMAND...
 # with one log per job (a header, and an "# Ended (code N)" trailer), and the

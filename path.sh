@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by run.sh, tests/run.sh and every job: the recipe's environment.
 # Creates the project's virtual environment on first use (local/setup_env.sh).
 RECIPE_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)

@@ -198,8 +198,10 @@ if [ -n "${base_model}" ] && ! python local/check_model_dir.py --family "${model
     --model-dir "${base_model}"; then
   log "Error: --base-model ${base_model} is not a usable ${model} model dir (see above)"; exit 1
 fi
+plan_opts=()
+[ -n "${base_model}" ] || plan_opts=(--pretrain)
 if ! stage_names=$(python local/check_plan.py --plan "${stage_plan}" --train-conf "${train_conf}" \
-    $([ -n "${base_model}" ] || echo --pretrain)); then
+    "${plan_opts[@]}"); then
   log "Error: the stage plan ${stage_plan} and the train config ${train_conf} disagree (see above)"
   exit 1
 fi
@@ -304,7 +306,8 @@ fi
 if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
   log "Stage 2: staged general/domain mixes from ${stage_plan} (log: ${logdir}/mix_stages.log)"
   sig=(--inputs "${stage_plan}" "${datadir}/general_train" "${datadir}/domain_train")
-  outs=(--outputs $(for s in ${stage_names}; do echo "${datadir}/${s}_train"; done))
+  outs=(--outputs)
+  for s in ${stage_names}; do outs+=("${datadir}/${s}_train"); done
   if is_done "${datadir}/mix_summary.tsv" "${sig[@]}" "${outs[@]}"; then
     log "  mixes complete for the same inputs, skipped"
   else

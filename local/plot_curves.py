@@ -48,7 +48,7 @@ def body(args) -> int:
     print(summary_text(curves), end="")
     try:
         write_outputs(curves, out, args.title or f"training curves: {args.exp}")
-    except Exception as e:      # noqa: BLE001 - curves are a by-product: never stop the recipe
+    except Exception as e:
         reason = " ".join(f"{type(e).__name__}: {e}".split())
         logging.warning("curves not written to %s (%s); training results are unaffected, "
                         "the recipe goes on", out, reason)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 
 from funasr_recipe.datadir import Utt, write_datadir
 from funasr_recipe.jsonl import paraformer_lines

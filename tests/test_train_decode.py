@@ -23,7 +23,7 @@ from funasr_recipe.datadir import Utt, write_datadir
 from funasr_recipe.decoding import Item, duration_batches, job_batches
 from funasr_recipe.io import DataError
 from funasr_recipe.jsonl import paraformer_lines
-from funasr_recipe.training import (ChainError, compare_loaded, load_state, overrides,
+from funasr_recipe.training import (compare_loaded, load_state, overrides,
                                     section_settings, state_checksum)
 from funasr_recipe.twin_paraformer import load_arch, make_paraformer_twin
 from helpers import ROOT, run_tool

@@ -200,7 +200,7 @@ def test_grow_state_keeps_old_rows_and_adds_mean_rows(twin_setup):
 
     from funasr_recipe.training import load_state
 
-    d, twin = twin_setup["dir"], twin_setup["twin"]
+    twin = twin_setup["twin"]
     cfg = yaml.safe_load((twin / "config.yaml").read_text())
     old = load_state(twin / "model.pt")
     n = len(json.loads((twin / "tokens.json").read_text()))

@@ -381,7 +381,7 @@ def summary_text(stages: list[StageCurves]) -> str:
                  f"  steps:       {st.last_step}",
                  f"  epochs:      {st.epochs_done} validated"
                  + (f" of {st.max_epoch}" if st.max_epoch else ""),
-                 f"  best epoch:  " + (f"{best[1]} (lowest {best[0]} valid loss)" if best else "-"),
+                 "  best epoch:  " + (f"{best[1]} (lowest {best[0]} valid loss)" if best else "-"),
                  f"  final train: loss {_fmt(final_train.loss_avg if final_train else None)} "
                  f"(epoch mean), acc {_fmt(final_train.acc_avg if final_train else None)}",
                  f"  wall time:   {_duration(st.wall_s)}"]

@@ -233,7 +233,7 @@ def _funasr_version() -> str:
     try:
         from importlib.metadata import version
         return f"funasr {version('funasr')}"
-    except Exception:       # noqa: BLE001
+    except Exception:
         return "the installed funasr"
 
 

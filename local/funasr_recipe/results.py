@@ -259,8 +259,8 @@ def results_markdown(family: str, exp: Path, models: list[str], sets: list[str],
                              f"[{t.other_errors} / {t.other_tokens}] | {t.n_false_alarms} |")
     if plot_name:
         lines += ["", "## The forgetting trade", "",
-                  f"Domain error against general error for each model, in training order, with "
-                  f"95% intervals: down is domain gain, right is forgetting.", "",
+                  "Domain error against general error for each model, in training order, with "
+                  "95% intervals: down is domain gain, right is forgetting.", "",
                   f"![domain against general error per model]({plot_name})"]
     audit = exp / "vocab_audit.txt"
     if audit.is_file():
@@ -281,9 +281,9 @@ def results_markdown(family: str, exp: Path, models: list[str], sets: list[str],
     curves = exp / "curves"
     if (curves / "curves.png").is_file():
         lines += ["", "## Training curves", "",
-                  f"[curves/curves.png](curves/curves.png) (loss, accuracy, validation loss, "
-                  f"learning rate of every stage on one axis); per-stage summary: "
-                  f"[curves/summary.txt](curves/summary.txt)."]
+                  "[curves/curves.png](curves/curves.png) (loss, accuracy, validation loss, "
+                  "learning rate of every stage on one axis); per-stage summary: "
+                  "[curves/summary.txt](curves/summary.txt)."]
     return "\n".join(lines) + "\n"
 
 

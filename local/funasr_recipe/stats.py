@@ -371,7 +371,7 @@ def term_report(result: ScoreResult, matcher: TermMatcher) -> TermReport:
             hyp_in_term[s:e] = [True] * (e - s)
         spoiled = [False] * len(ref_occ)            # an occurrence not recognised
         r = h = 0
-        for ref, hyp, op in alignment:
+        for _ref, hyp, op in alignment:
             if op == "I":
                 inside = 0 < r < len(ref_toks) and occ_of[r - 1] == occ_of[r] != -1
                 if inside:

@@ -556,7 +556,7 @@ def readable_checkpoint(path: Path) -> bool:
 
     try:
         torch.load(str(path), map_location="cpu", mmap=True, weights_only=True)
-    except Exception:  # noqa: BLE001 - any failure to open means unusable
+    except Exception:
         return False
     return True
 

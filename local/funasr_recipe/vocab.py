@@ -170,7 +170,7 @@ def _resolve(model_dir: Path, metas: dict, tok_conf: dict, names: Sequence[str],
 def read_seg_dict(path: Path) -> dict[str, list[str]]:
     """funasr's ``load_seg_dict``: ``word piece piece ...`` a line."""
     seg: dict[str, list[str]] = {}
-    for n, line in read_lines(path):
+    for _n, line in read_lines(path):
         parts = line.split()
         if not parts:
             continue

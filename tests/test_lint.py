@@ -1,0 +1,54 @@
+"""Static checks of the whole tree: ruff (ruff.toml's correctness rules) on the
+Python, shellcheck (warnings and errors) on every shell script. CI installs
+shellcheck (.ci/run); elsewhere its test skips when it is absent, except under
+CI=true, where a missing linter is a failure."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHELL_SCRIPTS = sorted({*ROOT.glob("*.sh"), *ROOT.glob("utils/*.sh"), *ROOT.glob("local/*.sh"),
+                        *ROOT.glob("tests/*.sh"), *ROOT.glob("bench/*.sh"), *ROOT.glob(".ci/*.sh"),
+                        ROOT / ".ci" / "run"})
+
+
+def _tool(name: str) -> str:
+    exe = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
+    if exe is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{name} is not installed (CI installs it: .ci/run)")
+        pytest.skip(f"{name} not installed (apt-get install {name} / pip install {name})")
+    return exe
+
+
+def test_ruff_clean() -> None:
+    r = subprocess.run([_tool("ruff"), "check", "--no-cache", "local", "tests", "bench"],
+                       cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_shellcheck_clean() -> None:
+    r = subprocess.run([_tool("shellcheck"), "-S", "warning", "-x",
+                        *map(str, SHELL_SCRIPTS)], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_linters_see_a_defect(tmp_path: Path) -> None:
+    """The two checks above can fail: each linter flags a planted defect."""
+    bad_py = tmp_path / "bad.py"
+    bad_py.write_text("import os\nprint(undefined_name)\n")
+    r = subprocess.run([_tool("ruff"), "check", "--no-cache", "--config", str(ROOT / "ruff.toml"),
+                        str(bad_py)], capture_output=True, text=True)
+    assert r.returncode != 0 and "F821" in r.stdout
+    bad_sh = tmp_path / "bad.sh"
+    bad_sh.write_text('#!/usr/bin/env bash\nfor f in $(ls *.txt); do rm $f; done\n')
+    r = subprocess.run([_tool("shellcheck"), "-S", "warning", str(bad_sh)], capture_output=True,
+                       text=True)
+    assert r.returncode != 0
