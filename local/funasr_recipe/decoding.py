@@ -28,6 +28,9 @@ def load_model(model_dir: Path, checkpoint: Path | None = None, device: str = "c
     """funasr's AutoModel on a local model dir; never a hub (the dir is checked first)."""
     from funasr import AutoModel
 
+    from .funasr_hooks import check_funasr_version
+    check_funasr_version()
+
     kwargs: dict[str, Any] = dict(model=str(model_dir), disable_update=True, device=device,
                                   ncpu=threads, disable_pbar=True, output_dir=None,
                                   frontend_conf={"dither": dither})

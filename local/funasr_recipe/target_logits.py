@@ -67,14 +67,10 @@ def target_only_forward(llm, inputs_embeds=None, attention_mask=None, labels=Non
     return CausalLMOutputWithPast(loss=loss, logits=ArgmaxOnly(preds))
 
 
-def patch_funasr_nano() -> Callable[[], None]:
-    """Make funasr's ``FunASRNano.forward`` use :func:`target_only_forward`
-    for its LLM call; returns a function undoing the patch."""
-    from funasr.models.fun_asr_nano.model import FunASRNano
-
-    orig = FunASRNano.forward
+def target_logits_forward(orig: Callable) -> Callable:
+    """``FunASRNano.forward`` (``orig``) calling its LLM through :func:`target_only_forward`."""
     if getattr(orig, "_target_logits", False):
-        return lambda: None
+        return orig
 
     @functools.wraps(orig)
     def forward(self, *args, **kwargs):
@@ -86,11 +82,21 @@ def patch_funasr_nano() -> Callable[[], None]:
             del llm.forward
 
     forward._target_logits = True
-    FunASRNano.forward = forward
+    return forward
+
+
+def patch_funasr_nano() -> Callable[[], None]:
+    """Make funasr's ``FunASRNano.forward`` use :func:`target_only_forward`
+    for its LLM call; returns a function undoing the patch. (Training installs
+    it through :func:`funasr_recipe.funasr_hooks.trainer_hooks`.)"""
+    from funasr.models.fun_asr_nano.model import FunASRNano
+
+    orig = FunASRNano.forward
+    FunASRNano.forward = target_logits_forward(orig)
 
     def undo() -> None:
         FunASRNano.forward = orig
     return undo
 
 
-__all__ = ["ArgmaxOnly", "target_only_forward", "patch_funasr_nano"]
+__all__ = ["ArgmaxOnly", "target_only_forward", "target_logits_forward", "patch_funasr_nano"]

@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from . import stamp
+from . import funasr_hooks, stamp
 from .config import load_yaml
 from .io import DataError, atomic_write
 
@@ -301,109 +301,44 @@ def evaluate(model, like_dataset, jsonl: str, dataset_conf: dict, device) -> tup
     return (tot_loss / tot_w, tot_acc / tot_w, n) if tot_w else (math.nan, math.nan, n)
 
 
-def _cpu_ddp_patches(ft) -> Callable[[], None]:
-    """Let funasr's trainer run DDP over gloo on a machine without CUDA.
-
-    Under ``WORLD_SIZE > 1`` funasr 1.4.16 calls ``torch.cuda.set_device``,
-    ``model.cuda(local_rank)`` and ``DDP(model, device_ids=[local_rank])``
-    unconditionally. Without CUDA these become no-ops and a CPU DDP (what
-    ``device_ids=None`` means to torch). Returns a function undoing the patches.
-    """
-    import torch
-
-    orig_set_device, orig_cuda, orig_ddp = torch.cuda.set_device, torch.nn.Module.cuda, ft.DDP
-
-    def cpu_ddp(module, *args, device_ids=None, **kwargs):
-        return orig_ddp(module, *args, device_ids=None, **kwargs)
-
-    torch.cuda.set_device = lambda *a, **k: None
-    torch.nn.Module.cuda = lambda self, *a, **k: self
-    ft.DDP = cpu_ddp
-
-    def undo() -> None:
-        torch.cuda.set_device, torch.nn.Module.cuda, ft.DDP = (orig_set_device, orig_cuda,
-                                                               orig_ddp)
-    return undo
-
-
-def _torch_dither_patch() -> Callable[[], None]:
-    """Draw the frontend's dither noise from torch's generator.
-
-    funasr's WavFrontend dithers while training (``dither: 1.0``, Gaussian
-    noise of that standard deviation on the int16-scaled samples). Without
-    torchaudio funasr computes features with kaldi-native-fbank, whose dither
-    comes from a generator inside the C++ extension, seeded once per process
-    and unreachable from Python: a resumed run would draw other noise than an
-    uninterrupted one. Here the same noise (std ``dither``) is added to the
-    waveform from torch's generator, whose state is saved with every
-    checkpoint, and kaldi-native-fbank is called with ``dither=0`` (Kaldi adds
-    it per frame, so samples shared by overlapping frames now share their
-    noise: for dither's purpose, keeping log energies of digital silence
-    finite, the same). Returns a function undoing the patch.
-    """
-    import funasr.utils.fbank as fbank_mod
-
-    orig = fbank_mod._fbank_knf
-
-    def fbank_knf(waveform, *args, dither: float = 0.0, **kwargs):
-        import torch
-        if dither:
-            waveform = waveform + float(dither) * torch.randn_like(waveform)
-        return orig(waveform, *args, dither=0.0, **kwargs)
-
-    fbank_mod._fbank_knf = fbank_knf
-
-    def undo() -> None:
-        fbank_mod._fbank_knf = orig
-    return undo
-
-
 def run_funasr_train(args: list[str], expect_init: Path | None,
                      extra_valid: dict[str, str], deepspeed: bool = False) -> dict[str, Any]:
     """Run ``funasr.bin.train`` with ``args`` (Hydra overrides) in this process.
 
     Under torchrun (``WORLD_SIZE > 1``) this is one rank of a DDP job; without
-    CUDA it runs over gloo (see :func:`_cpu_ddp_patches`). With ``deepspeed``
+    CUDA it runs over gloo. Every hook into funasr's trainer is installed for the
+    run and restored after it (:mod:`funasr_recipe.funasr_hooks`). With ``deepspeed``
     it is funasr's DeepSpeed entry, ``funasr.bin.train_ds`` (the ZeRO stage and
     precision come from the ``++deepspeed_config`` file in ``args``).
     """
     import importlib
 
-    import funasr.auto.auto_model as am
     import torch
     ft = importlib.import_module("funasr.bin.train_ds" if deepspeed else "funasr.bin.train")
 
     _ctx.clear()
     _ctx.update(expect_init=str(expect_init) if expect_init else None, extra_valid=extra_valid)
-    orig_main, orig_trainer, orig_load = ft.main, ft.Trainer, am.load_pretrained_model
 
-    def main(**kwargs):
-        _ctx["kwargs"] = kwargs
-        return orig_main(**kwargs)
+    def wrap_main(orig_main):
+        def main(**kwargs):
+            _ctx["kwargs"] = kwargs
+            return orig_main(**kwargs)
+        return main
 
-    ft.main, ft.Trainer = main, _trainer_class(orig_trainer)
-    am.load_pretrained_model = _verify_after_load(orig_load)
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    undo_ddp = _cpu_ddp_patches(ft) if distributed and not torch.cuda.is_available() else None
-    undo_dither = _torch_dither_patch()
-    # Fun-ASR-Nano: the LLM's 151,936-way output only at labelled positions (same loss)
-    from .target_logits import patch_funasr_nano
-    undo_logits = patch_funasr_nano()
     argv = sys.argv
     sys.argv = ["funasr-train", *args]
     try:
-        ft.main_hydra()
+        with funasr_hooks.trainer_hooks(ft, main=wrap_main, trainer=_trainer_class,
+                                        load=_verify_after_load,
+                                        cpu_ddp=distributed and not torch.cuda.is_available()):
+            ft.main_hydra()
     except SystemExit as e:
         if e.code not in (0, None):
             raise DataError(f"funasr's trainer exited with code {e.code}; see the messages "
                             f"above") from None
     finally:
         sys.argv = argv
-        ft.main, ft.Trainer, am.load_pretrained_model = orig_main, orig_trainer, orig_load
-        undo_dither()
-        if undo_ddp is not None:
-            undo_ddp()
-        undo_logits()
         import torch.distributed as dist
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
