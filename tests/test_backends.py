@@ -88,6 +88,7 @@ def backend(request) -> str:
     return request.param
 
 
+@pytest.mark.cluster
 def test_array_through_cmd_sh(backend: str, tmp_path: Path) -> None:
     out = tmp_path / "out"
     cmd = (f"echo job JOB > {out}.JOB ; echo task ${{SLURM_ARRAY_TASK_ID:-$SGE_TASK_ID}} ; "
@@ -106,6 +107,7 @@ def test_array_through_cmd_sh(backend: str, tmp_path: Path) -> None:
     assert (tmp_path / "log/q/echo.JOB.sh").is_file()
 
 
+@pytest.mark.cluster
 def test_failing_job_code_comes_back(backend: str, tmp_path: Path) -> None:
     cmd = "echo JOB; [ JOB -le 1 ] || exit 3"
     r = with_cmd_sh(backend, f"${{train_cmd}} JOB=1:2 {tmp_path}/x.JOB.log {as_code(cmd)}")
@@ -119,6 +121,7 @@ def test_failing_job_code_comes_back(backend: str, tmp_path: Path) -> None:
     check_log(tmp_path / "one.log", "exit 7", 7)
 
 
+@pytest.mark.cluster
 def test_job_killed_without_trailer_is_noticed(backend: str, tmp_path: Path) -> None:
     # The command kills its job script, so no trailer and no done file are
     # written: only asking the scheduler can tell that the task has ended.
@@ -154,10 +157,12 @@ def check_hostile_words(tmp_path: Path, tool_call: str, env: dict[str, str] | No
         == [HOSTILE_DIR]
 
 
+@pytest.mark.cluster
 def test_every_word_reaches_the_job_exactly(backend: str, tmp_path: Path) -> None:
     check_hostile_words(tmp_path, "${decode_cmd}", backend=backend)
 
 
+@pytest.mark.cluster
 def test_max_jobs_run(backend: str, tmp_path: Path) -> None:
     cmd = "date +%s.%N; sleep 1; date +%s.%N"
     r = with_cmd_sh(backend, f"${{decode_cmd}} --max-jobs-run 1 JOB=1:2 {tmp_path}/t.JOB.log "
@@ -167,6 +172,7 @@ def test_max_jobs_run(backend: str, tmp_path: Path) -> None:
     assert e1 <= s2 or e2 <= s1  # one after the other (the node has room for both)
 
 
+@pytest.mark.cluster
 def test_recipe_stages(backend: str, tmp_path: Path) -> None:
     """run.sh stages 0-1 (corpus synthesis, data preparation and split) as cluster jobs."""
     conf = tmp_path / "corpus.yaml"
@@ -188,6 +194,7 @@ def test_recipe_stages(backend: str, tmp_path: Path) -> None:
             assert (tmp_path / "data" / f"{pool}_{part}" / "wav.scp").stat().st_size > 0
 
 
+@pytest.mark.cluster
 def test_run_sh_hostile_folder_names(backend: str, tmp_path: Path) -> None:
     """run.sh stages 1-2 as cluster jobs on --data/--general folders whose names
     hold shell syntax and unicode: every path reaches the jobs exactly."""

@@ -437,6 +437,7 @@ def test_torchrun_command_standalone_and_srun():
                          hostnames=hostnames)
 
 
+@pytest.mark.cluster
 def test_srun_launcher_in_a_real_slurm_job(setup, tmp_path):
     """Multi-node launch path (srun + torchrun per node, c10d rendezvous) inside a real
     Slurm job, on the one node CI has: 2 ranks train and the chain is verified."""
