@@ -18,7 +18,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from .audio import SAMPLE_RATE, audio_info, paraformer_source_len
+from .audio import SAMPLE_RATE, audio_info, paraformer_source_len, wav_header_info
 from .datadir import read_num_samples
 from .io import DataError, atomic_write, dump_jsonl_line, read_table, sort_keys
 
@@ -40,7 +40,7 @@ def paraformer_line(key: str, wav: str, text: str, num_samples: int) -> dict:
 
 def _num_samples(args: tuple[str, str]) -> tuple[str, int]:
     key, wav = args
-    info = audio_info(wav)
+    info = wav_header_info(wav) or audio_info(wav)  # plain WAV without soundfile, same figures
     if info.samplerate != SAMPLE_RATE:
         raise DataError(f"wav.scp: key '{key}': {wav} is {info.samplerate} Hz; the data dir must "
                         f"hold 16 kHz audio (prepare it with local/prepare_data.py --resample)")
