@@ -115,6 +115,9 @@ def test_nano_needs_the_qwen_directory(tmp_path):
     with pytest.raises(DataError, match="tokenizer.json"):  # the tokenizer itself
         check_model_dir(d, "nano")
     (d / "Qwen3-0.6B" / "tokenizer.json").write_text("{}")
+    with pytest.raises(DataError, match="multilingual.tiktoken"):   # the CTC head's
+        check_model_dir(d, "nano")
+    (d / "multilingual.tiktoken").write_text("IQ== 0\n")
     assert check_model_dir(d, "nano") == d.resolve()
 
 
@@ -188,18 +191,21 @@ def test_a_file_configuration_json_names_must_exist(tmp_path):
 
 def test_nano_ctc_head_needs_its_tiktoken_vocabulary(tmp_path):
     d = nano_dir(tmp_path / "nano", tiktoken=False)
-    cfg = json.loads(json.dumps(NANO_TEMPLATE))
-    cfg["ctc_decoder"] = "Transformer"
-    cfg["dataset_conf"]["ctc_tokenizer"] = "SenseVoiceTokenizer"
-    cfg["dataset_conf"]["ctc_tokenizer_conf"] = {"vocab_path": None, "is_multilingual": True}
-    (d / "config.yaml").write_text(yaml.safe_dump(cfg))
+    assert NANO_TEMPLATE["ctc_decoder"] == "Transformer"        # as released
+    assert NANO_TEMPLATE["dataset_conf"]["ctc_tokenizer_conf"]["vocab_path"] is None
     with pytest.raises(DataError, match=r"vocab_path: null needs .*multilingual\.tiktoken"):
         check_model_dir(d, "nano")
     (d / "multilingual.tiktoken").write_text("IQ== 0\n")
-    md = inspect_model_dir(d, "nano")
-    # configuration.json does not map it: the recipe trains with the file's path
-    assert md.fixes == {"dataset_conf.ctc_tokenizer_conf.vocab_path":
-                        str((d / "multilingual.tiktoken").resolve())}
+    released_fixes = {"dataset": "FunASR", "dataset_conf.index_ds": "FunASR",
+                      "dataset_conf.preprocessor_text": None}
+    assert inspect_model_dir(d, "nano").fixes == released_fixes    # configuration.json maps it
+    # a configuration.json that does not map it: the recipe trains with the file's path
+    metas = {k: v for k, v in NANO_CONFIGURATION["file_path_metas"].items()
+             if k != "dataset_conf"}
+    (d / "configuration.json").write_text(json.dumps({"file_path_metas": metas}))
+    assert inspect_model_dir(d, "nano").fixes == {
+        **released_fixes,
+        "dataset_conf.ctc_tokenizer_conf.vocab_path": str((d / "multilingual.tiktoken").resolve())}
 
 
 @needs_release
