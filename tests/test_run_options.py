@@ -29,7 +29,8 @@ def test_a_wrong_family_is_refused_before_the_data_stages(tmp_path):
     r = run_sh(tmp_path, "--model", "nano", "--base-model", "m", "--stage", "1",
                "--datadir", "data", "--expdir", "exp")
     assert r.returncode == 1 and "Stage 1" not in r.stdout
-    assert "incomplete for nano" in r.stdout + r.stderr
+    assert "is a Paraformer model dir" in r.stdout + r.stderr          # not "re-download"
+    assert "--model paraformer" in r.stdout + r.stderr
 
 
 def test_help_says_relative_paths_are_the_callers(tmp_path):

@@ -279,6 +279,8 @@ def test_run_sh_audits_before_training(tmp_path):
             (data / name / f.name).write_bytes(f.read_bytes())
     base = model_dir(tmp_path / "base", list("病人做心图正常他有高血今天很好的测岛素") +
                      list("checkblodprsu"))
+    for name in ("model.pt", "am.mvn"):  # the files run.sh's model-dir check asks for first
+        (base / name).write_bytes(b"")
 
     def run(*extra):
         return subprocess.run(["bash", str(ROOT / "run.sh"), "--stage", "5", "--stop-stage", "5",
