@@ -297,8 +297,8 @@ if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
       utils/validate_data_dir.sh --no-feats "${datadir}/${pool}_${part}" > /dev/null
     done
     grep -E 'utterances' "${logdir}/split_${pool}.log" | sed 's/^.*INFO: /  /'
-    # --skip-bad: how many items were left out, and where they are listed
-    grep -E 'items dropped' "${logdir}/prepare_${pool}.log" | sed 's/^.*WARNING: /  /' || true
+    # --skip-bad: how many items were left out; files ignored or normalised; where each is listed
+    grep -E '^(dropped|ignored|normalised) ' "${logdir}/prepare_${pool}.log" | sed 's/^/  /' || true
     mark_done "${datadir}/${pool}_all" "${sig[@]}"
   done
 fi

@@ -190,7 +190,7 @@ def test_fixing_an_item_skip_bad_dropped_redoes_the_stage(tmp_path):
     bad = tmp_path / "dom" / "domspk1" / "dom04.txt"
     bad.write_bytes(b"")  # empty transcript: dropped with --skip-bad
     r = stage1(tmp_path, "--skip-bad", "true")
-    assert "1 of 10 items dropped" in r.stdout and "dropped.tsv" in r.stdout  # on the console
+    assert "dropped 1 of 10 items" in r.stdout and "dropped.tsv" in r.stdout  # on the console
     assert "dom04" not in (tmp_path / "data" / "domain_all" / "text").read_text()
     assert not redone(stage1(tmp_path, "--skip-bad", "true"))
     bad.write_text("头痛三天\n", encoding="utf-8")
