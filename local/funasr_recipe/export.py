@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 from . import stamp
-from .io import DataError, atomic_write
+from .io import DataError, atomic_write, replace_dir
 from .training import load_state, state_checksum
 
 log = logging.getLogger(__name__)
@@ -79,14 +79,7 @@ def export_model(model_dir: Path, checkpoint: Path, out: Path, state: dict | Non
         with atomic_write(tmp / "export.json") as f:
             json.dump(info, f, indent=1)
         stamp.mark(tmp, *export_inputs(model_dir, checkpoint, config_text))
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(out)
+        replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

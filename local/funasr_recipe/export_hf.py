@@ -46,7 +46,7 @@ from typing import Any
 
 import yaml
 
-from .io import DataError, atomic_write
+from .io import DataError, atomic_write, replace_dir
 
 log = logging.getLogger(__name__)
 
@@ -314,14 +314,7 @@ def export_nano_hf(model_dir: Path, out: Path, prompt: dict[str, Any]) -> dict:
                     sorted({k.split('.')[0] + '.' + k.split('.')[1] for k in skipped})))
         with atomic_write(tmp / "export.json") as f:
             json.dump(info, f, indent=1, ensure_ascii=False)
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(out)
+        replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -45,7 +45,7 @@ from typing import Iterator
 import yaml
 
 from . import stamp
-from .io import DataError, atomic_write
+from .io import DataError, atomic_write, replace_dir
 
 log = logging.getLogger(__name__)
 
@@ -251,14 +251,7 @@ def export_paraformer_onnx(model_dir: Path, out: Path, dither: float = 0.0,
             json.dump({"from_model_dir": str(model_dir.resolve()), "dither": dither,
                        "files": sorted(p.name for p in tmp.iterdir() if p.suffix == ".onnx")},
                       f, indent=1)
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(out)
+        replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -57,6 +57,23 @@ _NORMALISED: dict[str, set[str]] = {}
 BOM = b"\xef\xbb\xbf"
 
 
+def replace_dir(tmp: str | os.PathLike, out: str | os.PathLike) -> None:
+    """Put the finished directory ``tmp`` in place of ``out`` (made beside it, so a
+    rename): an existing ``out`` is moved aside first and removed only after the
+    new one is in place, so ``out`` is never half-written."""
+    import shutil
+
+    tmp, out = Path(tmp), Path(out)
+    if out.exists():
+        old = out.with_name(f".{out.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        out.rename(old)
+        tmp.rename(out)
+        shutil.rmtree(old)
+    else:
+        tmp.rename(out)
+
+
 def note_normalised(path: str | os.PathLike, what: str) -> None:
     """Record that ``what`` (``BOM``, ``CRLF``) was removed from ``path``."""
     _NORMALISED.setdefault(str(path), set()).add(what)

@@ -46,7 +46,7 @@ from typing import Iterable, Sequence
 
 import yaml
 
-from .io import DataError, atomic_write, read_lines, read_table
+from .io import DataError, atomic_write, read_lines, read_table, replace_dir
 from .stats import TermMatcher
 from .text import tokenize
 
@@ -573,14 +573,7 @@ def extend_model_dir(vocab: ModelVocab, new_tokens: Sequence[str], out: str | os
         with atomic_write(tmp / "vocab_extend.json") as f:
             json.dump(info, f, ensure_ascii=False, indent=1)
             f.write("\n")
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(out)
+        replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
