@@ -24,6 +24,14 @@ def write_wav(path: Path, seconds: float = 0.5, sr: int = 16000, channels: int =
     return path
 
 
+def tone(path: Path, seconds: float, f0: float, seed: int, noise: float = 0.01) -> None:
+    """A 16 kHz sine of ``f0`` Hz plus seeded Gaussian noise: distinct, learnable "speech"."""
+    t = np.arange(int(seconds * 16000)) / 16000
+    x = 0.2 * np.sin(2 * np.pi * f0 * t) + noise * np.random.default_rng(seed).standard_normal(len(t))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), x.astype("float32"), 16000, subtype="PCM_16")
+
+
 def write_utt(folder: Path, spk: str, name: str, text: str | bytes, seconds: float = 0.5,
               sr: int = 16000, seed: int = 0) -> Path:
     wav = write_wav(folder / spk / f"{name}.wav", seconds, sr, seed=seed)

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 import yaml
 
@@ -28,16 +27,9 @@ from funasr_recipe.jsonl import paraformer_lines
 from funasr_recipe.parity import (BEGIN, END, ParityRow, Thresholds, identical_keys, judge,
                                   markdown, update_results, write_run)
 from funasr_recipe.twin_paraformer import load_arch, make_paraformer_twin
-from helpers import ROOT, run_tool
+from helpers import ROOT, run_tool, tone
 
 TEXTS = ["你好", "世界", "你好世界", "好"]
-
-
-def tone(path: Path, seconds: float, f0: float, seed: int) -> None:
-    t = np.arange(int(seconds * 16000)) / 16000
-    x = 0.2 * np.sin(2 * np.pi * f0 * t) + 0.05 * np.random.default_rng(seed).standard_normal(len(t))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(str(path), x.astype("float32"), 16000, subtype="PCM_16")
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +39,7 @@ def setup(tmp_path_factory):
     for i in range(10):
         wav = d / "wav" / f"s-{i:02d}.wav"
         sec = 0.7 + 0.23 * i
-        tone(wav, sec, 110 + 37 * i, i)
+        tone(wav, sec, 110 + 37 * i, i, noise=0.05)
         utts.append(Utt(f"s-{i:02d}", "s", str(wav), TEXTS[i % 4], sec))
     write_datadir(d / "data" / "test", utts)
     jsonl = d / "train.jsonl"

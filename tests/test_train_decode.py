@@ -14,7 +14,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import soundfile as sf
 import torch
@@ -26,16 +25,9 @@ from funasr_recipe.jsonl import paraformer_lines
 from funasr_recipe.training import (compare_loaded, load_state, overrides,
                                     section_settings, state_checksum)
 from funasr_recipe.twin_paraformer import load_arch, make_paraformer_twin
-from helpers import ROOT, run_tool
+from helpers import ROOT, run_tool, tone
 
 TEXTS = ["你好", "世界", "你好世界", "好"]
-
-
-def tone(path: Path, seconds: float, f0: float, seed: int) -> None:
-    t = np.arange(int(seconds * 16000)) / 16000
-    x = 0.2 * np.sin(2 * np.pi * f0 * t) + 0.01 * np.random.default_rng(seed).standard_normal(len(t))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(str(path), x.astype("float32"), 16000, subtype="PCM_16")
 
 
 @pytest.fixture(scope="module")
