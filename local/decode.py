@@ -35,7 +35,7 @@ from funasr_recipe.config import load_yaml
 from funasr_recipe.datadir import load_datadir
 from funasr_recipe.decoding import (Item, decode, decode_settings, duration_batches,
                                     job_batches, load_model, read_hotwords, write_results)
-from funasr_recipe.io import DataError
+from funasr_recipe.errors import DataError
 from funasr_recipe.text import join_cjk
 from funasr_recipe.modeldir import FAMILIES, check_model_dir
 

@@ -29,7 +29,8 @@ from pathlib import Path
 
 from funasr_recipe import cli
 from funasr_recipe.error_browser import AUDIO_MODES, read_wavs, write_browser
-from funasr_recipe.io import DataError, read_table
+from funasr_recipe.errors import DataError
+from funasr_recipe.tables import read_table
 from funasr_recipe.normalize import LEVELS, make_scoring_normalizer
 from funasr_recipe.stats import read_terms
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from funasr_recipe import cli
 from funasr_recipe.export import export_model, export_stage
-from funasr_recipe.io import DataError
+from funasr_recipe.errors import DataError
 
 
 def build_parser():

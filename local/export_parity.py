@@ -24,7 +24,7 @@ from pathlib import Path
 from funasr_recipe import cli
 from funasr_recipe.config import load_yaml
 from funasr_recipe.export_plan import engine_runs
-from funasr_recipe.io import DataError
+from funasr_recipe.errors import RunError
 from funasr_recipe.parity import (Thresholds, collect, judge, markdown, update_results,
                                   write_tsv)
 
@@ -68,8 +68,8 @@ def body(args) -> int:
         if r.verdict.startswith("FAIL"):
             log.warning("parity: %s %s %s: %s", r.set, r.engine, r.precision, r.verdict)
     if failed and args.strict:
-        raise DataError(f"{len(failed)} of {len(rows)} export decodes fail the parity thresholds "
-                        f"of {args.conf} (see {args.export / 'parity.tsv'})")
+        raise RunError(f"{len(failed)} of {len(rows)} export decodes fail the parity thresholds "
+                       f"of {args.conf} (see {args.export / 'parity.tsv'})")
     return 0
 
 

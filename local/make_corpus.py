@@ -22,7 +22,7 @@ import sys
 import time
 
 from funasr_recipe.corpus import POOLS, build_corpus, load_config, summary_line
-from funasr_recipe.io import DataError
+from funasr_recipe.errors import DataError
 
 logger = logging.getLogger("make_corpus")
 

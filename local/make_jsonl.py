@@ -37,7 +37,8 @@ import sys
 from pathlib import Path
 
 from funasr_recipe import cli
-from funasr_recipe.io import DataError, atomic_write
+from funasr_recipe.atomic import atomic_write
+from funasr_recipe.errors import DataError
 from funasr_recipe.jsonl import FAMILIES, iter_paraformer_lines, shard_paths, write_jsonl
 
 log = logging.getLogger("make_jsonl")

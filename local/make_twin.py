@@ -20,7 +20,7 @@ import logging
 import sys
 from pathlib import Path
 
-from funasr_recipe.io import DataError
+from funasr_recipe.errors import DataError
 
 FAMILIES = ("paraformer", "nano")
 

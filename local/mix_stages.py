@@ -22,7 +22,7 @@ from pathlib import Path
 
 from funasr_recipe import cli
 from funasr_recipe.datadir import load_datadir
-from funasr_recipe.io import DataError
+from funasr_recipe.errors import DataError
 from funasr_recipe.mixing import ON_SHORT, format_table, load_plan, mix_stage, write_mixes
 
 

@@ -39,7 +39,7 @@ from pathlib import Path
 from funasr_recipe import cli
 from funasr_recipe.datadir import (Dropped, build_utts, iter_summary, read_input, write_datadir,
                                   write_tsv)
-from funasr_recipe.io import take_normalised
+from funasr_recipe.textfile import take_normalised
 
 log = logging.getLogger("prepare_data")
 

@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
 def body(args) -> int:
     import torch
 
-    from funasr_recipe.io import DataError
+    from funasr_recipe.errors import DataError
     from funasr_recipe.lm_pretrain import load_lm_conf, pretrain
     from funasr_recipe.nano import SYSTEM_PROMPT, load_prompt
 

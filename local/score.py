@@ -33,7 +33,8 @@ import sys
 from pathlib import Path
 
 from funasr_recipe import cli
-from funasr_recipe.io import DataError, read_table
+from funasr_recipe.errors import DataError
+from funasr_recipe.tables import read_table
 from funasr_recipe.normalize import LEVELS, make_scoring_normalizer
 from funasr_recipe.scoring import score, write_details
 from funasr_recipe.stats import (TermMatcher, bootstrap_ci, error_stats, format_error_stats,

@@ -19,7 +19,7 @@ from pathlib import Path
 from funasr_recipe import cli
 from funasr_recipe.datadir import (iter_summary, load_datadir, read_id_list, split_keys,
                                    subset_datadir)
-from funasr_recipe.io import DataError
+from funasr_recipe.errors import DataError
 
 log = logging.getLogger("split_data")
 

@@ -44,7 +44,7 @@ import tempfile
 from pathlib import Path
 
 from funasr_recipe import cli
-from funasr_recipe.io import DataError
+from funasr_recipe.errors import DataError, RunError
 from funasr_recipe.modeldir import FAMILIES, check_model_dir, training_overrides
 from funasr_recipe.training import (avg_checkpoint_name, check_deepspeed_config, check_init,
                                     load_train_conf, mark_complete, overrides,
@@ -190,7 +190,7 @@ def run_ddp(args, out: Path, launcher: str) -> dict:
         env = dict(os.environ, OMP_NUM_THREADS=str(max(1, args.threads // args.nproc)))
         rc = subprocess.call(cmd, env=env)
         if rc != 0:
-            raise DataError(f"torchrun exited with code {rc}; see each rank's messages above")
+            raise RunError(f"torchrun exited with code {rc}; see each rank's messages above")
         if not report.is_file():
             raise DataError("torchrun finished but rank 0 wrote no chain report")
         return json.loads(report.read_text())

@@ -31,7 +31,8 @@ import sys
 from pathlib import Path
 
 from funasr_recipe import cli
-from funasr_recipe.io import DataError, atomic_write
+from funasr_recipe.atomic import atomic_write
+from funasr_recipe.errors import DataError
 from funasr_recipe.stats import read_terms
 from funasr_recipe.vocab import (audit, audit_tsv, extend_model_dir, extension_plan, limit_error,
                                  load_conf, load_vocab, read_texts, summary)

@@ -15,7 +15,7 @@ import soundfile as sf
 import yaml
 
 from funasr_recipe import corpus, synth
-from funasr_recipe.io import DataError
+from funasr_recipe.errors import DataError
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "conf" / "corpus.yaml"

@@ -10,7 +10,7 @@ import pytest
 
 from funasr_recipe.curves import (discover_stages, load_experiment, load_stage, offsets,
                                   parse_log, read_log, read_tensorboard, summary_text)
-from funasr_recipe.io import DataError
+from funasr_recipe.errors import DataError
 from helpers import run_tool
 
 LOG = Path(__file__).resolve().parent / "data" / "train_stage1.log"

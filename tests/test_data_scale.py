@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from funasr_recipe import io
+from funasr_recipe import textfile
 from funasr_recipe.audio import Prober, audio_info, probe, wav_header_info
 from funasr_recipe.datadir import (NUM_SAMPLES, Utt, build_utts, load_datadir, read_kaldi,
                                    validate_datadir, write_datadir)
-from funasr_recipe.io import DataError
+from funasr_recipe.errors import DataError
 from funasr_recipe.jsonl import paraformer_lines, shard_paths, write_jsonl
 from helpers import run_tool, write_wav
 
@@ -217,19 +217,19 @@ def test_blocks_of_lines_read_as_line_by_line(tmp_path, monkeypatch):
     p.write_bytes(body.encode() + b"k050 bad\rline\nk051 x\n")
     expect = [(i + 1, f"k{i:03d} 值{i}") for i in range(50)]
     for block in (1 << 22, 5, 64):
-        monkeypatch.setattr(io, "_BLOCK", block)
+        monkeypatch.setattr(textfile, "_BLOCK", block)
         got = []
         with pytest.raises(DataError, match=r":51: carriage return"):
-            for x in io.read_lines(p):
+            for x in textfile.read_lines(p):
                 got.append(x)
         assert got == expect
         p2 = tmp_path / "u"
         p2.write_bytes(body.encode() + "k050 末行".encode())  # no final newline
-        assert list(io.read_lines(p2)) == expect + [(51, "k050 末行")]
+        assert list(textfile.read_lines(p2)) == expect + [(51, "k050 末行")]
         p3 = tmp_path / "v"
         p3.write_bytes(body.encode() + b"k050 \xff\n")
         with pytest.raises(DataError, match=r":51: not valid UTF-8"):
-            list(io.read_lines(p3))
+            list(textfile.read_lines(p3))
 
 
 def test_write_datadir_refuses_before_writing(tmp_path):

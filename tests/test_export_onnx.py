@@ -22,7 +22,7 @@ from funasr_recipe.datadir import Utt, load_datadir, write_datadir
 from funasr_recipe.decoding import Item
 from funasr_recipe.engines import run_engine
 from funasr_recipe.export_onnx import ONNX_FILES, compact_logits, export_paraformer_onnx
-from funasr_recipe.io import DataError
+from funasr_recipe.errors import DataError
 from funasr_recipe.jsonl import paraformer_lines
 from funasr_recipe.parity import (BEGIN, END, ParityRow, Thresholds, identical_keys, judge,
                                   markdown, update_results, write_run)

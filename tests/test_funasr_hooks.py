@@ -10,7 +10,7 @@ import inspect
 import pytest
 
 from funasr_recipe import funasr_hooks
-from funasr_recipe.io import DataError
+from funasr_recipe.errors import RunError
 
 
 @pytest.mark.parametrize("module, path, why, params", funasr_hooks.PATCH_POINTS,
@@ -32,7 +32,7 @@ def test_version_check(monkeypatch):
     assert funasr_hooks.check_funasr_version() == funasr_hooks.SUPPORTED_FUNASR
     monkeypatch.setattr(funasr_hooks, "funasr_version", lambda: "9.9.9")
     monkeypatch.delenv(funasr_hooks.ANY_FUNASR_ENV, raising=False)
-    with pytest.raises(DataError, match=r"funasr 9\.9\.9 is installed.*funasr==1\.4\.16.*"
+    with pytest.raises(RunError, match=r"funasr 9\.9\.9 is installed.*funasr==1\.4\.16.*"
                                         r"FUNASR_RECIPE_ANY_FUNASR=1"):
         funasr_hooks.check_funasr_version()
     monkeypatch.setenv(funasr_hooks.ANY_FUNASR_ENV, "1")

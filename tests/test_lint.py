@@ -52,3 +52,26 @@ def test_linters_see_a_defect(tmp_path: Path) -> None:
     r = subprocess.run([_tool("shellcheck"), "-S", "warning", str(bad_sh)], capture_output=True,
                        text=True)
     assert r.returncode != 0
+
+
+def test_no_module_shadows_the_standard_library() -> None:
+    """A package module named like a stdlib one (io, types, ...) is one relative
+    import away from the wrong module; tools' names too, as local/ is on sys.path."""
+    names = {p.stem for p in (ROOT / "local" / "funasr_recipe").glob("*.py")}
+    names |= {p.stem for p in (ROOT / "local").glob("*.py")}
+    assert not names & set(sys.stdlib_module_names), sorted(names & set(sys.stdlib_module_names))
+
+
+def test_tool_failures_are_recipe_errors() -> None:
+    """cli.run turns every RecipeError (bad data, a failed step) into 'ERROR: …';
+    DataError is the bad-input kind of it."""
+    sys.path.insert(0, str(ROOT / "local"))
+    from funasr_recipe import cli
+    from funasr_recipe.errors import DataError, RecipeError, RunError
+
+    assert issubclass(DataError, RecipeError) and issubclass(RunError, RecipeError)
+
+    def fail(_args):
+        raise RunError("the trainer exited with code 3")
+
+    assert cli.run(fail, cli.parser("x"), []) == 1

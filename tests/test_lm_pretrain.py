@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from funasr_recipe import corpus
-from funasr_recipe.io import DataError
+from funasr_recipe.errors import DataError
 from funasr_recipe.lm_pretrain import (chat_example, collate, evaluate_lm, install_llm,
                                        lm_texts, load_lm_conf, read_transcripts, target_loss,
                                        train_lm)

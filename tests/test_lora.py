@@ -16,7 +16,7 @@ import torch
 import yaml
 
 from funasr_recipe.export import export_model
-from funasr_recipe.io import DataError
+from funasr_recipe.errors import DataError
 from funasr_recipe.lora import (PEFT_BASE_DIR, PEFT_DIR, LoraSettings, lora_settings, merge_lora_state,
                                 peft_state)
 from funasr_recipe.nano import check_checkpoint_keys

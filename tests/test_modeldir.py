@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from funasr_recipe.io import DataError
+from funasr_recipe.errors import DataError
 from funasr_recipe.modeldir import (FAMILIES, check_model_dir, inspect_model_dir,
                                     training_overrides)
 from funasr_recipe.twin_nano import CONFIGURATION_JSON as NANO_CONFIGURATION

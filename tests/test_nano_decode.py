@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 
 from funasr_recipe.decoding import Item, decode, duration_batches, load_model, read_hotwords
-from funasr_recipe.io import DataError
+from funasr_recipe.errors import DataError
 from funasr_recipe.nano import build_prompt
 from funasr_recipe.twin_nano import load_arch, make_nano_twin
 from helpers import ROOT

@@ -16,7 +16,7 @@ import soundfile as sf
 import yaml
 
 from funasr_recipe.audio import fbank_frames
-from funasr_recipe.io import DataError
+from funasr_recipe.errors import DataError
 from funasr_recipe.nano import (build_prompt, check_checkpoint_keys, drop_reason, length_limits,
                                 llm_dir, load_prompt, load_tokenizer, prompt_settings)
 from funasr_recipe.twin_nano import (CONFIGURATION_JSON, CTC_VOCAB, LLM_DIR, TOKENIZER_FILES,

@@ -10,7 +10,8 @@ import pytest
 import soundfile as sf
 
 from funasr_recipe.datadir import load_datadir, validate_datadir
-from funasr_recipe.io import DataError, read_table
+from funasr_recipe.errors import DataError
+from funasr_recipe.tables import read_table
 from helpers import run_tool, write_utt, write_wav
 
 

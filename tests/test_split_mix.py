@@ -9,7 +9,8 @@ import subprocess
 import pytest
 
 from funasr_recipe.datadir import Utt, load_datadir, split_keys, write_datadir
-from funasr_recipe.io import DataError, read_table
+from funasr_recipe.errors import DataError
+from funasr_recipe.tables import read_table
 from funasr_recipe.mixing import StageMix, load_plan, mix_stage, sample_hours
 from helpers import ROOT, run_tool
 

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from funasr_recipe.io import DataError
+from funasr_recipe.errors import DataError
 from funasr_recipe.normalize import itn, make_scoring_normalizer, numbers_to_words
 from funasr_recipe.scoring import score
 from funasr_recipe.stats import (TermMatcher, bootstrap_ci, error_stats, format_error_stats,

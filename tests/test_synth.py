@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 
 from funasr_recipe import synth
-from funasr_recipe.io import DataError
+from funasr_recipe.errors import DataError
 
 
 def _digest(audio: np.ndarray) -> str:

@@ -20,7 +20,7 @@ import torch
 
 from funasr_recipe.datadir import Utt, write_datadir
 from funasr_recipe.decoding import Item, duration_batches, job_batches
-from funasr_recipe.io import DataError
+from funasr_recipe.errors import DataError
 from funasr_recipe.jsonl import paraformer_lines
 from funasr_recipe.training import (compare_loaded, load_state, overrides,
                                     section_settings, state_checksum)

@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 import yaml
 
-from funasr_recipe.io import DataError
+from funasr_recipe.errors import DataError
 from funasr_recipe.modeldir import check_model_dir
 from funasr_recipe.twin_nano import (LLM_DIR, NANO_TEMPLATE, TOKENIZER_FILES, TWIN_FILES,
                                      load_arch, make_nano_twin, nano_config,

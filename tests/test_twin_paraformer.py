@@ -12,7 +12,8 @@ import pytest
 import soundfile as sf
 import yaml
 
-from funasr_recipe.io import DataError, write_jsonl
+from funasr_recipe.errors import DataError
+from funasr_recipe.tables import write_jsonl
 from funasr_recipe.twin_paraformer import (
     PARAFORMER_LARGE_TEMPLATE, TWIN_FILES, build_paraformer, build_token_list, count_parameters,
     load_arch, paraformer_config, seg_dict_and_tokens, word_pieces, write_am_mvn)

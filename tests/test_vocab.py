@@ -11,7 +11,7 @@ import soundfile as sf
 import yaml
 
 from funasr_recipe.datadir import Utt, write_datadir
-from funasr_recipe.io import DataError
+from funasr_recipe.errors import DataError
 from funasr_recipe.vocab import (DOUBLE_SPACE, audit, extension_plan, grow_state, load_conf,
                                  load_vocab, read_texts)
 from helpers import ROOT, run_tool

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from .io import DataError, atomic_write
+from .atomic import atomic_write
+from .errors import DataError
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus")
 SAMPLE_RATE = 16000

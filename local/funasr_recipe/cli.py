@@ -7,7 +7,7 @@ import logging
 import sys
 from typing import Callable, Sequence
 
-from .io import DataError
+from .errors import RecipeError
 
 LOG_FORMAT = "%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s"
 
@@ -37,11 +37,12 @@ def parser(description: str) -> argparse.ArgumentParser:
 
 def run(body: Callable[[argparse.Namespace], int | None], ap: argparse.ArgumentParser,
         argv: Sequence[str] | None = None) -> int:
-    """Parse ``argv``, run ``body``; a :class:`DataError` becomes ``ERROR: …`` and exit 1."""
+    """Parse ``argv``, run ``body``; a :class:`RecipeError` (bad data, a step that
+    failed) becomes ``ERROR: …`` and exit 1."""
     args = ap.parse_args(argv)
     setup_logging(getattr(args, "verbose", False))
     try:
         return body(args) or 0
-    except DataError as e:
+    except RecipeError as e:
         print(f"ERROR: {e}", file=sys.stderr)
         return 1

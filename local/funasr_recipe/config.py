@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from .io import DataError
+from .errors import DataError
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:

@@ -36,7 +36,8 @@ from typing import Any, Iterable
 import yaml
 
 from . import stamp, synth
-from .io import DataError, atomic_write
+from .atomic import atomic_write
+from .errors import DataError
 
 logger = logging.getLogger(__name__)
 

@@ -48,7 +48,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from .io import DataError, atomic_write
+from .atomic import atomic_write
+from .errors import DataError
 
 log = logging.getLogger(__name__)
 

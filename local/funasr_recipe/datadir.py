@@ -21,8 +21,10 @@ from typing import Iterable, Iterator
 
 from .audio import (AUDIO_EXTENSIONS, SAMPLE_RATE, Prober, audio_info, is_audio,
                     resample_to)
-from .io import (DataError, atomic_write, decode_text, read_lines, read_table, sort_keys,
-                 write_table)
+from .atomic import atomic_write
+from .errors import DataError
+from .tables import read_table, sort_keys, write_table
+from .textfile import decode_text, read_lines
 from .text import normalize as scoring_form
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .io import DataError, atomic_write, sort_keys
+from .atomic import atomic_write
+from .errors import DataError
+from .tables import sort_keys
 from .text import join_cjk
 
 log = logging.getLogger(__name__)

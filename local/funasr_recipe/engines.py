@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Callable
 
 from .decoding import Item, duration_batches
-from .io import DataError
+from .errors import DataError
 from .text import join_cjk
 
 log = logging.getLogger(__name__)

@@ -35,7 +35,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .io import DataError, atomic_write, read_table
+from .atomic import atomic_write
+from .errors import DataError
+from .tables import read_table
 from .scoring import Alignment, ScoreResult, alignment_counts, score
 from .stats import TermMatcher, term_report
 

@@ -10,7 +10,8 @@ import tempfile
 from pathlib import Path
 
 from . import stamp
-from .io import DataError, atomic_write, replace_dir
+from .atomic import atomic_write, replace_dir
+from .errors import DataError
 from .training import load_state, state_checksum
 
 log = logging.getLogger(__name__)

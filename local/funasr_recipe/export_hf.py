@@ -46,7 +46,8 @@ from typing import Any
 
 import yaml
 
-from .io import DataError, atomic_write, replace_dir
+from .atomic import atomic_write, replace_dir
+from .errors import DataError
 
 log = logging.getLogger(__name__)
 

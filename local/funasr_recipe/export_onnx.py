@@ -45,7 +45,8 @@ from typing import Iterator
 import yaml
 
 from . import stamp
-from .io import DataError, atomic_write, replace_dir
+from .atomic import atomic_write, replace_dir
+from .errors import DataError
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .engines import PRECISIONS
-from .io import DataError
+from .errors import DataError
 
 
 def engine_runs(conf: dict, family: str, source: str = "conf/export.yaml") -> list[tuple[str, str]]:

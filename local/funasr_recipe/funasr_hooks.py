@@ -25,7 +25,7 @@ import contextlib
 import os
 from typing import Any, Callable, Iterator
 
-from .io import DataError
+from .errors import RunError
 
 SUPPORTED_FUNASR = "1.4.16"
 ANY_FUNASR_ENV = "FUNASR_RECIPE_ANY_FUNASR"
@@ -71,12 +71,12 @@ def check_funasr_version() -> str:
     (unless ``FUNASR_RECIPE_ANY_FUNASR=1``)."""
     found = funasr_version()
     if found != SUPPORTED_FUNASR and os.environ.get(ANY_FUNASR_ENV) != "1":
-        raise DataError(f"funasr {found} is installed, but the recipe's hooks into funasr's "
-                        f"trainer were written and tested for funasr {SUPPORTED_FUNASR} "
-                        f"(pyproject.toml pins it). Install funasr=={SUPPORTED_FUNASR}, or set "
-                        f"{ANY_FUNASR_ENV}=1 to try {found} anyway (then run "
-                        f"tests/test_funasr_hooks.py first; docs/funasr-hooks.md says what to "
-                        f"re-check)")
+        raise RunError(f"funasr {found} is installed, but the recipe's hooks into funasr's "
+                       f"trainer were written and tested for funasr {SUPPORTED_FUNASR} "
+                       f"(pyproject.toml pins it). Install funasr=={SUPPORTED_FUNASR}, or set "
+                       f"{ANY_FUNASR_ENV}=1 to try {found} anyway (then run "
+                       f"tests/test_funasr_hooks.py first; docs/funasr-hooks.md says what to "
+                       f"re-check)")
     return found
 
 

@@ -20,7 +20,9 @@ from typing import Iterable, Iterator
 
 from .audio import SAMPLE_RATE, audio_info, paraformer_source_len, wav_header_info
 from .datadir import read_num_samples
-from .io import DataError, atomic_write, dump_jsonl_line, read_table, sort_keys
+from .atomic import atomic_write
+from .errors import DataError
+from .tables import dump_jsonl_line, read_table, sort_keys
 
 log = logging.getLogger(__name__)
 

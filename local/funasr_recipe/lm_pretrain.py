@@ -35,7 +35,9 @@ from typing import Any, Iterable, Sequence
 
 from . import corpus
 from .config import load_yaml
-from .io import DataError, atomic_write, read_lines
+from .atomic import atomic_write
+from .errors import DataError
+from .textfile import read_lines
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,8 @@ from typing import Any, Mapping
 
 import yaml
 
-from .io import DataError, atomic_write
+from .atomic import atomic_write
+from .errors import DataError
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,9 @@ from pathlib import Path
 
 from .config import load_yaml
 from .datadir import Utt, write_datadir
-from .io import DataError, atomic_write, sort_keys
+from .atomic import atomic_write
+from .errors import DataError
+from .tables import sort_keys
 
 log = logging.getLogger(__name__)
 

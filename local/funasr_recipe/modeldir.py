@@ -37,7 +37,7 @@ from typing import Any
 
 import yaml
 
-from .io import DataError
+from .errors import DataError
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,8 @@ from typing import Any, Iterable, Mapping
 
 from .audio import fbank_frames
 from .config import load_yaml
-from .io import DataError, dump_jsonl_line, sort_keys
+from .errors import DataError
+from .tables import dump_jsonl_line, sort_keys
 from .jsonl import num_samples, read_pairs
 
 log = logging.getLogger(__name__)

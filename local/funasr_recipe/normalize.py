@@ -32,7 +32,7 @@ import importlib.util
 import re
 from typing import Callable
 
-from .io import DataError
+from .errors import RunError
 from .text import _CJK_RANGES, collapse_whitespace, remove_punct, to_halfwidth
 
 #: Normalisation levels, from none to the most.
@@ -48,8 +48,8 @@ def _lang(text: str) -> str:
 
 def _require_wetext() -> None:
     if importlib.util.find_spec("wetext") is None:
-        raise DataError("number normalisation and ITN need the 'wetext' package: "
-                        "pip install wetext==0.1.8 (or score with --norm basic)")
+        raise RunError("number normalisation and ITN need the 'wetext' package: "
+                       "pip install wetext==0.1.8 (or score with --norm basic)")
 
 
 @functools.lru_cache(maxsize=None)

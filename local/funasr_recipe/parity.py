@@ -22,7 +22,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable
 
-from .io import DataError, atomic_write, read_table
+from .atomic import atomic_write
+from .errors import DataError
+from .tables import read_table
 from .normalize import make_scoring_normalizer
 from .scoring import score
 from .text import join_cjk, tokenize

@@ -28,7 +28,9 @@ from pathlib import Path
 from typing import Callable
 
 from .datadir import load_datadir
-from .io import DataError, atomic_write, read_table
+from .atomic import atomic_write
+from .errors import DataError
+from .tables import read_table
 from .normalize import make_scoring_normalizer
 from .scoring import ScoreResult, score, write_details
 from .stats import (Interval, PairedResult, TermMatcher, TermReport, bootstrap_ci, error_stats,

@@ -47,7 +47,8 @@ from typing import Callable, Hashable, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 
-from .io import atomic_write, sort_keys
+from .atomic import atomic_write
+from .tables import sort_keys
 from .text import normalize, tokenize
 
 log = logging.getLogger(__name__)

@@ -34,7 +34,8 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from .io import DataError, atomic_write
+from .atomic import atomic_write
+from .errors import DataError
 
 VERSION = 1
 AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".sph", ".aac",

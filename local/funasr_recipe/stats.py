@@ -46,7 +46,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .io import DataError, atomic_write, read_lines
+from .atomic import atomic_write
+from .errors import DataError
+from .textfile import read_lines
 from .scoring import Alignment, ScoreResult, align
 from .text import tokenize
 

@@ -30,7 +30,8 @@ from typing import Iterator
 import numpy as np
 import soundfile as sf
 
-from .io import DataError, atomic_write
+from .atomic import atomic_write
+from .errors import DataError
 
 SAMPLE_RATE = 16000
 

@@ -39,7 +39,8 @@ from typing import Any, Callable, Iterable
 
 from . import funasr_hooks, stamp
 from .config import load_yaml
-from .io import DataError, atomic_write
+from .atomic import atomic_write
+from .errors import DataError, RunError
 
 log = logging.getLogger(__name__)
 
@@ -335,8 +336,8 @@ def run_funasr_train(args: list[str], expect_init: Path | None,
             ft.main_hydra()
     except SystemExit as e:
         if e.code not in (0, None):
-            raise DataError(f"funasr's trainer exited with code {e.code}; see the messages "
-                            f"above") from None
+            raise RunError(f"funasr's trainer exited with code {e.code}; see the messages "
+                           f"above") from None
     finally:
         sys.argv = argv
         import torch.distributed as dist
@@ -370,9 +371,9 @@ def check_deepspeed_config(path: Path) -> Path:
     try:
         import deepspeed  # noqa: F401
     except ImportError:
-        raise DataError("DeepSpeed is not installed in this environment: install it with "
-                        "'.venv/bin/pip install -e .[deepspeed]' (it takes the installed "
-                        "torch)") from None
+        raise RunError("DeepSpeed is not installed in this environment: install it with "
+                       "'.venv/bin/pip install -e .[deepspeed]' (it takes the installed "
+                       "torch)") from None
     return path.resolve()
 
 

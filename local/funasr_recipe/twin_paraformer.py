@@ -40,7 +40,10 @@ import numpy as np
 import yaml
 
 from . import stamp
-from .io import DataError, atomic_write, read_jsonl, read_lines
+from .atomic import atomic_write
+from .errors import DataError
+from .tables import read_jsonl
+from .textfile import read_lines
 
 log = logging.getLogger(__name__)
 

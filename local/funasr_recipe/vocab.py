@@ -46,7 +46,10 @@ from typing import Iterable, Sequence
 
 import yaml
 
-from .io import DataError, atomic_write, read_lines, read_table, replace_dir
+from .atomic import atomic_write, replace_dir
+from .errors import DataError
+from .tables import read_table
+from .textfile import read_lines
 from .stats import TermMatcher
 from .text import tokenize
 

@@ -1,53 +1,19 @@
-"""Kaldi-style table, jsonl and atomic file IO.
+"""Reading text files: UTF-8 checked line by line, with the encoding artefacts
+of user input (BOM, CRLF, another encoding) normalised and recorded.
 
-Conventions used by every tool:
-
-* text files are UTF-8, ``\\n`` line ends, no BOM;
-* a *table* is a file of ``key<space>value`` lines (Kaldi's ``wav.scp``,
-  ``text``, ``utt2spk``...): the key is everything up to the first run of
-  whitespace, the value the rest with surrounding whitespace stripped;
-* every output is written atomically: to a temporary file in the same
-  directory, flushed, fsync'ed and renamed over the target, so a crash never
-  leaves a half-written file behind.
+Conventions used by every tool: text files are UTF-8, ``\\n`` line ends, no BOM;
+input that breaks them is a :class:`DataError` naming the file, the line and the
+command that fixes it, except where the caller asks for normalisation.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import shlex
-import tempfile
 from pathlib import Path
-from typing import IO, Iterable, Iterator
+from typing import Iterator
 
-
-class DataError(Exception):
-    """Bad input: the message names the file, line or key and what to do."""
-
-
-@contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
-    """Open ``path`` for writing so that it appears whole or not at all."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        if "b" in mode:
-            f = os.fdopen(fd, mode)
-        else:
-            f = os.fdopen(fd, mode, encoding="utf-8", newline="\n")
-        with f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
+from .errors import DataError
 
 #: Input files whose encoding artefacts :func:`read_lines` (``normalise=True``)
 #: or a caller removed: path -> what was removed ("BOM", "CRLF"). Tools that
@@ -55,23 +21,6 @@ def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
 _NORMALISED: dict[str, set[str]] = {}
 
 BOM = b"\xef\xbb\xbf"
-
-
-def replace_dir(tmp: str | os.PathLike, out: str | os.PathLike) -> None:
-    """Put the finished directory ``tmp`` in place of ``out`` (made beside it, so a
-    rename): an existing ``out`` is moved aside first and removed only after the
-    new one is in place, so ``out`` is never half-written."""
-    import shutil
-
-    tmp, out = Path(tmp), Path(out)
-    if out.exists():
-        old = out.with_name(f".{out.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        out.rename(old)
-        tmp.rename(out)
-        shutil.rmtree(old)
-    else:
-        tmp.rename(out)
 
 
 def note_normalised(path: str | os.PathLike, what: str) -> None:
@@ -208,70 +157,3 @@ def _line(path: Path, n: int, raw: bytes, normalise: bool, encoding: str) -> str
                            f"(CRLF line end); convert with dos2unix or "
                            f"sed -i 's/\\r$//' {_sh(path)}"))
     return line
-
-
-def read_table(path: str | os.PathLike, allow_empty_value: bool = False,
-               normalise: bool = False, encoding: str = "utf-8") -> dict[str, str]:
-    """Read a Kaldi table into an insertion-ordered ``{key: value}``.
-
-    Duplicate keys, empty lines and (unless allowed) empty values are errors.
-    ``normalise`` and ``encoding`` as for :func:`read_lines`.
-    """
-    table: dict[str, str] = {}
-    first_line: dict[str, int] = {}
-    for n, line in read_lines(path, normalise=normalise, encoding=encoding):
-        parts = line.strip().split(maxsplit=1)
-        if not parts:
-            raise DataError(f"{path}:{n}: empty line; remove it")
-        key = parts[0]
-        value = parts[1].strip() if len(parts) > 1 else ""
-        if not value and not allow_empty_value:
-            raise DataError(f"{path}:{n}: key '{key}' has no value")
-        if key in table:
-            raise DataError(f"{path}:{n}: duplicate key '{key}' (first on line {first_line[key]}); "
-                            f"keys must be unique")
-        table[key] = value
-        first_line[key] = n
-    return table
-
-
-def sort_keys(keys: Iterable[str]) -> list[str]:
-    """Sort keys as ``LC_ALL=C sort`` does: by their UTF-8 bytes."""
-    return sorted(keys, key=lambda k: k.encode("utf-8"))
-
-
-def write_table(path: str | os.PathLike, table: dict[str, str] | Iterable[tuple[str, str]],
-                sort: bool = True) -> None:
-    """Write ``key value`` lines atomically, C-sorted by key unless told not to."""
-    items = list(table.items()) if isinstance(table, dict) else list(table)
-    if sort:
-        items.sort(key=lambda kv: kv[0].encode("utf-8"))
-    with atomic_write(path) as f:
-        for k, v in items:
-            f.write(f"{k} {v}\n" if v != "" else f"{k}\n")
-
-
-def read_jsonl(path: str | os.PathLike) -> Iterator[dict]:
-    """Yield the objects of a jsonl file; a bad line is a :class:`DataError`."""
-    for n, line in read_lines(path):
-        if not line.strip():
-            continue
-        try:
-            yield json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}:{n}: not valid JSON ({e.msg})") from None
-
-
-def dump_jsonl_line(obj: dict) -> str:
-    """One jsonl line as funasr writes it: ``json.dumps(obj, ensure_ascii=False)``."""
-    return json.dumps(obj, ensure_ascii=False)
-
-
-def write_jsonl(path: str | os.PathLike, objs: Iterable[dict]) -> int:
-    """Write objects as jsonl atomically; returns the number of lines."""
-    n = 0
-    with atomic_write(path) as f:
-        for obj in objs:
-            f.write(dump_jsonl_line(obj) + "\n")
-            n += 1
-    return n
