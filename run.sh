@@ -519,6 +519,23 @@ if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
         python local/export_hf.py --model-dir "${mexp}/final_model" --out "${engine_model}" \
           --train-conf "${train_conf}" --base-model "${base_model}" ;;
   esac
+  if ! artefacts=$(python local/export_runs.py --conf "${export_conf}" --family "${model}" --artefacts); then
+    log "Error: ${export_conf}: see above"; exit 1
+  fi
+  for artefact in ${artefacts}; do
+    # vllm: the layout vLLM's FunASRForConditionalGeneration loads (served by bench/gpu_check.sh)
+    sig=(--inputs "${mexp}/final_model" "${train_conf}" --opts "artefact=${artefact}"
+         --outputs "${xdir}/${artefact}/export.json")
+    if is_done "${xdir}/${artefact}" "${sig[@]}"; then
+      log "  ${artefact} layout: complete for the same inputs, skipped"
+      continue
+    fi
+    log "  ${artefact} layout -> ${xdir}/${artefact} (log: ${mexp}/logs/export_${artefact}.log)"
+    run_job "${mexp}/logs/export_${artefact}.log" \
+      python "local/export_${artefact}.py" --model-dir "${mexp}/final_model" \
+        --out "${xdir}/${artefact}" --train-conf "${train_conf}"
+    mark_done "${xdir}/${artefact}" "${sig[@]}"
+  done
   if ! runs=$(python local/export_runs.py --conf "${export_conf}" --family "${model}"); then
     log "Error: ${export_conf}: see above"; exit 1
   fi

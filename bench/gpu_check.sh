@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # One command, on a machine with an NVIDIA GPU, after `bash run.sh --model nano`
-# (stage 8 wrote exp/nano/export/hf):
+# (stage 8 wrote exp/nano/export/vllm, the layout vLLM's FunASRForConditionalGeneration
+# loads: local/export_vllm.py):
 #
 #   bash bench/gpu_check.sh [--exp exp/nano] [--data data] [--sets "general_test domain_test"]
-#                           [--vllm-version 0.33.0] [--port 8000]
+#                           [--vllm-version 0.33.0] [--port 8000] [--language zh] [--force]
 #
-# 1. installs vLLM (pip, into exp/nano/gpu_check/venv; nothing else is touched),
-# 2. serves the Hugging Face export with `vllm serve exp/nano/export/hf`,
-# 3. transcribes the test sets through its OpenAI-compatible
-#    /v1/audio/transcriptions (greedy, temperature 0), one request per utterance,
-# 4. prints the parity table against the recipe's funasr decode
+# 1. reads exp/nano/export/vllm/export.json: what vLLM 0.33 hard-codes that this model
+#    differs in (adaptor sizes, prompt, audio token count); if anything, it says so and
+#    exits 3 before installing anything (--force: serve it anyway, parity not expected),
+# 2. installs vLLM (pip, into exp/nano/gpu_check/venv; nothing else is touched),
+# 3. serves the export with `vllm serve exp/nano/export/vllm` (fp32, as the recipe decodes),
+# 4. transcribes the test sets through its OpenAI-compatible /v1/audio/transcriptions
+#    (temperature 0, one request per utterance),
+# 5. prints the parity table against the recipe's funasr decode
 #    (exp/nano/decode_<last stage>/<set>/text) with local/export_parity.py, and the
 #    decode RTF (wall time of the requests / audio time).
 # Without a GPU it says so and exits 2: CI cannot run it.
@@ -19,6 +23,8 @@ data=data
 sets="general_test domain_test"
 vllm_version=0.33.0
 port=8000
+language=zh
+force=false
 while [ $# -gt 0 ]; do
   case "$1" in
     --exp) exp=$2; shift 2 ;;
@@ -26,7 +32,9 @@ while [ $# -gt 0 ]; do
     --sets) sets=$2; shift 2 ;;
     --vllm-version) vllm_version=$2; shift 2 ;;
     --port) port=$2; shift 2 ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    --language) language=$2; shift 2 ;;
+    --force) force=true; shift ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "ERROR: unknown option $1 (see --help)" >&2; exit 1 ;;
   esac
 done
@@ -37,44 +45,69 @@ if ! command -v nvidia-smi > /dev/null 2>&1 || ! nvidia-smi -L 2>/dev/null | gre
        "Run bench/gpu_check.sh on a GPU machine; the CPU engines' parity is in ${exp}/RESULTS.md." >&2
   exit 2
 fi
-hf=${exp}/export/hf
-if [ ! -f "${hf}/config.json" ]; then
-  echo "ERROR: ${hf}/config.json not found: run 'bash run.sh --model nano' through stage 8 first" >&2
-  exit 1
-fi
 nvidia-smi -L
-work=${exp}/gpu_check
-mkdir -p "${work}"
-if [ ! -x "${work}/venv/bin/vllm" ]; then
-  python3 -m venv "${work}/venv"
-  "${work}/venv/bin/pip" install -q "vllm==${vllm_version}" soundfile pyyaml numpy
-fi
-"${work}/venv/bin/vllm" serve "${hf}" --served-model-name recipe-nano --port "${port}" \
-  --dtype float32 --max-model-len 4096 > "${work}/serve.log" 2>&1 &
-server=$!
-trap 'kill ${server} 2>/dev/null || true' EXIT
-for _ in $(seq 1 180); do
-  curl -sf "http://127.0.0.1:${port}/v1/models" > /dev/null && break
-  kill -0 ${server} 2>/dev/null || { echo "ERROR: vllm serve exited; see ${work}/serve.log" >&2; tail -n 30 "${work}/serve.log" >&2; exit 1; }
-  sleep 5
-done
-last=$(ls -d "${exp}"/decode_stage* 2>/dev/null | sort | tail -n 1)
-for set in ${sets}; do
-  out=${exp}/export/decode_vllm_fp32/${set}
-  PYTHONPATH=local "${work}/venv/bin/python" - "${data}/${set}" "${out}" "${port}" <<'PY'
+
+# ---------------------------------------------------------------- vLLM
+vllm_check() {
+  local model=${exp}/export/vllm work=${exp}/gpu_check
+  if [ ! -f "${model}/config.json" ] || [ ! -f "${model}/export.json" ]; then
+    echo "ERROR: ${model}/config.json not found: run 'bash run.sh --model nano' through stage 8 first" >&2
+    return 1
+  fi
+  local why
+  why=$(python3 -c 'import json, sys
+for w in json.load(open(sys.argv[1], encoding="utf-8")).get("unservable", []): print("  - " + w)' \
+    "${model}/export.json")
+  if [ -n "${why}" ]; then
+    echo "vLLM ${vllm_version%.*} would not decode ${model} as funasr does:" >&2
+    echo "${why}" >&2
+    if [ "${force}" != true ]; then
+      echo "ERROR: not served (no parity to check); --force serves it anyway" >&2
+      return 3
+    fi
+  fi
+  mkdir -p "${work}"
+  if [ ! -x "${work}/venv/bin/vllm" ]; then
+    python3 -m venv "${work}/venv"
+    "${work}/venv/bin/pip" install -q "vllm[audio]==${vllm_version}" soundfile pyyaml numpy
+  fi
+  "${work}/venv/bin/vllm" serve "${model}" --served-model-name recipe-nano --port "${port}" \
+    --dtype float32 --max-model-len 4096 --enforce-eager > "${work}/serve.log" 2>&1 &
+  local server=$!
+  # shellcheck disable=SC2064  # expand now: the server's pid
+  trap "kill ${server} 2>/dev/null || true" EXIT
+  local up=false
+  for _ in $(seq 1 180); do
+    if curl -sf "http://127.0.0.1:${port}/v1/models" > /dev/null; then up=true; break; fi
+    if ! kill -0 "${server}" 2>/dev/null; then break; fi
+    sleep 5
+  done
+  if [ "${up}" != true ]; then
+    echo "ERROR: vllm serve did not come up; see ${work}/serve.log" >&2
+    tail -n 30 "${work}/serve.log" >&2
+    return 1
+  fi
+  local last set out
+  last=$(find "${exp}" -maxdepth 1 -name 'decode_stage*' | sort | tail -n 1)
+  for set in ${sets}; do
+    out=${exp}/export/decode_vllm_fp32/${set}
+    "${work}/venv/bin/python" - "${data}/${set}" "${out}" "${port}" "${language}" <<'PY'
 import json, sys, time, urllib.request, uuid
 from pathlib import Path
 import soundfile as sf
-data, out, port = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+data, out, port, language = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], sys.argv[4]
 wavs = dict(l.split(maxsplit=1) for l in (data / "wav.scp").read_text().splitlines())
+fields = {"model": "recipe-nano", "temperature": "0", "language": language,
+          "response_format": "json"}
 hyps, audio, t0 = {}, 0.0, time.perf_counter()
 for key, wav in sorted(wavs.items()):
     audio += sf.info(wav).duration
     b = uuid.uuid4().hex
-    body = (f"--{b}\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nrecipe-nano\r\n"
-            f"--{b}\r\nContent-Disposition: form-data; name=\"temperature\"\r\n\r\n0\r\n"
-            f"--{b}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\n"
-            f"Content-Type: audio/wav\r\n\r\n").encode() + Path(wav).read_bytes() + f"\r\n--{b}--\r\n".encode()
+    body = "".join(f"--{b}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n"
+                   for k, v in fields.items())
+    body = (body + f"--{b}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\n"
+            "Content-Type: audio/wav\r\n\r\n").encode() + Path(wav).read_bytes() \
+        + f"\r\n--{b}--\r\n".encode()
     req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/audio/transcriptions", body,
                                  {"Content-Type": f"multipart/form-data; boundary={b}"})
     hyps[key] = json.load(urllib.request.urlopen(req, timeout=300))["text"].strip()
@@ -85,12 +118,21 @@ out.mkdir(parents=True, exist_ok=True)
     "audio_seconds": audio, "rtf": secs / audio if audio else 0.0, "threads": 1}))
 print(f"{data.name}: {len(hyps)} utterances, RTF {secs / audio:.4f}")
 PY
-done
-cat > "${work}/export.yaml" <<YAML
+  done
+  cat > "${work}/export.yaml" <<YAML
 nano:
   engines:
     vllm: [fp32]
 parity: {fp32_min_identical_pct: 99.0, fp32_max_error_diff: 0.2, int8_max_error_diff: 1.0, norm: full}
 YAML
-python3 local/export_parity.py --conf "${work}/export.yaml" --family nano --export "${exp}/export" \
-  --reference "${last}" --data "${data}" --sets "$(echo ${sets} | tr ' ' ,)" --strict
+  # the table with the recipe's own environment (scoring as RESULTS.md)
+  (. ./path.sh && python local/export_parity.py --conf "${work}/export.yaml" --family nano \
+    --export "${exp}/export" --reference "${last}" --data "${data}" \
+    --sets "$(echo "${sets}" | tr ' ' ,)" --strict)
+}
+
+rc=0
+vllm_check || rc=$?
+# (further GPU checks go below; each sets rc on failure)
+
+exit ${rc}

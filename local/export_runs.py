@@ -2,7 +2,8 @@
 """Print the engine runs of stage 8 for a model family, one 'engine:precision' a line.
 
 Reads the family's section of the export config (conf/export.yaml) and checks
-every engine and precision it names; run.sh loops over the lines.
+every engine and precision it names; run.sh loops over the lines. With
+--artefacts, prints instead the extra layouts stage 8 writes (e.g. vllm), one a line.
 
 Example:
   local/export_runs.py --conf conf/export.yaml --family paraformer
@@ -16,18 +17,25 @@ from pathlib import Path
 
 from funasr_recipe import cli
 from funasr_recipe.config import load_yaml
-from funasr_recipe.export_plan import engine_runs
+from funasr_recipe.export_plan import artefacts, engine_runs
 
 
 def build_parser():
     ap = cli.parser(__doc__)
     ap.add_argument("--conf", type=Path, required=True, help="export config (conf/export.yaml)")
     ap.add_argument("--family", required=True, help="model family: paraformer or nano")
+    ap.add_argument("--artefacts", action="store_true",
+                    help="print the family's extra layouts (artefacts:) instead of engine runs")
     return ap
 
 
 def body(args) -> int:
-    for engine, precision in engine_runs(load_yaml(args.conf), args.family, str(args.conf)):
+    conf = load_yaml(args.conf)
+    if args.artefacts:
+        for name in artefacts(conf, args.family, str(args.conf)):
+            print(name)
+        return 0
+    for engine, precision in engine_runs(conf, args.family, str(args.conf)):
         print(f"{engine}:{precision}")
     return 0
 

@@ -313,3 +313,41 @@ def test_token_count_and_prompt_are_compared_with_the_trained_model(exported, tm
     assert any("63 audio tokens" in w for w in info["unservable"])
     info = export_nano_vllm(exported["twin"], tmp_path / "vllm", {"language": "中文", "itn": False})
     assert any("语音转写成中文，不进行文本规整：" in w for w in info["unservable"])
+
+
+def fake_gpu(tmp_path):
+    """A PATH with an nvidia-smi that lists one GPU (and no pip, vllm or curl)."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    smi = bindir / "nvidia-smi"
+    smi.write_text("#!/bin/sh\necho 'GPU 0: Fake (UUID: GPU-0)'\n")
+    smi.chmod(0o755)
+    return {"PATH": f"{bindir}:/usr/bin:/bin"}
+
+
+def test_gpu_check_refuses_an_export_vllm_would_not_decode_as_funasr(exported, tmp_path):
+    import shutil
+    import subprocess
+
+    exp = tmp_path / "exp" / "nano"
+    (exp / "export").mkdir(parents=True)
+    shutil.copytree(exported["out"], exp / "export" / "vllm")
+    r = subprocess.run(["bash", str(ROOT / "bench" / "gpu_check.sh"), "--exp", str(exp)],
+                       capture_output=True, text=True, env=fake_gpu(tmp_path), cwd=tmp_path)
+    assert r.returncode == 3, r.stderr
+    assert "hard-codes the adaptor" in r.stderr and "--force" in r.stderr
+    assert not (exp / "gpu_check" / "venv").exists()       # nothing installed
+    r = subprocess.run(["bash", str(ROOT / "bench" / "gpu_check.sh"), "--exp",
+                        str(tmp_path / "none")], capture_output=True, text=True,
+                       env=fake_gpu(tmp_path / "exp"), cwd=tmp_path)
+    assert r.returncode == 1 and "through stage 8 first" in r.stderr
+
+
+def test_artefacts_of_the_export_config():
+    from funasr_recipe.errors import DataError
+    from funasr_recipe.export_plan import artefacts
+
+    conf = yaml.safe_load((ROOT / "conf" / "export.yaml").read_text())
+    assert artefacts(conf, "nano") == ["vllm"] and artefacts(conf, "paraformer") == []
+    with pytest.raises(DataError, match="unknown artefact 'vllm' for paraformer"):
+        artefacts({"paraformer": {"artefacts": ["vllm"]}}, "paraformer")

@@ -27,6 +27,24 @@ def engine_runs(conf: dict, family: str, source: str = "conf/export.yaml") -> li
     return runs
 
 
+#: layouts stage 8 writes beside the engines' exports without decoding them here
+#: (vLLM needs a GPU: bench/gpu_check.sh serves and decodes its layout)
+ARTEFACTS = {"nano": ("vllm",), "paraformer": ()}
+
+
+def artefacts(conf: dict, family: str, source: str = "conf/export.yaml") -> list[str]:
+    """The extra layouts of a family (``<family>.artefacts`` in the export config)."""
+    names = (conf.get(family) or {}).get("artefacts") or []
+    if not isinstance(names, list):
+        raise DataError(f"{source}: {family}.artefacts: expected a list, e.g. [vllm]")
+    known = ARTEFACTS.get(family, ())
+    for name in names:
+        if name not in known:
+            raise DataError(f"{source}: {family}.artefacts: unknown artefact {name!r} for "
+                            f"{family} (known: {', '.join(known) or 'none'})")
+    return list(names)
+
+
 def shell_lines(conf: dict, family: str, source: str = "conf/export.yaml") -> str:
     """``engine precision`` lines for run.sh's loop."""
     return "".join(f"{e} {p}\n" for e, p in engine_runs(conf, family, source))
