@@ -546,9 +546,16 @@ if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
       out=${xdir}/decode_${engine}_${precision}/${set}
       m=${engine_model}
       [ "${engine}" = pytorch ] && m=${mexp}/final_model   # the reference, for its RTF
+      # nano: the prompt options the reference decode (stage 6) had
+      eng_opts=()
+      if [ "${engine}" = transformers ]; then
+        [ -n "${hotwords}" ] && eng_opts+=(--hotwords "${hotwords}")
+        [ -n "${language}" ] && eng_opts+=(--language "${language}")
+        [ -n "${itn}" ] && eng_opts+=(--itn "${itn}")
+      fi
       sig=(--inputs "${m}" "${datadir}/${set}" "audio-of:${datadir}/${set}/wav.scp"
              "${export_conf}" --opts "engine=${engine}" "precision=${precision}"
-           --outputs "${out}/text")
+             "prompt=${hotwords}|${language}|${itn}" --outputs "${out}/text")
       if is_done "${out}" "${sig[@]}"; then
         log "  ${engine} ${precision} ${set}: complete for the same inputs, skipped"
         continue
@@ -557,7 +564,7 @@ if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
       run_job_with "${decode_cmd}" "${out}/log/decode.log" \
         python local/engine_decode.py --engine "${engine}" --precision "${precision}" \
           --model "${m}" --conf "${export_conf}" --data-dir "${datadir}/${set}" \
-          --out "${out}"
+          --out "${out}" "${eng_opts[@]}"
       mark_done "${out}" "${sig[@]}"
     done
   done

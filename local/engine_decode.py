@@ -25,7 +25,8 @@ from pathlib import Path
 from funasr_recipe import cli
 from funasr_recipe.config import load_yaml
 from funasr_recipe.datadir import load_datadir
-from funasr_recipe.decoding import Item
+from funasr_recipe.decoding import Item, read_hotwords
+from funasr_recipe.errors import DataError
 from funasr_recipe.engines import ENGINES, PRECISIONS, export_refused, run_engine
 from funasr_recipe.parity import write_run
 
@@ -45,6 +46,13 @@ def build_parser():
                     help="utterances per engine call [conf's batch_size or 8]")
     ap.add_argument("--threads", type=int, default=None,
                     help="engine threads [conf's threads or 1]")
+    ap.add_argument("--hotwords", default=None,
+                    help="transformers (Nano): hotwords in the prompt, comma-separated or a "
+                         "file, as the reference decode had them [none]")
+    ap.add_argument("--language", default=None,
+                    help="transformers (Nano): prompt language [the export's trained prompt]")
+    ap.add_argument("--itn", choices=["true", "false"], default=None,
+                    help="transformers (Nano): prompt ITN [the export's trained prompt]")
     return ap
 
 
@@ -60,10 +68,18 @@ def body(args) -> int:
                                  "refused": refused, "threads": args.threads, "rtf": 0.0})
         log.warning("%s: not exported (%s); no decode", args.model, "; ".join(refused))
         return 0
+    prompt = {}
+    if args.hotwords or args.language or args.itn:
+        if args.engine != "transformers":
+            raise DataError("--hotwords, --language and --itn are Fun-ASR-Nano prompt options "
+                            "(engine transformers)")
+        prompt = {"hotwords": read_hotwords(args.hotwords), "language": args.language,
+                  "itn": None if args.itn is None else args.itn == "true"}
     utts = load_datadir(args.data_dir, require_text=False)
     items = [Item(u.key, u.wav, u.dur) for u in utts]
     run = run_engine(args.engine, args.model, items, args.precision, args.threads,
-                     args.batch_size, int(conf.get("repeats", 1)))
+                     args.batch_size, int(conf.get("repeats", 1)),
+                     **({"prompt": prompt} if prompt else {}))
     write_run(args.out, run.hyps, {"engine": run.engine, "precision": run.precision,
                                    "model": str(args.model.resolve()),
                                    "data_dir": str(args.data_dir.resolve()),

@@ -1,7 +1,8 @@
 """Stage 8 for Fun-ASR-Nano: conversion to transformers' FunAsrNanoForConditionalGeneration.
 
-A twin with the release's adaptor (downsample_rate 1, every LFR frame to the LLM)
-converts; the tree's current twin (rate 8, low frame rate) is refused with the reasons.
+The tree's twin (the release's adaptor: downsample_rate 1, every LFR frame to the
+LLM, a CTC head) converts; a twin with a downsampling, low-frame-rate adaptor is
+refused with the reasons.
 """
 
 from __future__ import annotations
@@ -26,9 +27,7 @@ from helpers import ROOT, run_tool
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("hf")
-    arch = load_arch(ROOT / "conf" / "nano" / "twin.yaml")
-    arch["audio_adaptor_conf"].update(downsample_rate=1, use_low_frame_rate=False)
-    twin = make_nano_twin(tmp / "twin", arch, seed=1)
+    twin = make_nano_twin(tmp / "twin", load_arch(ROOT / "conf" / "nano" / "twin.yaml"), seed=1)
     info = export_nano_hf(twin, tmp / "hf", {"language": "中文", "itn": False})
     assert not info.get("refused"), info
     wavs = []
@@ -44,23 +43,25 @@ def funasr_model(twin):
     return AutoModel(model=str(twin), disable_update=True, device="cpu").model
 
 
-def test_the_trees_twin_is_refused_with_the_reasons(tmp_path):
-    twin = make_nano_twin(tmp_path / "twin", load_arch(ROOT / "conf" / "nano" / "twin.yaml"))
-    why = unmappable(yaml.safe_load((twin / "config.yaml").read_text(encoding="utf-8")))
-    cfg = yaml.safe_load((twin / "config.yaml").read_text(encoding="utf-8"))["audio_adaptor_conf"]
-    if cfg.get("downsample_rate") != 1:
-        assert any("downsample_rate" in w for w in why)
+def test_the_trees_twin_maps_and_a_downsampling_one_is_refused(tmp_path):
+    tree = load_arch(ROOT / "conf" / "nano" / "twin.yaml")
+    twin = make_nano_twin(tmp_path / "twin", tree)
+    assert unmappable(yaml.safe_load((twin / "config.yaml").read_text(encoding="utf-8"))) == []
+    cfg = yaml.safe_load((twin / "config.yaml").read_text(encoding="utf-8"))
+    cfg["audio_adaptor_conf"].update(downsample_rate=8, use_low_frame_rate=True)
+    (twin / "config.yaml").write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
+    why = unmappable(cfg)
+    assert any("downsample_rate" in w for w in why) and any("low_frame_rate" in w for w in why)
     r = run_tool("export_hf.py", "--model-dir", twin, "--out", tmp_path / "hf",
                  "--train-conf", ROOT / "conf" / "nano" / "train.yaml")
     assert r.returncode == 0, r.stderr[-2000:]
     info = json.loads((tmp_path / "hf" / "export.json").read_text())
     assert info.get("refused", []) == why
-    if why:
-        assert "not converted" in r.stderr and not (tmp_path / "hf" / "model.safetensors").exists()
-        r = run_tool("engine_decode.py", "--engine", "transformers", "--model", tmp_path / "hf",
-                     "--data-dir", tmp_path / "nodata", "--out", tmp_path / "dec")
-        assert r.returncode == 0 and json.loads((tmp_path / "dec" / "run.json").read_text())[
-            "refused"] == why
+    assert "not converted" in r.stderr and not (tmp_path / "hf" / "model.safetensors").exists()
+    r = run_tool("engine_decode.py", "--engine", "transformers", "--model", tmp_path / "hf",
+                 "--data-dir", tmp_path / "nodata", "--out", tmp_path / "dec")
+    assert r.returncode == 0 and json.loads((tmp_path / "dec" / "run.json").read_text())[
+        "refused"] == why
 
 
 def test_loads_offline_with_every_file(converted):
@@ -138,6 +139,24 @@ def test_transformers_decode_equals_funasrs(converted, tmp_path):
     ref = {k: r["text"] for k, r in ref.items()}
     run = run_engine("transformers", converted["hf"], items, batch_size=1, max_new_tokens=24)
     assert identical_keys(ref, run.hyps) == list(ref), (ref, run.hyps)
+
+
+def test_decode_options_give_the_reference_decodes_prompt(converted):
+    """Stage 6 run with --hotwords/--itn: the engine gets the same prompt (not the default)."""
+    from funasr_recipe.decoding import decode, load_model
+
+    items = [Item(f"w{i}", str(w), sf.info(str(w)).duration)
+             for i, w in enumerate(converted["wavs"])]
+    opts = {"language": "中文", "itn": True, "hotwords": ["心电图", "CT"]}
+    ref = decode(load_model(converted["twin"]), [[it] for it in items],
+                 options=dict(opts, max_length=24))
+    ref = {k: r["text"] for k, r in ref.items()}
+    run = run_engine("transformers", converted["hf"], items, batch_size=1, max_new_tokens=24,
+                     prompt=opts)
+    assert identical_keys(ref, run.hyps) == list(ref), (ref, run.hyps)
+    default = run_engine("transformers", converted["hf"], items, batch_size=1,
+                         max_new_tokens=24)
+    assert default.hyps != run.hyps    # the prompt reached the model
 
 
 def test_features_match_transformers_feature_extractor(converted):

@@ -163,17 +163,21 @@ def pytorch_decoder(model_dir: Path, precision: str, threads: int, batch_size: i
 
 
 def transformers_decoder(export_dir: Path, precision: str, threads: int, batch_size: int,
-                         max_new_tokens: int = 512) -> Callable[[list[Item]], dict[str, str]]:
+                         max_new_tokens: int = 512, prompt: dict | None = None
+                         ) -> Callable[[list[Item]], dict[str, str]]:
     """transformers' ``FunAsrNanoForConditionalGeneration`` on the HF export: the checkpoint's
     chat template (its default prompt: the trained one), features as funasr computes them
     (:func:`funasr_recipe.export_hf.nano_features`), greedy ``generate()``, one utterance a
-    call (as funasr decodes Nano on a CPU)."""
+    call (as funasr decodes Nano on a CPU). ``prompt`` (``hotwords``, ``language``,
+    ``itn``; None: the trained setting) gives the prompt of a reference decode run with
+    those options: as the upstream checkpoint takes them, language and hotwords go in the
+    conversation; an ITN setting other than the trained one replaces the prompt text."""
     import json
     import re
 
     import torch
 
-    from .export_hf import AUDIO_TOKEN, nano_features
+    from .export_hf import AUDIO_TOKEN, nano_features, prompt_text
 
     export_dir = Path(export_dir)
     if precision != "fp32":
@@ -191,13 +195,26 @@ def transformers_decoder(export_dir: Path, precision: str, threads: int, batch_s
     tok = AutoTokenizer.from_pretrained(str(export_dir))
     template = (export_dir / "chat_template.jinja").read_text(encoding="utf-8")
     frontend = info["frontend"]
+    prompt = dict(prompt or {})
+    trained = info.get("prompt") or {}
+    language = prompt.get("language") or trained.get("language")
+    itn = trained.get("itn", True) if prompt.get("itn") is None else bool(prompt["itn"])
+    content: list[dict] = [{"type": "audio", "path": ""}]
+    if prompt.get("language"):
+        content.append({"type": "language", "language": prompt["language"]})
+    if prompt.get("hotwords"):
+        content.append({"type": "keywords", "keywords": list(prompt["hotwords"])})
+    want = prompt_text(language, itn, prompt.get("hotwords") or None)
 
     def one(item: Item) -> str:
         feats = nano_features(_read_audio(item.wav), frontend)
         n = feats.shape[1]
-        conv = [{"role": "user", "content": [{"type": "audio", "path": item.wav}]}]
+        conv = [{"role": "user", "content": content}]
         text = tok.apply_chat_template(conv, chat_template=template, tokenize=False,
                                        add_generation_prompt=True)
+        if want + AUDIO_TOKEN not in text:       # ITN other than trained: not in the template
+            user = text.index("<|im_start|>user\n") + len("<|im_start|>user\n")
+            text = text[:user] + want + text[text.index(AUDIO_TOKEN, user):]
         text = text.replace(AUDIO_TOKEN, AUDIO_TOKEN * n, 1)
         ids = tok(text, return_tensors="pt").input_ids
         with torch.no_grad():
