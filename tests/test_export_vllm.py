@@ -32,7 +32,9 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -42,6 +44,10 @@ from funasr_recipe.export_vllm import (VLLM_HARDCODED, export_nano_vllm, low_fra
                                        model_sizes, padded_lfr_frames)
 from funasr_recipe.twin_nano import load_arch, make_nano_twin
 from helpers import ROOT, run_tool
+
+#: the released files, beside the repository (FUNASR_RECIPE_SHARED overrides ../shared)
+RELEASE = Path(os.environ.get("FUNASR_RECIPE_SHARED") or ROOT.parent / "shared") / "reference" \
+    / "real-release" / "fun-asr-nano-2512"
 
 MAPPER = {"linear_q.": "q_proj.", "linear_k.": "k_proj.", "linear_v.": "v_proj.",
           "linear_out.": "out_proj.", "audio_adaptor.": "model.encoder.audio_adaptor.",
@@ -133,12 +139,14 @@ def shard_shape(param: str, shard, full: tuple, cfg) -> tuple:
     return (full[0] // 2,) + full[1:]          # gate_up_proj
 
 
-def load_like_vllm(export_dir, sizes: dict | None = None) -> dict[str, list]:
+def load_like_vllm(export_dir, sizes: dict | None = None,
+                   shapes: dict | None = None) -> dict[str, list]:
     """Load ``export_dir`` as vLLM's FunASRForConditionalGeneration does (see the module doc);
-    ``sizes``: what vLLM hard-codes (default: its own values). Returns the problems:
+    ``sizes``: what vLLM hard-codes (default: its own values); ``shapes``: the weights'
+    names and shapes (default: those of ``model.safetensors``). Returns the problems:
     ``missing`` parameters, ``unused`` names, ``unknown`` (a load error), ``shape``."""
     from safetensors import safe_open
-    from transformers import AutoConfig, AutoTokenizer, Qwen3Config
+    from transformers import AutoConfig, Qwen3Config
 
     sizes = dict(VLLM_HARDCODED, **(sizes or {}))
     cfg = AutoConfig.from_pretrained(str(export_dir))
@@ -155,10 +163,10 @@ def load_like_vllm(export_dir, sizes: dict | None = None) -> dict[str, list]:
         params["lm_head.weight"] = (cfg.vocab_size, cfg.hidden_size)
     problems = {"missing": [], "unused": [], "unknown": [], "shape": []}
     loaded: dict[str, set] = {}
-    with safe_open(str(export_dir / "model.safetensors"), "pt") as f:
-        names = list(f.keys())
-        shapes = {k: tuple(f.get_slice(k).get_shape()) for k in names}
-    for orig in names:
+    if shapes is None:
+        with safe_open(str(export_dir / "model.safetensors"), "pt") as f:
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    for orig in shapes:
         name, shape = vllm_name(orig), shapes[orig]
         if "rotary_emb.inv_freq" in name:
             continue
@@ -201,18 +209,25 @@ def load_like_vllm(export_dir, sizes: dict | None = None) -> dict[str, list]:
         elif ".qkv" in name and loaded[name] != {"q", "k", "v"} or \
                 ".gate_up_proj." in name and loaded[name] != {0, 1}:
             problems["missing"].append(f"{name} (shards {sorted(map(str, loaded[name]))})")
-    # the processor side: the feature extractor's frontend and the audio token
+    return problems
+
+
+def check_processor(export_dir, sizes: dict | None = None) -> None:
+    """The processor side: the feature extractor's frontend and the audio token."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    sizes = dict(VLLM_HARDCODED, **(sizes or {}))
+    cfg = AutoConfig.from_pretrained(str(export_dir))
     pre = json.loads((export_dir / "preprocessor_config.json").read_text())
     assert pre["feature_extractor_type"] == "FunASRFeatureExtractor"
     fe = pre["frontend_conf"]
     assert "dither" not in fe and "cmvn_file" in fe and fe["cmvn_file"] is None
-    assert fe["n_mels"] * fe["lfr_m"] == sizes["input_size"] or problems["shape"]
+    assert fe["n_mels"] * fe["lfr_m"] == sizes["input_size"]
     proc = json.loads((export_dir / "processor_config.json").read_text())
     assert proc["processor_class"] == "FunASRProcessor"
     tok = AutoTokenizer.from_pretrained(str(export_dir))
     audio_id = tok.convert_tokens_to_ids(proc["audio_token"])
     assert isinstance(audio_id, int) and audio_id != tok.unk_token_id and audio_id < cfg.vocab_size
-    return problems
 
 
 @pytest.fixture(scope="module")
@@ -236,6 +251,41 @@ def test_loads_the_way_vllm_does(exported):
     sizes = model_sizes(exported["config"], exported["qwen"])
     problems = load_like_vllm(exported["out"], sizes)
     assert no_problems(problems), problems
+    check_processor(exported["out"], sizes)
+
+
+def test_a_release_sized_model_fits_vllms_own_sizes(tmp_path):
+    """Fun-ASR-Nano-2512's config (shared/reference/real-release), its modules built on the
+    meta device as funasr builds them: the export's names and shapes load into vLLM's
+    class with its hard-coded sizes, nothing missing or unused."""
+    from funasr.models.llm_asr.adaptor import Transformer
+    from funasr.models.sense_voice.model import SenseVoiceEncoderSmall
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    from funasr_recipe.export_vllm import unservable, vllm_config, vllm_state
+
+    rel = RELEASE
+    if not (rel / "config.yaml").is_file():
+        pytest.skip(f"{rel}: the released config is not here")
+    config = yaml.safe_load((rel / "config.yaml").read_text(encoding="utf-8"))
+    qwen = json.loads((rel / "Qwen3-0.6B" / "config.json").read_text())
+    fe = config["frontend_conf"]
+    with torch.device("meta"):
+        enc = SenseVoiceEncoderSmall(input_size=fe["n_mels"] * fe["lfr_m"],
+                                     **config["audio_encoder_conf"])
+        ad = Transformer(**config["audio_adaptor_conf"])
+        llm = Qwen3ForCausalLM(Qwen3Config(**qwen))
+    state = {f"audio_encoder.{k}": v for k, v in enc.state_dict().items()}
+    state.update({f"audio_adaptor.{k}": v for k, v in ad.state_dict().items()})
+    state.update({f"llm.{k}": v for k, v in llm.state_dict().items()})
+    kept, skipped = vllm_state(state, bool(qwen.get("tie_word_embeddings", True)))
+    (tmp_path / "config.json").write_text(json.dumps(vllm_config(config, qwen)))
+    problems = load_like_vllm(tmp_path, shapes={k: tuple(v.shape) for k, v in kept.items()})
+    assert no_problems(problems), problems
+    assert len(kept) > 1000 and skipped == ["llm.lm_head.weight"]
+    # what stays: vLLM's prompt and token count (not the sizes)
+    why = unservable(config, qwen, {"language": None, "itn": True})
+    assert not any("hard-codes" in w for w in why)
 
 
 def test_with_vllms_own_sizes_only_the_adaptor_fails_as_export_json_says(exported):
