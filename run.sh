@@ -68,8 +68,9 @@ Stages:
   6  decode the test sets with the base model and every stage's model
   7  score, and write exp/<model>/RESULTS.md and exp/<model>/error_browser/<set>.html
   8  export final_model for serving engines (paraformer: ONNX for funasr-onnx and
-     sherpa-onnx, fp32 + int8; nano: Hugging Face transformers), decode the test
-     sets through each engine, parity table vs the PyTorch decode -> RESULTS.md
+     sherpa-onnx, fp32 + int8; nano: Hugging Face transformers, and vLLM's layout),
+     decode the test sets through each engine, parity table vs the PyTorch decode
+     -> RESULTS.md
 Relative paths in options are taken from the directory you run $0 from
 (defaults in brackets are relative to the recipe's own directory).
 Options (default in brackets):
