@@ -34,7 +34,7 @@ while [ $# -gt 0 ]; do
     --port) port=$2; shift 2 ;;
     --language) language=$2; shift 2 ;;
     --force) force=true; shift ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "ERROR: unknown option $1 (see --help)" >&2; exit 1 ;;
   esac
 done
