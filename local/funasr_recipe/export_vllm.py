@@ -38,9 +38,11 @@ What vLLM 0.33 hard-codes, so what it cannot serve as trained (:func:`unservable
   LFR 7): any other size (the tiny twin's) fails the load on shapes;
 * the prompt ``语音转写：`` (``get_generation_prompt``): no language, no-ITN or hotword
   variant;
-* the number of audio tokens: ``fake_token_lengths``, funasr's low-frame-rate count
-  (about one per 480 ms) of the features of the audio padded to ``chunk_length`` (30 s),
-  filled with the first adaptor frames, where funasr (``downsample_rate: 1`` without
+* the number of audio tokens: the prompt gets ``fake_token_lengths`` placeholders,
+  funasr's low-frame-rate count (about one per 480 ms) of the features of the audio
+  padded to ``chunk_length`` (30 s), while ``embed_multimodal`` returns the adaptor's
+  output for every LFR frame of the padded audio (how vLLM's runner reconciles the two,
+  first frames or an error, was not read); funasr (``downsample_rate: 1`` without
   ``use_low_frame_rate``, the released adaptor) gives the LLM one token per 60 ms LFR
   frame of the audio itself;
 * the encoder's ``sanm_shift`` (vLLM's spelling; funasr's config says ``sanm_shfit``, which
@@ -137,9 +139,8 @@ def unservable(config: dict, qwen: dict, prompt: dict[str, Any]) -> list[str]:
     if not low:
         why.append(f"vLLM gives the LLM {low_frame_rate_tokens(padded_lfr_frames())} "
                    f"audio tokens per request (the low-frame-rate count of the audio padded "
-                   f"to {CHUNK_LENGTH_S} s: the first adaptor frames); this model was trained "
-                   f"and is decoded by funasr with one per 60 ms LFR frame "
-                   f"(use_low_frame_rate off)")
+                   f"to {CHUNK_LENGTH_S} s); this model was trained and is decoded by funasr "
+                   f"with one per 60 ms LFR frame (use_low_frame_rate off)")
     if int((config.get("audio_encoder_conf") or {}).get("sanm_shfit", 0) or 0):
         why.append("audio_encoder_conf.sanm_shfit is not 0: vLLM reads sanm_shift and "
                    "ignores it")
