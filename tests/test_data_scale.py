@@ -180,10 +180,10 @@ def test_utt2num_samples_travels_and_is_checked(tmp_path):
     d = tmp_path / "p_train"
     good = (d / NUM_SAMPLES).read_text()
     (d / NUM_SAMPLES).write_text(good.replace(good.split("\n")[0].split()[1], "3.5", 1))
-    with pytest.raises(DataError, match=r"utt2num_samples: key '.*': '3.5' is not a positive whole"):
+    with pytest.raises(DataError, match=r"utt2num_samples:\d+: key '.*': '3.5' is not a positive whole"):
         validate_datadir(d)
     (d / NUM_SAMPLES).write_text("".join(good.splitlines(keepends=True)[1:]))
-    with pytest.raises(DataError, match="utt2num_samples and wav.scp list different keys"):
+    with pytest.raises(DataError, match=r"utterance '.*' of utt2spk is missing from .*utt2num_samples"):
         load_datadir(d)
     # a data dir written without counts drops an earlier run's file
     utts = load_datadir(tmp_path / "p_valid")

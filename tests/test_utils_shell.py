@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from funasr_recipe.datadir import (VALUE_RULES, Utt, clean_text, load_datadir, validate_datadir,
+                                   write_datadir)
+from funasr_recipe.errors import DataError
 from helpers import check_log
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -394,6 +397,17 @@ BAD_CASES = {
                      "wav.scp:2", "has no value"),
     "tilde": ("wav.scp", GOOD["wav.scp"].replace("/data/a.wav", "~/a.wav"), "wav.scp:1", "~"),
     "empty_file": ("spk2utt", "", "spk2utt", "empty"),
+    "leading_space": ("utt2spk", " " + GOOD["utt2spk"], "utt2spk:1", "starts with whitespace"),
+    "bom": ("text", "\ufeff" + GOOD["text"], "text:1", "byte-order mark"),
+    "num_samples_not_whole": ("utt2num_samples", "spk1-utt1 24000\nspk1-utt2 3.5\nspk2-utt1 9\n",
+                              "utt2num_samples:2", "not a positive whole number"),
+    "num_samples_short": ("utt2num_samples", "spk1-utt1 24000\nspk2-utt1 9\n",
+                          "utt2num_samples:2", "'spk1-utt2' of utt2spk is missing"),
+    "segments_end_before_start": ("segments", "spk1-utt1 rec1 0 1.5\nspk1-utt2 rec1 3 2\n"
+                                  "spk2-utt1 rec2 0 1\n", "segments:2", "start < end"),
+    # a value error is named after a format error further on, as Kaldi does
+    "format_before_value": ("text", "spk1-utt1 a\x01\nspk1-utt2 b\nspk1-utt2 c\n", "text:3",
+                            "duplicate key"),
 }
 
 
@@ -422,3 +436,62 @@ def test_validate_bad_usage(tmp_path: Path) -> None:
     assert r.returncode == 1 and "unknown option --bogus" in r.stderr
     r = validate(tmp_path / "nowhere")
     assert r.returncode == 1 and "no such directory" in r.stderr
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CASES))
+def test_python_validator_applies_the_same_rules(tmp_path: Path, case: str) -> None:
+    """The shell wrapper and the package's validator are one: same file, line, message."""
+    name, content, where, what = BAD_CASES[case]
+    d = make_dir(tmp_path / case, {**GOOD, name: content})
+    with pytest.raises(DataError) as e:
+        validate_datadir(d)
+    assert f"{d}/{where}" in str(e.value) and what in str(e.value)
+    assert str(e.value) in validate(d).stderr
+
+
+def test_every_value_rule_has_a_case() -> None:
+    covered = {name for name, *_ in BAD_CASES.values()}
+    assert set(VALUE_RULES) <= covered
+
+
+def test_python_validator_options_and_segments(tmp_path: Path) -> None:
+    d = make_dir(tmp_path / "notext", {k: v for k, v in GOOD.items() if k != "text"})
+    with pytest.raises(DataError, match="--no-text"):
+        validate_datadir(d)
+    validate_datadir(d, require_text=False)
+    d = make_dir(tmp_path / "nosort", {
+        "wav.scp": "a /a.wav\nb /b.wav\n", "text": "a 一\nb 二\n",
+        "utt2spk": "a zed\nb adam\n", "spk2utt": "adam b\nzed a\n"})
+    with pytest.raises(DataError, match="--no-spk-sort"):
+        validate_datadir(d)
+    validate_datadir(d, spk_sort=False)
+    seg = make_dir(tmp_path / "seg", {
+        **GOOD, "wav.scp": "rec1 /r1.wav\nrec2 /r2.wav\nrec3 /r3.wav\n",
+        "segments": "spk1-utt1 rec1 0 1.5\nspk1-utt2 rec1 1.5 3.5\nspk2-utt1 rec2 0.2 0.57\n"})
+    with pytest.raises(DataError, match=r"wav.scp:3: recording 'rec3' is not in segments"):
+        validate_datadir(seg)
+    assert validate(seg).returncode == 1
+    (seg / "wav.scp").write_text("rec1 /r1.wav\nrec2 /r2.wav\n")
+    validate_datadir(seg)
+    with pytest.raises(DataError, match="one audio file per utterance"):
+        load_datadir(seg)
+
+
+@pytest.mark.parametrize("text, what", [
+    ("a\x01b", r"control character \(U\+0001\)"),
+    ("<s> hello", "reserved symbol '<s>'"),
+    ("hello #0", "reserved symbol '#0'"),
+])
+def test_transcripts_and_written_dirs_follow_the_same_rules(tmp_path: Path, text: str,
+                                                            what: str) -> None:
+    """A transcript the validator would refuse is refused when read (so --skip-bad
+    can drop it) and when a data dir is written, never left for a later stage."""
+    with pytest.raises(DataError, match=f"in.jsonl:3: the transcript has .*{what}"):
+        clean_text(text, "in.jsonl:3")
+    utts = [Utt("s-1", "s", "/a.wav", "ok", 1.0), Utt("s-2", "s", "/b.wav", text, 1.0)]
+    with pytest.raises(DataError, match=f"text:2: utterance 's-2' has .*{what}"):
+        write_datadir(tmp_path / "d", utts)
+    assert not (tmp_path / "d").exists()
+    utts[1] = Utt("s-2", "s", "~/b.wav", "ok", 1.0)
+    with pytest.raises(DataError, match="wav.scp:2: '~' in the path"):
+        write_datadir(tmp_path / "d", utts)
