@@ -29,7 +29,7 @@ decode_args=          # one-off decoding overrides "k=v ..." (keys of the decode
 lm_conf=conf/nano/lm.yaml      # nano mini recipe: text-only pre-training of the twin's LLM
 test_sets="general_test domain_test"   # sets decoded and scored
 terms=                # domain term list for term recall (mini corpus: its own list)
-train_threads=$(nproc)  # torch threads for training
+train_threads=$(nproc)  # torch threads for training; each training job asks the backend for as many CPUs
 ngpu=0                # GPUs per training job (0: CPU); N > 1 trains with torchrun (DDP)
 train_nproc=1         # CPU-only: training processes (DDP over gloo) when ngpu=0
 num_nodes=1           # Slurm: nodes per training job; N > 1: srun starts torchrun on each
@@ -182,6 +182,8 @@ else
   train_job=("${train_cmd}")
   train_opts=(--device cpu --nproc "${train_nproc}")
 fi
+# The backend reserves what the job uses (slurm.conf: --cpus-per-task, queue.conf: -pe smp).
+train_job+=(--num-threads "${train_threads}")
 if [ "${num_nodes}" -gt 1 ]; then
   if [ "${cmd_backend}" != slurm ]; then
     log "Error: --num-nodes ${num_nodes} needs cmd_backend=slurm (cmd.sh): a multi-node" \

@@ -222,29 +222,95 @@ def test_run_pl_single_failed_job(tmp_path: Path) -> None:
     check_log(tmp_path / "exp/one.log", "exit 7", 7)
 
 
-def test_run_pl_max_jobs_run(tmp_path: Path) -> None:
-    # Each job logs when it starts and ends; at no time may more than 2 overlap.
-    cmd = "date +%s.%N; sleep 0.5; date +%s.%N"
-    r = run([RUN_PL, "--max-jobs-run", "2", "JOB=1:5", "log/t.JOB.log", cmd],
-            cwd=tmp_path)
-    assert r.returncode == 0, r.stderr
-    spans = []
-    for i in range(1, 6):
-        start, end = map(float, check_log(tmp_path / f"log/t.{i}.log", cmd, 0))
-        spans.append((start, end))
-    events = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans])
+SPAN_CMD = "date +%s.%N; sleep 0.5; date +%s.%N"
+
+
+def peak_overlap(logs: list[Path]) -> int:
+    """How many of the jobs (each logging its start and end time) ran at once, at most."""
+    events = []
+    for log in logs:
+        start, end = map(float, check_log(log, log.read_text().splitlines()[0][2:], 0))
+        events += [(start, 1), (end, -1)]
     running = peak = 0
-    for _, delta in events:
+    for _, delta in sorted(events):
         running += delta
         peak = max(peak, running)
-    assert peak == 2
+    return peak
 
 
-def test_run_pl_default_runs_all_jobs_at_once(tmp_path: Path) -> None:
-    # Job 1 waits for a file that job 3 writes: only possible when all run together.
-    cmd = "if [ JOB = 3 ]; then touch flag; else for i in $(seq 100); do [ -e flag ] && exit 0; sleep 0.05; done; exit 1; fi"
-    r = run([RUN_PL, "JOB=1:3", "log/w.JOB.log", cmd], cwd=tmp_path)
+def test_run_pl_max_jobs_run(tmp_path: Path) -> None:
+    # Each job logs when it starts and ends; at no time may more than 2 overlap.
+    r = run([RUN_PL, "--max-jobs-run", "2", "JOB=1:5", "log/t.JOB.log", SPAN_CMD],
+            cwd=tmp_path)
     assert r.returncode == 0, r.stderr
+    assert peak_overlap([tmp_path / f"log/t.{i}.log" for i in range(1, 6)]) == 2
+
+
+def fake_tool(tmp_path: Path, name: str, script: str) -> dict[str, str]:
+    """The environment with ``name`` on PATH being ``script`` (bash)."""
+    bin_dir = tmp_path / "fakebin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / name).write_text(f"#!/usr/bin/env bash\n{script}\n")
+    (bin_dir / name).chmod(0o755)
+    return dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+
+@pytest.mark.parametrize("cpus, jobs, peak", [
+    (2, 5, 2),   # Kaldi's default: as many at once as CPUs...
+    (4, 5, 5),   # ...all of them when there are fewer than 1.4 times as many jobs
+    (1, 1, 1),
+])
+def test_run_pl_default_max_jobs_run_is_the_cpu_count(tmp_path: Path, cpus: int, jobs: int,
+                                                     peak: int) -> None:
+    env = fake_tool(tmp_path, "nproc", f"echo {cpus}")
+    r = run([RUN_PL, f"JOB=1:{jobs}", "log/t.JOB.log", SPAN_CMD], cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr
+    assert peak_overlap([tmp_path / f"log/t.{i}.log" for i in range(1, jobs + 1)]) == peak
+
+
+def test_run_pl_default_max_jobs_run_with_gpus(tmp_path: Path) -> None:
+    env = fake_tool(tmp_path, "nvidia-smi", "echo 'GPU 0: X'; echo 'GPU 1: X'")
+    r = run([RUN_PL, "--gpu", "1", "JOB=1:4", "log/t.JOB.log", SPAN_CMD], cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr
+    assert peak_overlap([tmp_path / f"log/t.{i}.log" for i in range(1, 5)]) == 2
+
+
+# Fails the first time (no marker file yet), succeeds the next; the marker is per job.
+FLAKY = "echo run JOB; if [ -e ok.JOB ]; then exit 0; fi; touch ok.JOB; [ JOB -le 2 ]"
+
+
+def test_run_pl_pick_failed_reruns_only_the_failed_jobs(tmp_path: Path) -> None:
+    r = run([RUN_PL, "JOB=1:4", "log/f.JOB.log", FLAKY], cwd=tmp_path)
+    assert r.returncode == 1 and "2 / 4 failed" in r.stderr
+    kept = {i: (tmp_path / f"log/f.{i}.log").read_text() for i in (1, 2)}
+    for i in (1, 2):
+        (tmp_path / f"ok.{i}").unlink()  # were they run again, they would fail now
+    r = run([RUN_PL, "--pick", "failed", "JOB=1:4", "log/f.JOB.log", FLAKY], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert {i: (tmp_path / f"log/f.{i}.log").read_text() for i in (1, 2)} == kept
+    for i in (3, 4):
+        assert check_log(tmp_path / f"log/f.{i}.log", FLAKY.replace("JOB", str(i)), 0) == [
+            f"run {i}"]
+    # everything done: nothing runs, and the array succeeds
+    r = run([RUN_PL, "--pick", "failed", "JOB=1:4", "log/f.JOB.log", "exit 9"], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize("pick", ["incomplete", "none"])
+def test_run_pl_pick_incomplete_runs_only_unfinished_jobs(tmp_path: Path, pick: str) -> None:
+    r = run([RUN_PL, "JOB=1:4", "log/f.JOB.log", FLAKY], cwd=tmp_path)
+    assert r.returncode == 1
+    (tmp_path / "log/f.2.log").write_text("# cut short\n# Started at then\n")  # killed job
+    (tmp_path / "log/f.4.log").unlink()                                       # never ran
+    (tmp_path / "ok.2").unlink()
+    r = run([RUN_PL, "--pick", pick, "JOB=1:4", "log/f.JOB.log", "echo again JOB"],
+            cwd=tmp_path)
+    # job 3 failed before and is not run again: still failed
+    assert r.returncode == 1 and "1 / 4 failed, log is in log/f.3.log" in r.stderr
+    assert check_log(tmp_path / "log/f.3.log", FLAKY.replace("JOB", "3"), 1) == ["run 3"]
+    for i in (2, 4):
+        assert check_log(tmp_path / f"log/f.{i}.log", f"echo again {i}", 0) == [f"again {i}"]
+    assert check_log(tmp_path / "log/f.1.log", FLAKY.replace("JOB", "1"), 0) == ["run 1"]
 
 
 @pytest.mark.parametrize("args, message", [
@@ -252,6 +318,7 @@ def test_run_pl_default_runs_all_jobs_at_once(tmp_path: Path) -> None:
     (["x.log"], "expected LOGFILE and COMMAND"),
     (["--bogus", "1", "x.log", "true"], "unknown option --bogus"),
     (["--max-jobs-run", "0", "JOB=1:2", "x.JOB.log", "true"], "--max-jobs-run"),
+    (["--pick", "some", "JOB=1:2", "x.JOB.log", "true"], "--pick needs all, failed"),
     (["JOB=3:1", "x.JOB.log", "true"], "start is after end"),
     (["JOB=1:2", "x.log", "true"], "put JOB in its name"),
 ])
