@@ -8,9 +8,9 @@ downloaded one. Re-running with the same inputs does nothing.
 
 Example:
   python local/make_twin.py --family paraformer --config conf/paraformer/twin.yaml \\
-      --tokens data/lang/tokens.txt --cmvn-jsonl dump/general/train.jsonl \\
-      --out exp/twin/paraformer
-  python local/make_twin.py --family nano --config conf/nano/twin.yaml --out exp/twin/nano
+      --tokens downloads/mini_corpus/vocabulary.txt \\
+      --cmvn-jsonl dump/paraformer/general_train.jsonl --out exp/paraformer/twin
+  python local/make_twin.py --family nano --config conf/nano/twin.yaml --out exp/nano/twin
 """
 
 from __future__ import annotations
