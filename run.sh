@@ -295,9 +295,8 @@ if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
     run_job "${logdir}/split_${pool}.log" \
       python local/split_data.py --src "${datadir}/${pool}_all" --out-prefix "${datadir}/${pool}" \
         --ratios "${split_ratios}" --seed "${split_seed}" ${heldout_spk:+--heldout-spk "${heldout_spk}"}
-    for part in all train valid test; do
-      utils/validate_data_dir.sh --no-feats "${datadir}/${pool}_${part}" > /dev/null
-    done
+    # utils/validate_data_dir.sh's rules, the pool's four dirs in one process
+    python local/validate_data_dir.py --no-feats "${datadir}/${pool}_"{all,train,valid,test} > /dev/null
     grep -E 'utterances' "${logdir}/split_${pool}.log" | sed 's/^.*INFO: /  /'
     # --skip-bad: how many items were left out; files ignored or normalised; where each is listed
     grep -E '^(dropped|ignored|normalised) ' "${logdir}/prepare_${pool}.log" | sed 's/^/  /' || true

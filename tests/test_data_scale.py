@@ -238,7 +238,7 @@ def test_write_datadir_refuses_before_writing(tmp_path):
         write_datadir(tmp_path / "d", utts)
     assert not (tmp_path / "d").exists()
     utts = [Utt("a-1", "a", "/x/1.wav", "一", 0.0001, 2)]
-    with pytest.raises(DataError, match="duration '0.000' is not a positive number"):
+    with pytest.raises(DataError, match="utt2dur:1: duration of 'a-1' must be one positive number of seconds, got '0.000'"):
         write_datadir(tmp_path / "d", utts)
     assert not (tmp_path / "d").exists()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -562,3 +563,18 @@ def test_transcripts_and_written_dirs_follow_the_same_rules(tmp_path: Path, text
     utts[1] = Utt("s-2", "s", "~/b.wav", "ok", 1.0)
     with pytest.raises(DataError, match="wav.scp:2: '~' in the path"):
         write_datadir(tmp_path / "d", utts)
+
+
+def test_python_cli_checks_several_dirs_in_one_process(tmp_path: Path) -> None:
+    """run.sh checks a pool's four dirs with one start of local/validate_data_dir.py."""
+    tool = ROOT / "local" / "validate_data_dir.py"
+    good = [make_dir(tmp_path / f"g{i}", GOOD) for i in (1, 2)]
+    bad = make_dir(tmp_path / "bad", {**GOOD, "utt2dur": "spk1-utt1 1\nspk1-utt2 0\nspk2-utt1 1\n"})
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "local")}
+    r = run([sys.executable, tool, "--no-feats", *good], env=env)
+    assert r.returncode == 0, r.stderr
+    assert [line.split()[-1] for line in r.stdout.splitlines()] == [str(d) for d in good]
+    r = run([sys.executable, tool, "--no-feats", good[0], bad, good[1]], env=env)
+    assert r.returncode == 1
+    assert f"{bad}/utt2dur:2" in r.stderr and "positive number" in r.stderr
+    assert str(good[1]) not in r.stdout

@@ -4,8 +4,8 @@
 #
 #   utils/validate_data_dir.sh [--no-feats] [--no-text] [--no-spk-sort] DATA_DIR
 #
-# A thin wrapper: the rules are written once, in local/funasr_recipe/datadir.py
-# (validate_datadir; the list is in the comment above VALUE_RULES there), and
+# A thin wrapper: the rules are written once, in local/funasr_recipe/datadir_rules.py
+# (validate_datadir; the list is in the comment above RESERVED_WORDS there), and
 # run here through local/validate_data_dir.py in the recipe's environment
 # (path.sh). Required: utt2spk, spk2utt, wav.scp and (unless --no-text) text;
 # checked when present: text, segments, utt2dur, utt2num_samples.
