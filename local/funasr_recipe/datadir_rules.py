@@ -33,7 +33,8 @@ _WS = re.compile(r"\s+")
 # one place they are written: :func:`validate_datadir` applies them to the
 # files (``utils/validate_data_dir.sh`` calls it through
 # ``local/validate_data_dir.py``), :func:`check_utterances` to a data dir
-# about to be written, :func:`clean_text` to each transcript read.
+# about to be written, ``datadir.clean_text`` (:func:`text_flaw`) to each
+# transcript read.
 #
 #  * every file: UTF-8, "\n" line ends (also on the last line), no CR, no
 #    BOM, no empty line, "KEY VALUE" lines with a non-empty value (text: see
