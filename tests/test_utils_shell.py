@@ -4,6 +4,7 @@ validate_data_dir.sh and the utt2spk/spk2utt filters."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -578,3 +579,33 @@ def test_python_cli_checks_several_dirs_in_one_process(tmp_path: Path) -> None:
     assert r.returncode == 1
     assert f"{bad}/utt2dur:2" in r.stderr and "positive number" in r.stderr
     assert str(good[1]) not in r.stdout
+
+
+@pytest.mark.parametrize("name, value, what", [
+    ("text", "", "empty transcript"),
+    ("text", "a\u3000b", "Unicode whitespace U+3000"),
+    ("text", "a\nb", "is not one line"),
+    ("utt2spk", "s x", "expected 'utterance-id speaker-id'"),
+    ("utt2dur", "0.000", "positive number of seconds"),
+    ("utt2dur", "1e", "positive number of seconds"),
+    ("utt2num_samples", "12.5", "positive whole number"),
+    ("utt2num_samples", "0", "positive whole number"),
+    ("wav.scp", " ", "has no value"),
+])
+def test_written_dirs_name_the_bad_value(tmp_path: Path, name: str, value: str,
+                                         what: str) -> None:
+    """check_utterances' quick whole-column test never lets a bad value through:
+    the third utterance's bad value is named with its line."""
+    from funasr_recipe.datadir_rules import check_utterances
+
+    keys = ["s-1", "s-2", "s-3", "s-4"]
+    cols = {"wav.scp": ["/a.wav"] * 4, "text": ["一", "二", "三", "四"],
+            "utt2spk": ["s"] * 4, "utt2dur": ["1.5"] * 4, "utt2num_samples": ["24000"] * 4}
+    check_utterances(tmp_path, keys, cols)
+    cols[name][2] = value
+    with pytest.raises(DataError, match=f"{name}:3: .*{re.escape(what)}"):
+        check_utterances(tmp_path, keys, cols)
+    with pytest.raises(DataError, match=r"wav.scp:3: key 's-2' comes after 's-3'"):
+        check_utterances(tmp_path, ["s-1", "s-3", "s-2", "s-4"], {"utt2spk": ["s"] * 4})
+    with pytest.raises(DataError, match=r"utt2spk:3: .*does not sort by speaker"):
+        check_utterances(tmp_path, keys, {"utt2spk": ["a", "b", "a", "b"]})

@@ -11,6 +11,7 @@ This module imports nothing heavy, so the validator starts fast.
 
 from __future__ import annotations
 
+import operator
 import os
 import re
 import shlex
@@ -123,6 +124,35 @@ VALUE_RULES = {
     "utt2dur": _duration_problem,
     NUM_SAMPLES: _num_samples_problem,
 }
+_NUMBERS = re.compile(r"(?:(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\n)*"
+                      r"(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\Z")
+_WHOLE_NUMBERS = re.compile(r"(?:[0-9]+\n)*[0-9]+\Z")
+
+
+def _all_fine(name: str, values: list[str]) -> bool:
+    """A quick test over a whole column that passes only when every value passes
+    its VALUE_RULES rule (and is one non-empty line): a column that fails it is
+    checked value by value, which names the first bad one. Never more lenient
+    than the rules; only faster (C-level string and regex work)."""
+    if not values:
+        return True
+    blob = "\n".join(values)
+    if "\r" in blob or blob.count("\n") != len(values) - 1 or not all(map(str.strip, values)):
+        return False
+    if name == "text":
+        return (_BAD_CHAR.search(blob.replace("\n", " ")) is None
+                and "<" not in blob and "#0" not in blob)
+    if name == "utt2spk":
+        return " " not in blob and "\t" not in blob
+    if name == "wav.scp":
+        return not blob.startswith("~") and "\n~" not in blob
+    if name == "utt2dur":
+        return _NUMBERS.match(blob) is not None and min(map(float, values)) > 0
+    if name == NUM_SAMPLES:
+        return _WHOLE_NUMBERS.match(blob) is not None and min(map(int, values)) > 0
+    return name not in VALUE_RULES
+
+
 #: Utterance-indexed files checked when present, after utt2spk and spk2utt.
 UTT_FILES = ("text", "segments", "wav.scp", "utt2dur", NUM_SAMPLES)
 
@@ -302,24 +332,31 @@ def validate_datadir(d: Path, require_text: bool = True, spk_sort: bool = True) 
 def check_utterances(d: Path, keys: list[str], cols: dict[str, list[str]]) -> None:
     """The rules above for a data dir about to be written to ``d``: ``keys``
     in order, ``cols`` each file's values (line numbers as they will be)."""
+    keys_fine = (all(keys) and _WS.search("".join(keys)) is None
+                 and all(map(operator.lt, keys, keys[1:])))
+    prev = None
+    for i, k in enumerate([] if keys_fine else keys):
+        if not k or _WS.search(k):
+            raise DataError(f"{d / 'wav.scp'}:{i + 1}: key {k!r}: a key is one word, without "
+                            f"whitespace")
+        problem = _order_problem(k, prev)
+        if problem:
+            raise DataError(f"{d / 'wav.scp'}:{i + 1}: {problem}")
+        prev = k
     for name, values in cols.items():
+        if _all_fine(name, values):
+            continue
         p = d / name
         rule = VALUE_RULES.get(name)
-        prev = None
         for i, (k, v) in enumerate(zip(keys, values)):
-            n = i + 1
-            if not k or _WS.search(k):
-                raise DataError(f"{p}:{n}: key {k!r}: a key is one word, without whitespace")
             if "\n" in v or "\r" in v:
-                raise DataError(f"{p}:{n}: key '{k}': the value {v!r} is not one line")
-            if not v.strip() and name != "text":
-                raise DataError(f"{p}:{n}: key '{k}' has no value")
-            problem = _order_problem(k, prev) or (rule(k, v) if rule else None)
+                raise DataError(f"{p}:{i + 1}: key '{k}': the value {v!r} is not one line")
+            problem = (f"key '{k}' has no value" if not v.strip() and name != "text"
+                       else rule(k, v) if rule else None)
             if problem:
-                raise DataError(f"{p}:{n}: {problem}")
-            prev = k
+                raise DataError(f"{p}:{i + 1}: {problem}")
     spks = cols["utt2spk"]
-    for i in range(1, len(spks)):
+    for i in [] if all(map(operator.le, spks, spks[1:])) else range(1, len(spks)):
         if spks[i] < spks[i - 1]:
             raise DataError(f"{d / 'utt2spk'}:{i + 1}: utterance '{keys[i]}' of speaker "
                             f"'{spks[i]}' comes after speaker '{spks[i - 1]}': sorting by "
