@@ -29,7 +29,7 @@ decode_args=          # one-off decoding overrides "k=v ..." (keys of the decode
 lm_conf=conf/nano/lm.yaml      # nano mini recipe: text-only pre-training of the twin's LLM
 test_sets="general_test domain_test"   # sets decoded and scored
 terms=                # domain term list for term recall (mini corpus: its own list)
-train_threads=$(nproc)  # torch threads for training
+train_threads=$(nproc)  # torch threads for training; each training job asks the backend for as many CPUs
 ngpu=0                # GPUs per training job (0: CPU); N > 1 trains with torchrun (DDP)
 train_nproc=1         # CPU-only: training processes (DDP over gloo) when ngpu=0
 num_nodes=1           # Slurm: nodes per training job; N > 1: srun starts torchrun on each
@@ -183,6 +183,8 @@ else
   train_job=("${train_cmd}")
   train_opts=(--device cpu --nproc "${train_nproc}")
 fi
+# The backend reserves what the job uses (slurm.conf: --cpus-per-task, queue.conf: -pe smp).
+train_job+=(--num-threads "${train_threads}")
 if [ "${num_nodes}" -gt 1 ]; then
   if [ "${cmd_backend}" != slurm ]; then
     log "Error: --num-nodes ${num_nodes} needs cmd_backend=slurm (cmd.sh): a multi-node" \
@@ -294,9 +296,8 @@ if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
     run_job "${logdir}/split_${pool}.log" \
       python local/split_data.py --src "${datadir}/${pool}_all" --out-prefix "${datadir}/${pool}" \
         --ratios "${split_ratios}" --seed "${split_seed}" ${heldout_spk:+--heldout-spk "${heldout_spk}"}
-    for part in all train valid test; do
-      utils/validate_data_dir.sh --no-feats "${datadir}/${pool}_${part}" > /dev/null
-    done
+    # utils/validate_data_dir.sh's rules, the pool's four dirs in one process
+    python local/validate_data_dir.py --no-feats "${datadir}/${pool}_"{all,train,valid,test} > /dev/null
     grep -E 'utterances' "${logdir}/split_${pool}.log" | sed 's/^.*INFO: /  /'
     # --skip-bad: how many items were left out; files ignored or normalised; where each is listed
     grep -E '^(dropped|ignored|normalised) ' "${logdir}/prepare_${pool}.log" | sed 's/^/  /' || true

@@ -26,7 +26,7 @@ Examples:
   local/make_jsonl.py --family paraformer --data-dir data/stage1_train \\
       --out dump/paraformer/stage1_train.jsonl --shards 8   # + stage1_train.list
   local/make_jsonl.py --family nano --data-dir data/domain_train \\
-      --model-dir exp/twin/nano --prompt-conf conf/nano/train.yaml \\
+      --model-dir exp/nano/twin --prompt-conf conf/nano/train.yaml \\
       --out dump/nano/domain_train.jsonl
 """
 

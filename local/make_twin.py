@@ -8,27 +8,25 @@ downloaded one. Re-running with the same inputs does nothing.
 
 Example:
   python local/make_twin.py --family paraformer --config conf/paraformer/twin.yaml \\
-      --tokens data/lang/tokens.txt --cmvn-jsonl dump/general/train.jsonl \\
-      --out exp/twin/paraformer
-  python local/make_twin.py --family nano --config conf/nano/twin.yaml --out exp/twin/nano
+      --tokens downloads/mini_corpus/vocabulary.txt \\
+      --cmvn-jsonl dump/paraformer/general_train.jsonl --out exp/paraformer/twin
+  python local/make_twin.py --family nano --config conf/nano/twin.yaml --out exp/nano/twin
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from pathlib import Path
 
+from funasr_recipe import cli
 from funasr_recipe.errors import DataError
+from funasr_recipe.modeldir import FAMILIES
 
-FAMILIES = ("paraformer", "nano")
 
-
-def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--family", required=True, choices=FAMILIES,
+def build_parser():
+    p = cli.parser(__doc__)
+    p.add_argument("--family", required=True, choices=sorted(FAMILIES),
                    help="model family to twin (required)")
     p.add_argument("--config", required=True, type=Path,
                    help="the twin's architecture config, e.g. conf/paraformer/twin.yaml (required)")
@@ -49,31 +47,28 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = get_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
-    from funasr_recipe import twin_nano, twin_paraformer
+def body(args) -> int:
+    from funasr_recipe import twin_common, twin_nano, twin_paraformer
 
-    try:
-        arch = twin_paraformer.load_arch(args.config)
-        if args.family == "nano":
-            if args.tokens is not None or args.cmvn_jsonl is not None:
-                raise DataError("--tokens and --cmvn-jsonl are for paraformer only: the nano "
-                                "twin uses the real Qwen3 tokenizer and no CMVN")
-            out = twin_nano.make_nano_twin(args.out, arch, seed=args.seed)
-        else:
-            if args.tokens is None:
-                raise DataError("--family paraformer needs --tokens (the vocabulary file)")
-            tokens = twin_paraformer.read_token_file(args.tokens)
-            out = twin_paraformer.make_paraformer_twin(
-                args.out, tokens, args.cmvn_jsonl, arch, seed=args.seed,
-                cmvn_max_utts=args.cmvn_max_utts)
-    except DataError as e:
-        print(f"ERROR: {e}", file=sys.stderr)
-        return 1
+    arch = twin_common.load_arch(args.config)
+    if args.family == "nano":
+        if args.tokens is not None or args.cmvn_jsonl is not None:
+            raise DataError("--tokens and --cmvn-jsonl are for paraformer only: the nano "
+                            "twin uses the real Qwen3 tokenizer and no CMVN")
+        out = twin_nano.make_nano_twin(args.out, arch, seed=args.seed)
+    else:
+        if args.tokens is None:
+            raise DataError("--family paraformer needs --tokens (the vocabulary file)")
+        tokens = twin_paraformer.read_token_file(args.tokens)
+        out = twin_paraformer.make_paraformer_twin(
+            args.out, tokens, args.cmvn_jsonl, arch, seed=args.seed,
+            cmvn_max_utts=args.cmvn_max_utts)
     logging.info("twin model directory: %s", out)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.run(body, build_parser(), argv)
 
 
 if __name__ == "__main__":

@@ -16,8 +16,9 @@ weights). PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(
 OUT/peft_base_llm), OUT/peft_adapter) gives the merged LLM's logits.
 
 Example:
-  local/merge_lora.py --model-dir exp/nano/stage2_model \\
-      --checkpoint exp/nano/stage3/final.pt --out exp/nano/stage3_merged
+  local/merge_lora.py --model-dir exp/nano/stage2/model \\
+      --checkpoint exp/nano/stage3/final.pt --out exp/nano/stage3/model
+  (what local/export_model.py --stage-dir exp/nano/stage3 does for a LoRA stage)
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ Printed at the end (also in the job's log), for run.sh to show:
 Examples:
   local/prepare_data.py --in /data/my_domain --out data/domain_all
   local/prepare_data.py --in sheet.xlsx --out data/domain_all --resample --skip-bad
-  local/prepare_data.py --in old/wav.scp --text old/text --out data/x --nj 4
+  local/prepare_data.py --in old/wav.scp --text old/text --out data/general_all --nj 4
 """
 
 from __future__ import annotations

@@ -20,10 +20,10 @@ Example:
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from funasr_recipe import cli
+from funasr_recipe.resources import allocated_cpus
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--report", action="append", default=[], metavar="NAME=TEXT",
                     help="Kaldi text file whose LM loss is logged after every epoch "
                          "(repeatable; never trained on)")
-    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads")
+    ap.add_argument("--threads", type=int, default=allocated_cpus(),
+                    help="torch threads (default: the job's CPU allocation, here %(default)s)")
     ap.add_argument("--out", type=Path, required=True, help="output dir")
     return ap
 

@@ -21,8 +21,10 @@ definitions. With --compare HYP2: HYP2's score and the paired-bootstrap
 probability that it is better than HYP.
 
 Example:
-  local/score.py --ref data/test/text --hyp exp/decode_test/text \\
-      --details exp/decode_test/details --stats exp/decode_test/errors.txt \\
+  local/score.py --ref data/domain_test/text \\
+      --hyp exp/paraformer/decode_stage3/domain_test/text \\
+      --details exp/paraformer/decode_stage3/domain_test/details \\
+      --stats exp/paraformer/decode_stage3/domain_test/errors.txt \\
       --terms downloads/mini_corpus/domain_terms.txt
 """
 

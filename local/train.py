@@ -46,6 +46,7 @@ from pathlib import Path
 from funasr_recipe import cli
 from funasr_recipe.errors import DataError, RunError
 from funasr_recipe.modeldir import FAMILIES, check_model_dir, training_overrides
+from funasr_recipe.resources import allocated_cpus
 from funasr_recipe.training import (avg_checkpoint_name, check_deepspeed_config, check_init,
                                     load_train_conf, mark_complete, overrides,
                                     recover_torn_checkpoint, run_funasr_train, section_settings,
@@ -72,8 +73,10 @@ def build_parser():
                     help="more validation sets, only reported (repeatable)")
     ap.add_argument("--out", type=Path, required=True, help="output dir")
     ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:0, ...")
-    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1,
-                    help="CPU threads for torch")
+    ap.add_argument("--threads", type=int, default=allocated_cpus(),
+                    help="CPU threads for torch (default: the job's CPU allocation: "
+                         "SLURM_CPUS_PER_TASK, NSLOTS, else the CPUs it may use, here "
+                         "%(default)s)")
     ap.add_argument("--nproc", type=int, default=1,
                     help="training processes (DDP under torchrun): one per GPU with --device "
                          "cuda; on CPUs they run over gloo")

@@ -385,3 +385,47 @@ def test_cmd_sh_backends() -> None:
     assert r.stdout.strip() == "utils/queue.pl|utils/queue.pl|utils/queue.pl --gpu 1"
     r = with_cmd_sh("pbs", "true")
     assert r.returncode == 1 and "unknown cmd_backend 'pbs'" in r.stderr
+
+
+# --------------------------------------------------------------------------
+# resources that agree: what a training job asks for is what it uses
+
+def run_sh_train_job(backend: str, ngpu: int, threads: int, env: dict[str, str],
+                     log: Path) -> subprocess.CompletedProcess:
+    """run.sh's own lines that build the training job's command (from
+    `if [ "${ngpu}" -gt 0 ]` to the --num-threads line), then one job through it."""
+    text = (ROOT / "run.sh").read_text()
+    start = text.index('if [ "${ngpu}" -gt 0 ]; then')
+    end = text.index("\n", text.index('train_job+=(--num-threads "${train_threads}")', start))
+    block = text[start:end]
+    return with_cmd_sh(backend, f"ngpu={ngpu}; train_nproc=1; train_threads={threads}; {block}\n"
+                                f'${{train_job[*]}} {log} true', env=env)
+
+
+@pytest.mark.parametrize("ngpu", [0, 1])
+def test_training_jobs_reserve_their_threads(fake_env, tmp_path: Path, ngpu: int) -> None:
+    r = run_sh_train_job("slurm", ngpu, 3, fake_env, tmp_path / "t.log")
+    assert r.returncode == 0, r.stderr
+    assert "--cpus-per-task=3" in fake_args(fake_env)
+    r = run_sh_train_job("sge", ngpu, 3, fake_env, tmp_path / "t.log")
+    assert r.returncode == 0, r.stderr
+    args = fake_args(fake_env)
+    assert args[args.index("-pe"):][:3] == ["-pe", "smp", "3"]
+    r = run_sh_train_job("local", ngpu, 3, fake_env, tmp_path / "t.log")
+    assert r.returncode == 0, r.stderr
+    check_log(tmp_path / "t.log", "true", 0, threads=3)
+
+
+def test_threads_default_to_the_allocation(tmp_path: Path) -> None:
+    from funasr_recipe.resources import allocated_cpus
+
+    assert allocated_cpus({"SLURM_CPUS_PER_TASK": "6", "NSLOTS": "4"}) == 6
+    assert allocated_cpus({"NSLOTS": "4"}) == 4
+    assert allocated_cpus({}) == len(os.sched_getaffinity(0))
+    assert allocated_cpus({"SLURM_CPUS_PER_TASK": "x", "NSLOTS": "2"}) == 2
+    for tool in ("train.py", "pretrain_llm.py"):
+        env = dict(os.environ, SLURM_CPUS_PER_TASK="7")
+        r = run(["python", ROOT / "local" / tool, "--help"], env=env)
+        assert r.returncode == 0, r.stderr
+        assert re.search(r"--threads THREADS\s.*allocation.*here 7\)", " ".join(r.stdout.split())), (
+            tool, r.stdout)

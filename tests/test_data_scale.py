@@ -180,10 +180,10 @@ def test_utt2num_samples_travels_and_is_checked(tmp_path):
     d = tmp_path / "p_train"
     good = (d / NUM_SAMPLES).read_text()
     (d / NUM_SAMPLES).write_text(good.replace(good.split("\n")[0].split()[1], "3.5", 1))
-    with pytest.raises(DataError, match=r"utt2num_samples: key '.*': '3.5' is not a positive whole"):
+    with pytest.raises(DataError, match=r"utt2num_samples:\d+: key '.*': '3.5' is not a positive whole"):
         validate_datadir(d)
     (d / NUM_SAMPLES).write_text("".join(good.splitlines(keepends=True)[1:]))
-    with pytest.raises(DataError, match="utt2num_samples and wav.scp list different keys"):
+    with pytest.raises(DataError, match=r"utterance '.*' of utt2spk is missing from .*utt2num_samples"):
         load_datadir(d)
     # a data dir written without counts drops an earlier run's file
     utts = load_datadir(tmp_path / "p_valid")
@@ -238,7 +238,7 @@ def test_write_datadir_refuses_before_writing(tmp_path):
         write_datadir(tmp_path / "d", utts)
     assert not (tmp_path / "d").exists()
     utts = [Utt("a-1", "a", "/x/1.wav", "一", 0.0001, 2)]
-    with pytest.raises(DataError, match="duration '0.000' is not a positive number"):
+    with pytest.raises(DataError, match="utt2dur:1: duration of 'a-1' must be one positive number of seconds, got '0.000'"):
         write_datadir(tmp_path / "d", utts)
     assert not (tmp_path / "d").exists()
 

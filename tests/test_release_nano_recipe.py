@@ -26,7 +26,7 @@ import yaml
 from funasr_recipe.twin_nano import (CONFIGURATION_JSON, CTC_PREFIXES, CTC_VOCAB, LLM_DIR,
                                      TOKENIZER_FILES, build_nano, load_arch, qwen_tokenizer_dir,
                                      write_ctc_vocab)
-from funasr_recipe.twin_paraformer import _deep_merge
+from funasr_recipe.twin_common import deep_merge as _deep_merge
 from helpers import ROOT
 
 pytestmark = pytest.mark.slow

@@ -4,11 +4,16 @@ validate_data_dir.sh and the utt2spk/spk2utt filters."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from funasr_recipe.datadir import (VALUE_RULES, Utt, clean_text, load_datadir, validate_datadir,
+                                   write_datadir)
+from funasr_recipe.errors import DataError
 from helpers import check_log
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -219,29 +224,95 @@ def test_run_pl_single_failed_job(tmp_path: Path) -> None:
     check_log(tmp_path / "exp/one.log", "exit 7", 7)
 
 
-def test_run_pl_max_jobs_run(tmp_path: Path) -> None:
-    # Each job logs when it starts and ends; at no time may more than 2 overlap.
-    cmd = "date +%s.%N; sleep 0.5; date +%s.%N"
-    r = run([RUN_PL, "--max-jobs-run", "2", "JOB=1:5", "log/t.JOB.log", cmd],
-            cwd=tmp_path)
-    assert r.returncode == 0, r.stderr
-    spans = []
-    for i in range(1, 6):
-        start, end = map(float, check_log(tmp_path / f"log/t.{i}.log", cmd, 0))
-        spans.append((start, end))
-    events = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans])
+SPAN_CMD = "date +%s.%N; sleep 0.5; date +%s.%N"
+
+
+def peak_overlap(logs: list[Path]) -> int:
+    """How many of the jobs (each logging its start and end time) ran at once, at most."""
+    events = []
+    for log in logs:
+        start, end = map(float, check_log(log, log.read_text().splitlines()[0][2:], 0))
+        events += [(start, 1), (end, -1)]
     running = peak = 0
-    for _, delta in events:
+    for _, delta in sorted(events):
         running += delta
         peak = max(peak, running)
-    assert peak == 2
+    return peak
 
 
-def test_run_pl_default_runs_all_jobs_at_once(tmp_path: Path) -> None:
-    # Job 1 waits for a file that job 3 writes: only possible when all run together.
-    cmd = "if [ JOB = 3 ]; then touch flag; else for i in $(seq 100); do [ -e flag ] && exit 0; sleep 0.05; done; exit 1; fi"
-    r = run([RUN_PL, "JOB=1:3", "log/w.JOB.log", cmd], cwd=tmp_path)
+def test_run_pl_max_jobs_run(tmp_path: Path) -> None:
+    # Each job logs when it starts and ends; at no time may more than 2 overlap.
+    r = run([RUN_PL, "--max-jobs-run", "2", "JOB=1:5", "log/t.JOB.log", SPAN_CMD],
+            cwd=tmp_path)
     assert r.returncode == 0, r.stderr
+    assert peak_overlap([tmp_path / f"log/t.{i}.log" for i in range(1, 6)]) == 2
+
+
+def fake_tool(tmp_path: Path, name: str, script: str) -> dict[str, str]:
+    """The environment with ``name`` on PATH being ``script`` (bash)."""
+    bin_dir = tmp_path / "fakebin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / name).write_text(f"#!/usr/bin/env bash\n{script}\n")
+    (bin_dir / name).chmod(0o755)
+    return dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+
+@pytest.mark.parametrize("cpus, jobs, peak", [
+    (2, 5, 2),   # Kaldi's default: as many at once as CPUs...
+    (4, 5, 5),   # ...all of them when there are fewer than 1.4 times as many jobs
+    (1, 1, 1),
+])
+def test_run_pl_default_max_jobs_run_is_the_cpu_count(tmp_path: Path, cpus: int, jobs: int,
+                                                     peak: int) -> None:
+    env = fake_tool(tmp_path, "nproc", f"echo {cpus}")
+    r = run([RUN_PL, f"JOB=1:{jobs}", "log/t.JOB.log", SPAN_CMD], cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr
+    assert peak_overlap([tmp_path / f"log/t.{i}.log" for i in range(1, jobs + 1)]) == peak
+
+
+def test_run_pl_default_max_jobs_run_with_gpus(tmp_path: Path) -> None:
+    env = fake_tool(tmp_path, "nvidia-smi", "echo 'GPU 0: X'; echo 'GPU 1: X'")
+    r = run([RUN_PL, "--gpu", "1", "JOB=1:4", "log/t.JOB.log", SPAN_CMD], cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr
+    assert peak_overlap([tmp_path / f"log/t.{i}.log" for i in range(1, 5)]) == 2
+
+
+# Fails the first time (no marker file yet), succeeds the next; the marker is per job.
+FLAKY = "echo run JOB; if [ -e ok.JOB ]; then exit 0; fi; touch ok.JOB; [ JOB -le 2 ]"
+
+
+def test_run_pl_pick_failed_reruns_only_the_failed_jobs(tmp_path: Path) -> None:
+    r = run([RUN_PL, "JOB=1:4", "log/f.JOB.log", FLAKY], cwd=tmp_path)
+    assert r.returncode == 1 and "2 / 4 failed" in r.stderr
+    kept = {i: (tmp_path / f"log/f.{i}.log").read_text() for i in (1, 2)}
+    for i in (1, 2):
+        (tmp_path / f"ok.{i}").unlink()  # were they run again, they would fail now
+    r = run([RUN_PL, "--pick", "failed", "JOB=1:4", "log/f.JOB.log", FLAKY], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert {i: (tmp_path / f"log/f.{i}.log").read_text() for i in (1, 2)} == kept
+    for i in (3, 4):
+        assert check_log(tmp_path / f"log/f.{i}.log", FLAKY.replace("JOB", str(i)), 0) == [
+            f"run {i}"]
+    # everything done: nothing runs, and the array succeeds
+    r = run([RUN_PL, "--pick", "failed", "JOB=1:4", "log/f.JOB.log", "exit 9"], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize("pick", ["incomplete", "none"])
+def test_run_pl_pick_incomplete_runs_only_unfinished_jobs(tmp_path: Path, pick: str) -> None:
+    r = run([RUN_PL, "JOB=1:4", "log/f.JOB.log", FLAKY], cwd=tmp_path)
+    assert r.returncode == 1
+    (tmp_path / "log/f.2.log").write_text("# cut short\n# Started at then\n")  # killed job
+    (tmp_path / "log/f.4.log").unlink()                                       # never ran
+    (tmp_path / "ok.2").unlink()
+    r = run([RUN_PL, "--pick", pick, "JOB=1:4", "log/f.JOB.log", "echo again JOB"],
+            cwd=tmp_path)
+    # job 3 failed before and is not run again: still failed
+    assert r.returncode == 1 and "1 / 4 failed, log is in log/f.3.log" in r.stderr
+    assert check_log(tmp_path / "log/f.3.log", FLAKY.replace("JOB", "3"), 1) == ["run 3"]
+    for i in (2, 4):
+        assert check_log(tmp_path / f"log/f.{i}.log", f"echo again {i}", 0) == [f"again {i}"]
+    assert check_log(tmp_path / "log/f.1.log", FLAKY.replace("JOB", "1"), 0) == ["run 1"]
 
 
 @pytest.mark.parametrize("args, message", [
@@ -249,6 +320,7 @@ def test_run_pl_default_runs_all_jobs_at_once(tmp_path: Path) -> None:
     (["x.log"], "expected LOGFILE and COMMAND"),
     (["--bogus", "1", "x.log", "true"], "unknown option --bogus"),
     (["--max-jobs-run", "0", "JOB=1:2", "x.JOB.log", "true"], "--max-jobs-run"),
+    (["--pick", "some", "JOB=1:2", "x.JOB.log", "true"], "--pick needs all, failed"),
     (["JOB=3:1", "x.JOB.log", "true"], "start is after end"),
     (["JOB=1:2", "x.log", "true"], "put JOB in its name"),
 ])
@@ -394,6 +466,17 @@ BAD_CASES = {
                      "wav.scp:2", "has no value"),
     "tilde": ("wav.scp", GOOD["wav.scp"].replace("/data/a.wav", "~/a.wav"), "wav.scp:1", "~"),
     "empty_file": ("spk2utt", "", "spk2utt", "empty"),
+    "leading_space": ("utt2spk", " " + GOOD["utt2spk"], "utt2spk:1", "starts with whitespace"),
+    "bom": ("text", "\ufeff" + GOOD["text"], "text:1", "byte-order mark"),
+    "num_samples_not_whole": ("utt2num_samples", "spk1-utt1 24000\nspk1-utt2 3.5\nspk2-utt1 9\n",
+                              "utt2num_samples:2", "not a positive whole number"),
+    "num_samples_short": ("utt2num_samples", "spk1-utt1 24000\nspk2-utt1 9\n",
+                          "utt2num_samples:2", "'spk1-utt2' of utt2spk is missing"),
+    "segments_end_before_start": ("segments", "spk1-utt1 rec1 0 1.5\nspk1-utt2 rec1 3 2\n"
+                                  "spk2-utt1 rec2 0 1\n", "segments:2", "start < end"),
+    # a value error is named after a format error further on, as Kaldi does
+    "format_before_value": ("text", "spk1-utt1 a\x01\nspk1-utt2 b\nspk1-utt2 c\n", "text:3",
+                            "duplicate key"),
 }
 
 
@@ -422,3 +505,107 @@ def test_validate_bad_usage(tmp_path: Path) -> None:
     assert r.returncode == 1 and "unknown option --bogus" in r.stderr
     r = validate(tmp_path / "nowhere")
     assert r.returncode == 1 and "no such directory" in r.stderr
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CASES))
+def test_python_validator_applies_the_same_rules(tmp_path: Path, case: str) -> None:
+    """The shell wrapper and the package's validator are one: same file, line, message."""
+    name, content, where, what = BAD_CASES[case]
+    d = make_dir(tmp_path / case, {**GOOD, name: content})
+    with pytest.raises(DataError) as e:
+        validate_datadir(d)
+    assert f"{d}/{where}" in str(e.value) and what in str(e.value)
+    assert str(e.value) in validate(d).stderr
+
+
+def test_every_value_rule_has_a_case() -> None:
+    covered = {name for name, *_ in BAD_CASES.values()}
+    assert set(VALUE_RULES) <= covered
+
+
+def test_python_validator_options_and_segments(tmp_path: Path) -> None:
+    d = make_dir(tmp_path / "notext", {k: v for k, v in GOOD.items() if k != "text"})
+    with pytest.raises(DataError, match="--no-text"):
+        validate_datadir(d)
+    validate_datadir(d, require_text=False)
+    d = make_dir(tmp_path / "nosort", {
+        "wav.scp": "a /a.wav\nb /b.wav\n", "text": "a 一\nb 二\n",
+        "utt2spk": "a zed\nb adam\n", "spk2utt": "adam b\nzed a\n"})
+    with pytest.raises(DataError, match="--no-spk-sort"):
+        validate_datadir(d)
+    validate_datadir(d, spk_sort=False)
+    seg = make_dir(tmp_path / "seg", {
+        **GOOD, "wav.scp": "rec1 /r1.wav\nrec2 /r2.wav\nrec3 /r3.wav\n",
+        "segments": "spk1-utt1 rec1 0 1.5\nspk1-utt2 rec1 1.5 3.5\nspk2-utt1 rec2 0.2 0.57\n"})
+    with pytest.raises(DataError, match=r"wav.scp:3: recording 'rec3' is not in segments"):
+        validate_datadir(seg)
+    assert validate(seg).returncode == 1
+    (seg / "wav.scp").write_text("rec1 /r1.wav\nrec2 /r2.wav\n")
+    validate_datadir(seg)
+    with pytest.raises(DataError, match="one audio file per utterance"):
+        load_datadir(seg)
+
+
+@pytest.mark.parametrize("text, what", [
+    ("a\x01b", r"control character \(U\+0001\)"),
+    ("<s> hello", "reserved symbol '<s>'"),
+    ("hello #0", "reserved symbol '#0'"),
+])
+def test_transcripts_and_written_dirs_follow_the_same_rules(tmp_path: Path, text: str,
+                                                            what: str) -> None:
+    """A transcript the validator would refuse is refused when read (so --skip-bad
+    can drop it) and when a data dir is written, never left for a later stage."""
+    with pytest.raises(DataError, match=f"in.jsonl:3: the transcript has .*{what}"):
+        clean_text(text, "in.jsonl:3")
+    utts = [Utt("s-1", "s", "/a.wav", "ok", 1.0), Utt("s-2", "s", "/b.wav", text, 1.0)]
+    with pytest.raises(DataError, match=f"text:2: utterance 's-2' has .*{what}"):
+        write_datadir(tmp_path / "d", utts)
+    assert not (tmp_path / "d").exists()
+    utts[1] = Utt("s-2", "s", "~/b.wav", "ok", 1.0)
+    with pytest.raises(DataError, match="wav.scp:2: '~' in the path"):
+        write_datadir(tmp_path / "d", utts)
+
+
+def test_python_cli_checks_several_dirs_in_one_process(tmp_path: Path) -> None:
+    """run.sh checks a pool's four dirs with one start of local/validate_data_dir.py."""
+    tool = ROOT / "local" / "validate_data_dir.py"
+    good = [make_dir(tmp_path / f"g{i}", GOOD) for i in (1, 2)]
+    bad = make_dir(tmp_path / "bad", {**GOOD, "utt2dur": "spk1-utt1 1\nspk1-utt2 0\nspk2-utt1 1\n"})
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "local")}
+    r = run([sys.executable, tool, "--no-feats", *good], env=env)
+    assert r.returncode == 0, r.stderr
+    assert [line.split()[-1] for line in r.stdout.splitlines()] == [str(d) for d in good]
+    r = run([sys.executable, tool, "--no-feats", good[0], bad, good[1]], env=env)
+    assert r.returncode == 1
+    assert f"{bad}/utt2dur:2" in r.stderr and "positive number" in r.stderr
+    assert str(good[1]) not in r.stdout
+
+
+@pytest.mark.parametrize("name, value, what", [
+    ("text", "", "empty transcript"),
+    ("text", "a\u3000b", "Unicode whitespace U+3000"),
+    ("text", "a\nb", "is not one line"),
+    ("utt2spk", "s x", "expected 'utterance-id speaker-id'"),
+    ("utt2dur", "0.000", "positive number of seconds"),
+    ("utt2dur", "1e", "positive number of seconds"),
+    ("utt2num_samples", "12.5", "positive whole number"),
+    ("utt2num_samples", "0", "positive whole number"),
+    ("wav.scp", " ", "has no value"),
+])
+def test_written_dirs_name_the_bad_value(tmp_path: Path, name: str, value: str,
+                                         what: str) -> None:
+    """check_utterances' quick whole-column test never lets a bad value through:
+    the third utterance's bad value is named with its line."""
+    from funasr_recipe.datadir_rules import check_utterances
+
+    keys = ["s-1", "s-2", "s-3", "s-4"]
+    cols = {"wav.scp": ["/a.wav"] * 4, "text": ["一", "二", "三", "四"],
+            "utt2spk": ["s"] * 4, "utt2dur": ["1.5"] * 4, "utt2num_samples": ["24000"] * 4}
+    check_utterances(tmp_path, keys, cols)
+    cols[name][2] = value
+    with pytest.raises(DataError, match=f"{name}:3: .*{re.escape(what)}"):
+        check_utterances(tmp_path, keys, cols)
+    with pytest.raises(DataError, match=r"wav.scp:3: key 's-2' comes after 's-3'"):
+        check_utterances(tmp_path, ["s-1", "s-3", "s-2", "s-4"], {"utt2spk": ["s"] * 4})
+    with pytest.raises(DataError, match=r"utt2spk:3: .*does not sort by speaker"):
+        check_utterances(tmp_path, keys, {"utt2spk": ["a", "b", "a", "b"]})

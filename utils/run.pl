@@ -16,7 +16,17 @@
 # "# Ended (code RC) at DATE, elapsed time SECONDS seconds".
 #
 # Options:
-#   --max-jobs-run N   run at most N jobs at once (default: all of them)
+#   --max-jobs-run N   run at most N jobs at once (default, as Kaldi's run.pl:
+#                      the number of CPUs this process may use (nproc), or of
+#                      GPUs (nvidia-smi -L) with --gpu N > 0; raised to the
+#                      number of jobs when that is less than 1.4 times it)
+#   --pick WHICH       which jobs of the range to run, judged by each job's
+#                      existing log (Kaldi's run.pl): all (the default);
+#                      failed: every job but those whose log ends
+#                      "# Ended (code 0)" (they are kept, and count as done);
+#                      incomplete (or none): only jobs with no log or a log
+#                      without its "# Ended" trailer; a failed job is not run
+#                      again and still counts as failed
 #   --num-threads N    threads per job; only reported in the accounting line
 #                      (default: 1)
 #   --gpu N, --mem X, --time T, --config FILE
@@ -55,7 +65,11 @@ sub usage {
 Usage: utils/run.pl [options] [VAR=START:END] LOGFILE COMMAND...
  e.g.: utils/run.pl JOB=1:4 exp/x/log/decode.JOB.log local/decode.py --part JOB
 Options:
-  --max-jobs-run N   run at most N jobs at once (default: all of them)
+  --max-jobs-run N   run at most N jobs at once (default: the CPU count, nproc;
+                     with --gpu N > 0 the GPU count)
+  --pick WHICH       all (default), failed (re-run all but the jobs whose log
+                     ends "# Ended (code 0)"), incomplete or none (run only
+                     jobs without a finished log)
   --num-threads N    threads per job, reported in the accounting line (default: 1)
   --gpu N, --mem X, --time T, --config FILE
                      cluster options, accepted and ignored by this local backend
@@ -75,7 +89,9 @@ sub now { return strftime('%a %b %e %H:%M:%S %Z %Y', localtime()); }
 
 my $max_jobs_run;
 my $num_threads = 1;
-my %ignored = map { $_ => 1 } qw(--gpu --mem --time --config);
+my $gpu = 0;
+my $pick = 'all';
+my %ignored = map { $_ => 1 } qw(--mem --time --config);
 
 while (@ARGV && $ARGV[0] =~ /^-/) {
     my $opt = shift @ARGV;
@@ -93,6 +109,13 @@ while (@ARGV && $ARGV[0] =~ /^-/) {
     if ($opt eq '--max-jobs-run') {
         usage_error("--max-jobs-run needs a positive integer, got '$value'") unless $value =~ /^[1-9]\d*$/;
         $max_jobs_run = $value;
+    } elsif ($opt eq '--pick') {
+        usage_error("--pick needs all, failed, incomplete or none, got '$value'")
+            unless $value =~ /^(all|failed|incomplete|none)$/;
+        $pick = $value;
+    } elsif ($opt eq '--gpu') {
+        usage_error("--gpu needs a whole number, got '$value'") unless $value =~ /^\d+$/;
+        $gpu = $value;
     } elsif ($opt eq '--num-threads') {
         usage_error("--num-threads needs a positive integer, got '$value'") unless $value =~ /^[1-9]\d*$/;
         $num_threads = $value;
@@ -174,7 +197,45 @@ sub run_job {
 }
 
 my @indices = defined $var ? ($first .. $last) : (undef);
-$max_jobs_run = scalar @indices unless defined $max_jobs_run;
+
+# Kaldi's default: as many jobs at once as there are CPUs (GPUs for a GPU
+# job), or all of them when there are only a few more jobs than that.
+sub count_lines_of {
+    my @cmd = @_;
+    open(my $p, '-|', @cmd) or return 0;
+    my @lines = <$p>;
+    close($p);
+    return $? == 0 ? scalar @lines : 0;
+}
+if (!defined $max_jobs_run) {
+    if ($gpu > 0) {
+        $max_jobs_run = count_lines_of('nvidia-smi', '-L') || 1;
+    } else {
+        my $n = 0;
+        if (open(my $p, '-|', 'nproc')) {
+            my $out = <$p>;
+            close($p);
+            $n = $1 if defined $out && $? == 0 && $out =~ /^\s*([1-9]\d*)\s*$/;
+        }
+        $max_jobs_run = $n || 32;
+        my $jobs = scalar @indices;
+        $max_jobs_run = $jobs if $jobs > $max_jobs_run && $jobs < 1.4 * $max_jobs_run;
+    }
+}
+
+# --pick: what a job's existing log says ('done', 'failed', or 'incomplete'
+# for no log or one without its trailer).
+sub log_state {
+    my ($log) = @_;
+    open(my $fh, '<', $log) or return 'incomplete';
+    my $ended;
+    while (my $line = <$fh>) {
+        $ended = $1 if $line =~ /^# Ended \(code (\d+)/;
+    }
+    close($fh);
+    return 'incomplete' unless defined $ended;
+    return $ended == 0 ? 'done' : 'failed';
+}
 
 my %running;    # pid => index into @indices
 my @codes;      # wait status per index (0: the job succeeded)
@@ -199,6 +260,13 @@ for my $i (0 .. $#indices) {
     last if defined $stop_signal;
     my $index = $indices[$i];
     my $log = defined $index ? substitute($log_pattern, $index) : $log_pattern;
+    if ($pick ne 'all') {
+        my $state = log_state($log);
+        if ($state eq 'done' || ($state eq 'failed' && $pick ne 'failed')) {
+            $codes[$i] = $state eq 'done' ? 0 : 1;    # kept as it is, not run
+            next;
+        }
+    }
     my $cmd = command_of(map { defined $index ? substitute($_, $index) : $_ } @words);
     my $pid = fork();
     die "$me: cannot fork: $!\n" unless defined $pid;

@@ -22,6 +22,8 @@ from typing import Iterable, Iterator
 from .audio import (AUDIO_EXTENSIONS, SAMPLE_RATE, Prober, audio_info, is_audio,
                     resample_to)
 from .atomic import atomic_write
+from .datadir_rules import (NUM_SAMPLES, VALUE_RULES, check_utterances,  # noqa: F401 (re-exported)
+                            read_validated, text_flaw, text_problem, validate_datadir)
 from .errors import DataError
 from .tables import read_table, sort_keys, write_table
 from .textfile import decode_text, read_lines
@@ -30,10 +32,6 @@ from .text import normalize as scoring_form
 log = logging.getLogger(__name__)
 
 REQUIRED_FILES = ("wav.scp", "text", "utt2spk", "spk2utt")
-#: Exact sample counts (16 kHz) per utterance, written beside utt2dur by the
-#: recipe so that no later stage opens the audio again (Kaldi's tools ignore
-#: the file, as they do any file they do not know).
-NUM_SAMPLES = "utt2num_samples"
 #: Items checked per round of parallel header reads (bounds the memory of
 #: the results in flight).
 PROBE_CHUNK = 50000
@@ -337,6 +335,9 @@ def clean_text(text: str | None, where: str) -> str:
     text = _WS.sub(" ", text).strip()
     if not text:
         raise DataError(f"{where}: empty transcript")
+    flaw = text_flaw(text)
+    if flaw:
+        raise DataError(f"{where}: the transcript has {flaw}")
     if not scoring_form(text):
         raise DataError(f"{where}: empty transcript: '{text}' is only punctuation, nothing to "
                         f"recognise (the scorer removes punctuation); write the words spoken")
@@ -431,8 +432,8 @@ def _check_items(items: list[RawItem], probes: list, out_dir: Path, utts: dict[s
 
 def write_datadir(out_dir: Path, utts: list[Utt]) -> None:
     """Write the Kaldi files (each atomically), sorted; the utterances are
-    checked as :func:`validate_datadir` checks the files, before anything is
-    written (in memory: a large dir is not read back)."""
+    checked by the rules :func:`validate_datadir` applies to the files, before
+    anything is written (in memory: a large dir is not read back)."""
     out_dir = Path(out_dir)
     utts = sorted(utts, key=lambda u: u.key.encode("utf-8"))
     keys = [u.key for u in utts]
@@ -441,16 +442,7 @@ def write_datadir(out_dir: Path, utts: list[Utt]) -> None:
     with_samples = all(u.samples is not None for u in utts)
     if with_samples:
         cols[NUM_SAMPLES] = [str(u.samples) for u in utts]
-    for k in keys:
-        if not k or k != safe_id(k):
-            raise DataError(f"{out_dir / 'wav.scp'}: key {k!r}: a key is one word, without "
-                            f"whitespace")
-    for name, values in cols.items():
-        for k, v in zip(keys, values):
-            if "\n" in v or "\r" in v:
-                raise DataError(f"{out_dir / name}: key '{k}': the value {v!r} is not one line")
-    _check_sorted_unique(out_dir / "wav.scp", keys)
-    _check_columns(out_dir, keys, cols)
+    check_utterances(out_dir, keys, cols)
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, values in cols.items():
         write_table(out_dir / name, zip(keys, values), sort=False)
@@ -470,8 +462,11 @@ def load_datadir(d: Path, require_text: bool = True) -> list[Utt]:
     fine; its utterances then have empty texts. Each file is read once.
     """
     d = Path(d)
-    require_text = require_text or (d / "text").exists()
-    keys, cols = _validated(d, require_text)
+    if (d / "segments").exists():
+        raise DataError(f"{d / 'segments'}: the recipe reads one audio file per utterance; "
+                        f"cut the segments into their own audio files first (a wav.scp "
+                        f"indexed by utterance, no segments file)")
+    keys, cols = read_validated(d, require_text, collect=True)
     wavs, spks = cols["wav.scp"], cols["utt2spk"]
     texts = cols.get("text")
     durs, nums = cols.get("utt2dur"), cols.get(NUM_SAMPLES)
@@ -487,108 +482,6 @@ def read_num_samples(d: Path) -> dict[str, str] | None:
     """``utt2num_samples`` of a data dir (key -> count as text), None without one."""
     p = Path(d) / NUM_SAMPLES
     return read_table(p) if p.exists() else None
-
-
-def _check_sorted_unique(path: Path, keys: list[str]) -> None:
-    prev = None
-    for i, k in enumerate(keys):
-        b = k.encode()
-        if prev is not None and prev >= b:
-            if prev == b:
-                raise DataError(f"{path}:{i + 1}: duplicate key '{k}'")
-            raise DataError(f"{path}:{i + 1}: not sorted ('{keys[i - 1]}' before '{k}'); "
-                            f"sort it with LC_ALL=C sort")
-        prev = b
-
-
-def _read_columns(path: Path) -> tuple[list[str], list[str]]:
-    """Keys and values of a table in file order (values as :func:`read_table`
-    strips them); an empty line or a tab after the key is a :class:`DataError`."""
-    keys, values = [], []
-    for n, line in read_lines(path):
-        parts = line.split(maxsplit=1)
-        if not parts:
-            raise DataError(f"{path}:{n}: empty line")
-        if "\t" in line and "\t" in line.split(" ", 1)[0]:
-            raise DataError(f"{path}:{n}: tab in key; keys are separated from values by a space "
-                            f"and hold no whitespace")
-        keys.append(parts[0])
-        values.append(parts[1].strip() if len(parts) > 1 else "")
-    return keys, values
-
-
-def _validated(d: Path, require_text: bool = True) -> tuple[list[str], dict[str, list[str]]]:
-    """Kaldi's ``validate_data_dir.sh --no-feats`` checks; returns the keys and
-    each utterance-indexed file's values, every file read once."""
-    for name in REQUIRED_FILES:
-        if name == "text" and not require_text:
-            continue
-        if not (d / name).is_file():
-            raise DataError(f"{d}: missing {name}")
-    ref_keys: list[str] | None = None
-    cols: dict[str, list[str]] = {}
-    for name in ("wav.scp", "text", "utt2spk", "utt2dur", NUM_SAMPLES):
-        p = d / name
-        if not p.exists() or (name == "text" and not require_text):
-            continue
-        keys, cols[name] = _read_columns(p)
-        _check_sorted_unique(p, keys)
-        if ref_keys is None:
-            ref_keys, ref_name = keys, name
-        elif keys != ref_keys:
-            diff = sorted(set(ref_keys) ^ set(keys))[:3]
-            raise DataError(f"{d}: {name} and {ref_name} list different keys "
-                            f"(e.g. {', '.join(diff)})")
-        del keys
-    assert ref_keys is not None
-    spk2utt = read_table(d / "spk2utt")
-    _check_columns(d, ref_keys, cols, spk2utt)
-    return ref_keys, cols
-
-
-def _check_columns(d: Path, keys: list[str], cols: dict[str, list[str]],
-                   spk2utt: dict[str, str] | None = None) -> None:
-    """The value checks of :func:`validate_datadir` (``spk2utt``: the file's
-    table, compared with utt2spk; None when written from utt2spk)."""
-    for k, v in zip(keys, cols.get("text", ())):
-        if not v.strip():
-            raise DataError(f"{d / 'text'}: key '{k}' has an empty transcript")
-    for name in ("utt2spk", "wav.scp", "utt2dur", NUM_SAMPLES):
-        for i, (k, v) in enumerate(zip(keys, cols.get(name, ()))):
-            if not v:
-                raise DataError(f"{d / name}:{i + 1}: key '{k}' has no value")
-    spks = cols["utt2spk"]
-    if spk2utt is not None:
-        _check_sorted_unique(d / "spk2utt", list(spk2utt))
-        rebuilt: dict[str, list[str]] = {}
-        for u, s in zip(keys, spks):
-            rebuilt.setdefault(s, []).append(u)
-        if {s: " ".join(v) for s, v in rebuilt.items()} != {s: " ".join(v.split())
-                                                            for s, v in spk2utt.items()}:
-            raise DataError(f"{d}: spk2utt does not match utt2spk; regenerate it with "
-                            f"utils/utt2spk_to_spk2utt.pl {d}/utt2spk > {d}/spk2utt")
-    for i in range(1, len(spks)):
-        if spks[i - 1] != spks[i] and spks[i - 1].encode() > spks[i].encode():
-            raise DataError(f"{d / 'utt2spk'}: key '{keys[i]}': sorting by utterance does not "
-                            f"sort by speaker; make every key start with its speaker id and a "
-                            f"separator")
-    for k, v in zip(keys, cols.get("utt2dur", ())):
-        try:
-            ok = float(v) > 0
-        except ValueError:
-            ok = False
-        if not ok:
-            raise DataError(f"{d / 'utt2dur'}: key '{k}': duration '{v}' is not a positive number")
-    for k, v in zip(keys, cols.get(NUM_SAMPLES, ())):
-        if not (v.isascii() and v.isdigit() and int(v) > 0):
-            raise DataError(f"{d / NUM_SAMPLES}: key '{k}': '{v}' is not a positive whole "
-                            f"number of samples; remove the file (the jsonl stage then "
-                            f"reads the audio headers) or prepare the data dir again")
-
-
-def validate_datadir(d: Path, require_text: bool = True) -> None:
-    """Kaldi's ``validate_data_dir.sh --no-feats`` checks, in Python."""
-    _validated(Path(d), require_text)
 
 
 # ----------------------------------------------------------------------------

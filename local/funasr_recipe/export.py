@@ -12,7 +12,8 @@ from pathlib import Path
 from . import stamp
 from .atomic import atomic_write, replace_dir
 from .errors import DataError
-from .training import load_state, state_checksum
+from .checkpoint import load_state
+from .training import state_checksum
 
 log = logging.getLogger(__name__)
 

@@ -243,7 +243,7 @@ def export_nano_hf(model_dir: Path, out: Path, prompt: dict[str, Any]) -> dict:
     from transformers import AutoTokenizer, FunAsrNanoConfig, FunAsrNanoForConditionalGeneration
 
     from .modeldir import check_model_dir
-    from .training import load_state
+    from .checkpoint import load_state
 
     model_dir = check_model_dir(Path(model_dir), "nano")
     out = Path(out)

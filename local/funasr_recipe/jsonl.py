@@ -22,12 +22,13 @@ from .audio import SAMPLE_RATE, audio_info, paraformer_source_len, wav_header_in
 from .datadir import read_num_samples
 from .atomic import atomic_write
 from .errors import DataError
+from .modeldir import FAMILIES as MODEL_FAMILIES
 from .tables import dump_jsonl_line, read_table, sort_keys
 
 log = logging.getLogger(__name__)
 
-#: Model families with a jsonl format (nano lines: funasr_recipe.nano).
-FAMILIES = ("paraformer", "nano")
+#: Model families with a jsonl format (nano lines: funasr_recipe.nano): every family.
+FAMILIES = tuple(MODEL_FAMILIES)
 
 
 def paraformer_target_len(text: str) -> int:

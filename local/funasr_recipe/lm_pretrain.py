@@ -353,7 +353,7 @@ def pretrain(model_dir: str | os.PathLike, conf: LMConf, prompt: str, system: st
 
     from . import stamp
     from .nano import load_tokenizer
-    from .training import load_state
+    from .checkpoint import load_state
 
     model_dir, out = Path(model_dir).resolve(), Path(out)
     report_files = dict(report_files or {})

@@ -279,7 +279,7 @@ def merge_lora(model_dir: str | os.PathLike, checkpoint: str | os.PathLike,
     targets). With ``peft``, the adapter also goes to ``out/peft_adapter/``.
     """
     from .export import export_model, is_exported
-    from .training import load_state
+    from .checkpoint import load_state
 
     settings = lora_settings(read_config(train_config), str(train_config))
     if not Path(checkpoint).is_file():

@@ -214,21 +214,9 @@ def nano_lines(data_dir: str | os.PathLike, model_dir: str | os.PathLike, prompt
 # Checkpoints
 
 def _checkpoint_keys(ckpt_path: str | os.PathLike) -> set[str]:
-    import torch
+    from .checkpoint import load_state
 
-    p = Path(ckpt_path)
-    if not p.is_file():
-        raise DataError(f"{p}: checkpoint not found")
-    try:
-        obj = torch.load(str(p), map_location="cpu", mmap=True, weights_only=True)
-    except RuntimeError:  # not a zip-format file: mmap unsupported
-        obj = torch.load(str(p), map_location="cpu", weights_only=True)
-    for key in ("state_dict", "model_state_dict", "model"):
-        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
-            obj = obj[key]
-    if not isinstance(obj, dict):
-        raise DataError(f"{p}: not a model checkpoint (no state dict inside)")
-    return {k[len("module."):] if k.startswith("module.") else k for k in obj}
+    return set(load_state(ckpt_path, mmap=True))
 
 
 def check_checkpoint_keys(ckpt_path: str | os.PathLike,

@@ -40,6 +40,7 @@ from typing import Any, Callable, Iterable
 from . import funasr_hooks, stamp
 from .config import load_yaml
 from .atomic import atomic_write
+from .checkpoint import load_state, readable as readable_checkpoint
 from .errors import DataError, RunError
 
 log = logging.getLogger(__name__)
@@ -120,19 +121,6 @@ def avg_checkpoint_name(settings: dict[str, Any]) -> str:
 
 # ----------------------------------------------------------------------------
 # Checkpoints
-
-def load_state(path: str | Path) -> dict:
-    """The model weights of a checkpoint file (funasr's, an export's or a bare
-    state dict), loaded with torch's safe unpickler (``weights_only=True``):
-    a checkpoint from a user cannot run code."""
-    import torch
-
-    obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    for key in ("state_dict", "model_state_dict", "model"):
-        if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
-            obj = obj[key]
-    return {k[len("module."):] if k.startswith("module.") else k: v for k, v in obj.items()}
-
 
 def state_checksum(state: dict, keys: Iterable[str] | None = None) -> str:
     """sha256 over names, shapes, dtypes and bytes of the given tensors."""
@@ -483,19 +471,6 @@ def set_aside_other_run(out: Path, signature: dict[str, Any]) -> Path | None:
 
 # ----------------------------------------------------------------------------
 # Torn checkpoints and reproducible resume
-
-def readable_checkpoint(path: Path) -> bool:
-    """Whether torch can open ``path`` (a file torn by a crash during
-    ``torch.save`` cannot: its zip directory is missing). Tensors are
-    memory-mapped, not read, so this is cheap even for a large model."""
-    import torch
-
-    try:
-        torch.load(str(path), map_location="cpu", mmap=True, weights_only=True)
-    except Exception:
-        return False
-    return True
-
 
 def _epoch_of(name: str) -> int | None:
     m = re.fullmatch(r"model\.pt\.ep(\d+)", name)

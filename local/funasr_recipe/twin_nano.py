@@ -38,12 +38,11 @@ import os
 import shutil
 from pathlib import Path
 
-import yaml
-
-from . import stamp
+from . import twin_common
 from .atomic import atomic_write
 from .errors import DataError, RunError
-from .twin_paraformer import _deep_merge, count_parameters, load_arch
+from .twin_common import (begin_twin, count_parameters, deep_merge, finish_twin, load_arch,
+                          save_model, write_config)
 
 log = logging.getLogger(__name__)
 
@@ -322,7 +321,7 @@ def nano_config(arch: dict) -> tuple[dict, dict]:
         raise DataError(f"twin architecture: llm_conf.init_param_path is always {LLM_DIR}; "
                         f"remove it")
     qwen = dict(QWEN3_0_6B_CONFIG, **qwen_over)
-    config = _deep_merge(NANO_TEMPLATE, arch)
+    config = deep_merge(NANO_TEMPLATE, arch)
     enc = config["audio_encoder_conf"]["output_size"]
     config["audio_adaptor_conf"]["encoder_dim"] = enc
     config["audio_adaptor_conf"]["llm_dim"] = qwen["hidden_size"]
@@ -382,11 +381,7 @@ def _inputs_digest(config: dict, qwen: dict, tok_dir: Path, seed: int) -> str:
 
 def twin_is_complete(out_dir: str | os.PathLike, digest: str | None = None) -> bool:
     """True when ``out_dir`` holds every twin file (and, if given, was made from ``digest``)."""
-    out_dir = Path(out_dir)
-    files = [out_dir / name for name in TWIN_FILES]
-    if digest is None:
-        return all(f.is_file() for f in files)
-    return not stamp.check(out_dir, [], [digest], files)
+    return twin_common.twin_is_complete(out_dir, TWIN_FILES, digest)
 
 
 def make_nano_twin(out_dir: str | os.PathLike, arch: dict, seed: int = 0) -> Path:
@@ -405,10 +400,8 @@ def make_nano_twin(out_dir: str | os.PathLike, arch: dict, seed: int = 0) -> Pat
         log.info("%s: twin already complete for these inputs, skipping", out_dir)
         return out_dir
     llm_dir = out_dir / LLM_DIR
+    begin_twin(out_dir)
     llm_dir.mkdir(parents=True, exist_ok=True)
-    # An interrupted or different earlier twin must not look complete midway.
-    (out_dir / "twin_info.json").unlink(missing_ok=True)
-    stamp.clear(out_dir)
 
     for name in TOKENIZER_FILES:
         with atomic_write(llm_dir / name, "wb") as f, open(tok_dir / name, "rb") as src:
@@ -416,23 +409,16 @@ def make_nano_twin(out_dir: str | os.PathLike, arch: dict, seed: int = 0) -> Pat
     with atomic_write(llm_dir / "config.json") as f:
         json.dump(qwen, f, indent=2)
         f.write("\n")
-    with atomic_write(out_dir / "config.yaml") as f:
-        yaml.safe_dump(config, f, allow_unicode=True, sort_keys=False)
-    with atomic_write(out_dir / "configuration.json") as f:
-        json.dump(CONFIGURATION_JSON, f, indent=2)
-        f.write("\n")
+    write_config(out_dir, config, CONFIGURATION_JSON)
 
     ctc_tokens = write_ctc_vocab(out_dir / CTC_VOCAB)
-
-    import torch
 
     model = build_nano(config, llm_dir, seed, out_dir / CTC_VOCAB)
     # as released: no CTC head weights (funasr disables the head on loading)
     state = {k: v for k, v in model.state_dict().items() if not k.startswith(CTC_PREFIXES)}
     n_params = count_parameters(model) - sum(
         p.numel() for n, p in model.named_parameters() if n.startswith(CTC_PREFIXES))
-    with atomic_write(out_dir / "model.pt", "wb") as f:
-        torch.save({"state_dict": state}, f)
+    save_model(out_dir / "model.pt", state)
 
     info = {
         "family": "nano",
@@ -446,10 +432,7 @@ def make_nano_twin(out_dir: str | os.PathLike, arch: dict, seed: int = 0) -> Pat
         "tokenizer_from": str(tok_dir),
         "inputs_sha256": digest,
     }
-    with atomic_write(out_dir / "twin_info.json") as f:
-        json.dump(info, f, indent=2, ensure_ascii=False)
-        f.write("\n")
-    stamp.mark(out_dir, [], [digest])
+    finish_twin(out_dir, info, digest)
     log.info("wrote twin %s: %d parameters (LLM %d)", out_dir, n_params, info["llm_parameters"])
     return out_dir
 

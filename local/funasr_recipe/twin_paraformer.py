@@ -37,13 +37,14 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
-import yaml
 
-from . import stamp
+from . import twin_common
 from .atomic import atomic_write
 from .errors import DataError
 from .tables import read_jsonl
 from .textfile import read_lines
+from .twin_common import (begin_twin, count_parameters, deep_merge, finish_twin,
+                          load_arch, save_model, write_config)  # noqa: F401 (load_arch: re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -194,34 +195,6 @@ CONFIGURATION_JSON: dict = {
 }
 
 
-def load_arch(path: str | os.PathLike) -> dict:
-    """Read the twin's architecture overrides (``conf/paraformer/twin.yaml``)."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            arch = yaml.safe_load(f)
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file; pass the twin's architecture config "
-                        f"(e.g. conf/paraformer/twin.yaml)") from None
-    except yaml.YAMLError as e:
-        raise DataError(f"{path}: not valid YAML ({e})") from None
-    if arch is None:
-        return {}
-    if not isinstance(arch, dict):
-        raise DataError(f"{path}: expected a mapping of config sections, got {type(arch).__name__}")
-    return arch
-
-
-def _deep_merge(base: dict, over: dict) -> dict:
-    """A copy of ``base`` with ``over`` merged in, nested mappings key by key."""
-    out = copy.deepcopy(base)
-    for k, v in over.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = _deep_merge(out[k], v)
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
-
-
 def paraformer_config(arch: dict) -> dict:
     """The twin's full ``config.yaml`` content: the paraformer-large template
     with ``arch`` (twin.yaml) merged over it.
@@ -239,7 +212,7 @@ def paraformer_config(arch: dict) -> dict:
                             f"{', '.join(k for k in PARAFORMER_LARGE_TEMPLATE if k not in CLASS_KEYS)}")
         if not isinstance(value, dict):
             raise DataError(f"twin architecture: section '{key}' must be a mapping")
-    config = _deep_merge(PARAFORMER_LARGE_TEMPLATE, arch)
+    config = deep_merge(PARAFORMER_LARGE_TEMPLATE, arch)
     out_size = config["encoder_conf"]["output_size"]
     idim = arch.get("predictor_conf", {}).get("idim")
     if idim is not None and idim != out_size:
@@ -416,11 +389,6 @@ def build_paraformer(config: dict, vocab_size: int, seed: int):
     return model
 
 
-def count_parameters(model) -> int:
-    """Number of parameters of a torch module."""
-    return sum(p.numel() for p in model.parameters())
-
-
 def _inputs_digest(config: dict, token_list: list[str], cmvn_jsonl: str | None,
                    cmvn_max_utts: int | None, seed: int) -> str:
     """sha256 over everything a twin is made from (the CMVN jsonl by content)."""
@@ -436,11 +404,7 @@ def _inputs_digest(config: dict, token_list: list[str], cmvn_jsonl: str | None,
 
 def twin_is_complete(out_dir: str | os.PathLike, digest: str | None = None) -> bool:
     """True when ``out_dir`` holds every twin file (and, if given, was made from ``digest``)."""
-    out_dir = Path(out_dir)
-    files = [out_dir / name for name in TWIN_FILES]
-    if digest is None:
-        return all(f.is_file() for f in files)
-    return not stamp.check(out_dir, [], [digest], files)
+    return twin_common.twin_is_complete(out_dir, TWIN_FILES, digest)
 
 
 def make_paraformer_twin(out_dir: str | os.PathLike, tokens: Iterable[str],
@@ -466,10 +430,7 @@ def make_paraformer_twin(out_dir: str | os.PathLike, tokens: Iterable[str],
     if twin_is_complete(out_dir, digest):
         log.info("%s: twin already complete for these inputs, skipping", out_dir)
         return out_dir
-    out_dir.mkdir(parents=True, exist_ok=True)
-    # An interrupted or different earlier twin must not look complete midway.
-    (out_dir / "twin_info.json").unlink(missing_ok=True)
-    stamp.clear(out_dir)
+    begin_twin(out_dir)
 
     with atomic_write(out_dir / "tokens.json") as f:
         json.dump(token_list, f, ensure_ascii=False, indent=0)
@@ -484,18 +445,11 @@ def make_paraformer_twin(out_dir: str | os.PathLike, tokens: Iterable[str],
         shift, scale, frames = compute_cmvn(cmvn_src, config["frontend_conf"], cmvn_max_utts)
     write_am_mvn(out_dir / "am.mvn", shift, scale)
 
-    with atomic_write(out_dir / "config.yaml") as f:
-        yaml.safe_dump(config, f, allow_unicode=True, sort_keys=False)
-    with atomic_write(out_dir / "configuration.json") as f:
-        json.dump(CONFIGURATION_JSON, f, indent=2)
-        f.write("\n")
-
-    import torch
+    write_config(out_dir, config, CONFIGURATION_JSON)
 
     model = build_paraformer(config, len(token_list), seed)
     n_params = count_parameters(model)
-    with atomic_write(out_dir / "model.pt", "wb") as f:
-        torch.save({"state_dict": model.state_dict()}, f)
+    save_model(out_dir / "model.pt", model.state_dict())
 
     info = {
         "family": "paraformer",
@@ -509,9 +463,6 @@ def make_paraformer_twin(out_dir: str | os.PathLike, tokens: Iterable[str],
         "cmvn_frames": frames,
         "inputs_sha256": digest,
     }
-    with atomic_write(out_dir / "twin_info.json") as f:
-        json.dump(info, f, indent=2, ensure_ascii=False)
-        f.write("\n")
-    stamp.mark(out_dir, [], [digest])
+    finish_twin(out_dir, info, digest)
     log.info("wrote twin %s: %d parameters, %d tokens", out_dir, n_params, len(token_list))
     return out_dir

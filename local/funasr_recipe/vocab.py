@@ -515,7 +515,7 @@ def extend_model_dir(vocab: ModelVocab, new_tokens: Sequence[str], out: str | os
     """
     import torch
 
-    from .training import load_state
+    from .checkpoint import load_state
 
     src, out = vocab.model_dir, Path(out)
     new_tokens = [t for t in dict.fromkeys(new_tokens) if t not in vocab.token_set]
