@@ -38,22 +38,21 @@ import argparse
 import json
 import logging
 import os
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from funasr_recipe import cli
-from funasr_recipe.errors import DataError, RunError
-from funasr_recipe.modeldir import FAMILIES, check_model_dir, training_overrides
+from funasr_recipe.errors import DataError
+from funasr_recipe.modeldir import (FAMILIES, check_model_dir, inspect_model_dir,
+                                    training_overrides)
+from funasr_recipe.nano_slots import use_low_frame_rate
 from funasr_recipe.training import (avg_checkpoint_name, check_deepspeed_config, check_init,
                                     load_train_conf, mark_complete, overrides,
-                                    recover_torn_checkpoint, run_funasr_train, section_settings,
-                                    set_aside_other_run, stage_changes, stage_signature,
-                                    torchrun_command, write_chain)
+                                    recover_torn_checkpoint, run_ddp, run_funasr_train,
+                                    section_settings, set_aside_other_run, stage_changes,
+                                    stage_signature, worker_argv, write_chain)
 
 log = logging.getLogger("train")
-WORKER_ARGS = "--ddp-worker-args"
 
 
 def build_parser():
@@ -133,8 +132,10 @@ def body(args) -> int:
         raise DataError("--num-nodes and --nproc must be at least 1")
     if args.nproc * args.num_nodes > 1 or deepspeed:
         funasr_args.append("++backend=" + ("nccl" if args.device.startswith("cuda") else "gloo"))
+    slots = (use_low_frame_rate(inspect_model_dir(model_dir, "nano").config, settings)
+             if args.family == "nano" else None)
     if args.worker_report is not None:  # one rank of a DDP job started below
-        report = run_funasr_train(funasr_args, init, extra, deepspeed)
+        report = run_funasr_train(funasr_args, init, extra, deepspeed, nano_slots=slots)
         if int(os.environ.get("RANK", "0")) == 0:
             args.worker_report.write_text(json.dumps(report))
         return 0
@@ -156,9 +157,10 @@ def body(args) -> int:
     launcher = args.launcher if args.launcher != "auto" else (
         "srun" if args.num_nodes > 1 else "standalone")
     if args.nproc > 1 or deepspeed or launcher == "srun":  # DeepSpeed wants torchrun's env
-        report = run_ddp(args, out, launcher)
+        report = run_ddp(Path(__file__), args.argv, out, args.nproc, args.num_nodes, launcher,
+                         args.threads)
     else:
-        report = run_funasr_train(funasr_args, init, extra)
+        report = run_funasr_train(funasr_args, init, extra, nano_slots=slots)
     if not (out / checkpoint).is_file():
         raise DataError(f"{out / checkpoint}: funasr did not write the averaged checkpoint; "
                         f"see the log above")
@@ -176,30 +178,9 @@ def body(args) -> int:
     return 0
 
 
-def run_ddp(args, out: Path, launcher: str) -> dict:
-    """Run this tool's training as ranks under torchrun; rank 0's chain report."""
-    with tempfile.TemporaryDirectory(dir=out, prefix=".ddp.") as tmp:
-        report = Path(tmp) / "chain_report.json"
-        # the ranks get their arguments through a file: torchrun's own parser
-        # would take abbreviations of its options (--nproc) from the script's
-        worker_args = Path(tmp) / "args.json"
-        worker_args.write_text(json.dumps([*args.argv, "--worker-report", str(report)]))
-        cmd = torchrun_command([str(Path(__file__).resolve()), WORKER_ARGS, str(worker_args)],
-                               args.nproc, args.num_nodes, launcher)
-        log.info("DDP: %s", " ".join(cmd))
-        env = dict(os.environ, OMP_NUM_THREADS=str(max(1, args.threads // args.nproc)))
-        rc = subprocess.call(cmd, env=env)
-        if rc != 0:
-            raise RunError(f"torchrun exited with code {rc}; see each rank's messages above")
-        if not report.is_file():
-            raise DataError("torchrun finished but rank 0 wrote no chain report")
-        return json.loads(report.read_text())
-
-
 def main(argv=None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if len(argv) == 2 and argv[0] == WORKER_ARGS:  # a DDP rank started by run_ddp()
-        argv = json.loads(Path(argv[1]).read_text())
+    # a DDP rank started by run_ddp() gets the arguments through a file
+    argv = worker_argv(sys.argv[1:] if argv is None else argv)
 
     def body_with_argv(args) -> int:
         args.argv = argv

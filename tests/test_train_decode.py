@@ -453,3 +453,63 @@ def test_srun_launcher_in_a_real_slurm_job(setup, tmp_path):
     assert "--rdzv-backend=c10d" in text and "rank: 1" in text
     chain = json.loads((out / "chain.json").read_text())
     assert chain["differ"] == [] and (out / "final.pt").is_file()
+
+
+def test_metrics_tsv_agrees_with_funasr_log_resumes_and_is_plotted(setup, tmp_path):
+    """OUT/metrics.tsv (the recipe's Trainer): a row per step funasr logs, with
+    its numbers; the valid sets before training (epoch 0) and after each epoch;
+    a resumed run continues it without duplicates; plot_curves draws from it."""
+    from funasr_recipe.curves import parse_log
+    from funasr_recipe.metrics import read_metrics
+
+    exp = tmp_path / "exp"
+    out = exp / "stage1"
+    small = ("--set", "dataset_conf.batch_size=2", "--set", "train_conf.log_interval=1")
+    r = train_epochs(setup, out, 2, *small)
+    log = r.stdout + r.stderr
+    assert r.returncode == 0, log[-3000:]
+    rows = read_metrics(out / "metrics.tsv")
+    scraped = parse_log(log.splitlines(keepends=True), "stage1", main_set="valid")
+    train = [x for x in rows if x.set == "train"]
+    assert len(train) == 8 and [x.step for x in train] == list(range(1, 9))  # 4 batches x 2
+    assert [(x.step, x.epoch) for x in train] == [(p.step, p.epoch) for p in scraped.train]
+    for x, p in zip(train, scraped.train):   # funasr logs 3 decimals, lr 3 significant
+        assert x.loss == pytest.approx(p.loss, abs=6e-4)
+        assert x.loss_avg == pytest.approx(p.loss_avg, abs=6e-4)
+        assert x.acc_avg == pytest.approx(p.acc_avg, abs=6e-4)
+        assert x.lr == pytest.approx(p.lr, rel=6e-3)
+    valid = {(x.set, x.epoch): x for x in rows if x.set != "train"}
+    assert set(valid) == {(s, e) for s in ("valid", "general") for e in (0, 1, 2)}
+    assert valid[("valid", 0)].step == 0 and valid[("valid", 2)].step == 8
+    assert valid[("valid", 2)].checkpoint == "model.pt.ep2"
+    seen = {(v.set, v.epoch): v for v in scraped.valid}
+    for e in (1, 2):   # funasr's own validation (ranking) and the extra set, as logged
+        assert valid[("valid", e)].loss == pytest.approx(seen[("valid", e)].loss, abs=6e-4)
+        assert valid[("general", e)].loss == pytest.approx(seen[("general", e)].loss, abs=6e-5)
+    tsv = (out / "valid_general.tsv").read_text().splitlines()[1:]
+    assert [float(x.split("\t")[1]) for x in tsv] == pytest.approx(
+        [valid[("general", e)].loss for e in (1, 2)], abs=1e-6)
+    # the same set (valid and general are one jsonl here) before training gives one loss
+    assert valid[("valid", 0)].loss == pytest.approx(valid[("general", 0)].loss, rel=1e-6)
+    # interrupted in epoch 3 after a row was written: the resumed run drops it
+    with open(out / "metrics.tsv", "a", encoding="utf-8") as f:
+        f.write("9\t3\ttrain\t9.0\t\t9.0\t0.0\t1e-3\t\n10\t3\ttr")   # and a torn line
+    r = train_epochs(setup, out, 3, *small)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    again = read_metrics(out / "metrics.tsv")
+    assert again[:len(rows)] == rows                  # the first run's rows, unchanged
+    steps = [(x.set, x.step) for x in again]
+    assert len(steps) == len(set(steps))             # no row twice
+    assert [x.step for x in again if x.set == "train"] == list(range(1, 13))
+    assert all(x.loss != 9.0 for x in again)
+    assert {x.epoch for x in again if x.set == "general"} == {0, 1, 2, 3}
+    # the plot reads metrics.tsv (no logs at all under EXP/logs)
+    r = run_tool("plot_curves.py", "--exp", exp, "--out", tmp_path / "curves")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "curves" / "curves.png").read_bytes().startswith(b"\x89PNG")
+    drawn = (tmp_path / "curves" / "train.tsv").read_text().splitlines()
+    assert len(drawn) == 1 + 12
+    vdrawn = [x.split("\t") for x in (tmp_path / "curves" / "valid.tsv").read_text().splitlines()]
+    general = {int(x[2]): float(x[5]) for x in vdrawn if x[1] == "general"}
+    assert general == pytest.approx({e: x.loss for (s, e), x in valid.items() if s == "general"}
+                                    | {3: [x for x in again if x.set == "general"][-1].loss})

@@ -53,7 +53,8 @@ PATCH_POINTS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
     ("funasr.models.fun_asr_nano.model", "FunASRNano.forward",
      "wrapped: the LLM's output layer only at labelled positions", ()),
     ("funasr.register", "tables.dataset_classes.FunASR.__getitem__",
-     "wrapped (nano_slots.py): audio slots in training counted as decoding counts them", ()),
+     "wrapped for a Nano run (nano_slots.py): audio slots in training counted as decoding "
+     "counts them", ("self", "index")),
     ("funasr.register", "tables.model_classes.Paraformer",
      "an encoder forward hook (decoding.py): padded frames zeroed in batched decoding", ()),
     ("torch.cuda", "set_device", "a no-op in CPU DDP (funasr calls it unconditionally)", ()),
@@ -105,14 +106,17 @@ def replaced(obj: Any, name: str, new: Any) -> Iterator[Any]:
 @contextlib.contextmanager
 def trainer_hooks(ft: Any, *, main: Callable[[Callable], Callable],
                   trainer: Callable[[type], type], load: Callable[[Callable], Callable],
-                  cpu_ddp: bool) -> Iterator[None]:
+                  cpu_ddp: bool, nano_slots: bool | None = None) -> Iterator[None]:
     """Install the training hooks into funasr's trainer module ``ft``
     (``funasr.bin.train`` or ``funasr.bin.train_ds``) and restore every one on exit.
 
     ``main``, ``trainer`` and ``load`` build the wrapper of ``ft.main``, the
     subclass of ``ft.Trainer`` and the wrapper of funasr's
     ``load_pretrained_model`` from the originals; ``cpu_ddp``: this is a
-    distributed run on a machine without CUDA.
+    distributed run on a machine without CUDA; ``nano_slots``: for a
+    Fun-ASR-Nano run, the adaptor's ``use_low_frame_rate``, and funasr's
+    ``FunASR`` dataset counts audio slots as decoding does
+    (:mod:`funasr_recipe.nano_slots`); None leaves the dataset alone.
     """
     check_funasr_version()
     import funasr.auto.auto_model as am
@@ -129,6 +133,14 @@ def trainer_hooks(ft: Any, *, main: Callable[[Callable], Callable],
         from funasr.models.fun_asr_nano.model import FunASRNano
         stack.enter_context(replaced(FunASRNano, "forward",
                                      target_logits_forward(FunASRNano.forward)))
+        if nano_slots is not None:
+            from funasr.register import tables
+
+            from .nano_slots import announce, slot_getitem
+            dataset = tables.dataset_classes["FunASR"]
+            stack.enter_context(replaced(dataset, "__getitem__",
+                                         slot_getitem(dataset.__getitem__, nano_slots)))
+            announce(nano_slots)
         if cpu_ddp:
             orig_ddp = ft.DDP
 
