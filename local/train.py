@@ -10,7 +10,10 @@ top-level ++init_param, and fails, naming the file, if it is missing or if the
 weights funasr loaded differ from it (report: OUT/chain.json). After each
 epoch the loss on every --extra-valid set is logged (OUT/valid_NAME.tsv).
 The chosen checkpoint (funasr's average of the best epochs on --valid) is
-linked as OUT/final.pt. A finished stage with the same inputs (model dir,
+linked as OUT/final.pt; with --plan and a general_budget for the stage, the
+best epochs on --valid whose general valid loss stays within the budget
+(funasr_recipe/budget.py; OUT/budget.json says which and why). Every metric
+the trainer logs is recorded in OUT/metrics.tsv. A finished stage with the same inputs (model dir,
 checkpoint, data, settings; funasr_recipe/stamp.py) is skipped; an interrupted
 one resumes from OUT/model.pt with the random states saved with it, or, if
 that file was torn by a crash, from the newest readable OUT/model.pt.epN. A
@@ -42,6 +45,8 @@ import sys
 from pathlib import Path
 
 from funasr_recipe import cli
+from funasr_recipe.budget import CHECKPOINT as BUDGET_CHECKPOINT
+from funasr_recipe.budget import apply_budget, budget_lines, stage_budget
 from funasr_recipe.errors import DataError
 from funasr_recipe.modeldir import (FAMILIES, check_model_dir, inspect_model_dir,
                                     training_overrides)
@@ -51,6 +56,7 @@ from funasr_recipe.training import (avg_checkpoint_name, check_deepspeed_config,
                                     recover_torn_checkpoint, run_ddp, run_funasr_train,
                                     section_settings, set_aside_other_run, stage_changes,
                                     stage_signature, worker_argv, write_chain)
+from funasr_recipe.training import BUDGET_OPT
 
 log = logging.getLogger("train")
 
@@ -86,6 +92,10 @@ def build_parser():
     ap.add_argument("--deepspeed", type=Path, default=None, metavar="JSON",
                     help="train with DeepSpeed (ZeRO stage 1 or 2, precision: this file, "
                          "e.g. conf/deepspeed/zero2_bf16.json)")
+    ap.add_argument("--plan", type=Path, default=None,
+                    help="the stage plan (conf/stages.yaml): the stage's forgetting budget "
+                         "(general_budget, on_over_budget) chooses the epochs to average "
+                         "within it, from OUT/metrics.tsv (needs --extra-valid general=...)")
     ap.add_argument("--worker-report", type=Path, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="extra funasr override for this run only (repeatable)")
@@ -114,6 +124,10 @@ def body(args) -> int:
             raise DataError(f"--set {item}: expected KEY=VALUE")
         settings[k] = v
     checkpoint = avg_checkpoint_name(settings)
+    budget, on_over = stage_budget(args.plan, args.section) if args.plan else (None, "")
+    if budget is not None and "general" not in extra:
+        raise DataError(f"{args.plan}: {args.section} has a general_budget, which needs the "
+                        f"general valid set: pass --extra-valid general=JSONL")
     out = args.out.resolve()
     funasr_args = [
         f"++model={model_dir}", f"++init_param={init}",
@@ -139,9 +153,12 @@ def body(args) -> int:
         if int(os.environ.get("RANK", "0")) == 0:
             args.worker_report.write_text(json.dumps(report))
         return 0
-    signature = stage_signature(model_dir, init, args.train, args.valid, funasr_args,
-                                extra.values())
-    why = stage_changes(out, signature, checkpoint)
+    budget_opts = [] if budget is None else [f"{BUDGET_OPT}general_budget={budget}",
+                                             f"{BUDGET_OPT}on_over_budget={on_over}"]
+    signature = stage_signature(model_dir, init, args.train, args.valid,
+                                funasr_args + budget_opts, extra.values())
+    chosen = checkpoint if budget is None else BUDGET_CHECKPOINT
+    why = stage_changes(out, signature, chosen)
     if not why:
         log.info("%s: complete for the same inputs, skipped", out)
         return 0
@@ -168,12 +185,18 @@ def body(args) -> int:
         from funasr_recipe.nano import check_checkpoint_keys
         check_checkpoint_keys(out / checkpoint, out / "config.yaml")
         log.info("%s: encoder, adaptor and every LLM weight present", out / checkpoint)
-    write_chain(out, report, checkpoint)
+    if budget is not None:
+        choice = apply_budget(out, budget, on_over,
+                              int(settings.get("train_conf.avg_nbest_model", 10)),
+                              str(settings.get("train_conf.avg_keep_nbest_models_type", "acc")))
+        for line in budget_lines(choice):
+            log.info("%s", line)
+    write_chain(out, report, chosen)
     final = out / "final.pt"
     if final.is_symlink() or final.exists():
         final.unlink()
-    final.symlink_to(checkpoint)
-    mark_complete(out, signature, checkpoint)
+    final.symlink_to(chosen)
+    mark_complete(out, signature, chosen)
     log.info("%s: done; chosen checkpoint %s", out, final)
     return 0
 

@@ -162,11 +162,15 @@ def test_other_settings_do_not_resume_the_old_run(setup):
     assert f"set aside as {prev[0]}" in log
 
 
+def train_args(setup, out, epochs):
+    return ["--conf", setup["conf"], "--section", "stage1", "--model-dir", setup["twin"],
+            "--train", setup["jsonl"], "--valid", setup["jsonl"],
+            "--extra-valid", f"general={setup['jsonl']}", "--out", out, "--threads",
+            "1", "--set", f"train_conf.max_epoch={epochs}"]
+
+
 def train_epochs(setup, out, epochs, *extra):
-    return run_tool("train.py", "--conf", setup["conf"], "--section", "stage1", "--model-dir",
-                    setup["twin"], "--train", setup["jsonl"], "--valid", setup["jsonl"],
-                    "--extra-valid", f"general={setup['jsonl']}", "--out", out, "--threads",
-                    "1", "--set", f"train_conf.max_epoch={epochs}", *extra)
+    return run_tool("train.py", *train_args(setup, out, epochs), *extra)
 
 
 def test_torn_checkpoint_is_set_aside_and_the_stage_resumes(setup):
@@ -337,16 +341,45 @@ def export_and_decode(setup, checkpoint: Path, tmp_path: Path) -> None:
     assert len((tmp_path / "dec" / "text").read_text().splitlines()) == 8
 
 
-def test_two_process_ddp_trains_and_decodes(setup, tmp_path):
-    """The multi-process path (torchrun, DDP over gloo on CPUs) trains one epoch and the
-    checkpoint loads, exports and decodes like a single-process one."""
+def check_rank_metrics(out: Path, single: Path, epochs: int) -> None:
+    """Each rank of a 2-process run recorded its metrics; the valid rows (reduced
+    over the ranks) are the same on both, and before training (same weights)
+    they equal a single-process run's."""
+    from funasr_recipe.metrics import read_metrics
+    ranks = [read_metrics(out / "metrics.tsv"), read_metrics(out / "metrics.rank1.tsv")]
+    valid = [{(x.set, x.epoch): x for x in rows if x.set != "train"} for rows in ranks]
+    assert set(valid[0]) == {(s, e) for s in ("valid", "general") for e in range(epochs + 1)}
+    assert valid[0] == valid[1]
+    assert all(x.loss is not None and math.isfinite(x.loss) for x in valid[0].values())
+    one = {(x.set, x.epoch): x for x in read_metrics(single / "metrics.tsv") if x.set != "train"}
+    for key in (("valid", 0), ("general", 0)):
+        assert valid[0][key].loss == pytest.approx(one[key].loss, rel=1e-4), key
+        assert valid[0][key].acc == pytest.approx(one[key].acc, abs=0.02), key
+
+
+@pytest.fixture(scope="module")
+def single_run(setup):
+    """One epoch in one process, with the general valid set: the DDP tests' reference."""
+    out = setup["dir"] / "s_single"
+    r = train(setup, out)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return out
+
+
+def test_two_process_ddp_trains_and_decodes(setup, single_run, tmp_path):
+    """The multi-process path (torchrun, DDP over gloo on CPUs) with the extra (general)
+    valid set trains one epoch; every rank records its metrics; the checkpoint loads,
+    exports and decodes like a single-process one."""
     out = tmp_path / "ddp"
     r = run_tool("train.py", "--conf", setup["conf"], "--section", "stage1", "--model-dir",
-                 setup["twin"], "--train", setup["jsonl"], "--valid", setup["jsonl"], "--out",
+                 setup["twin"], "--train", setup["jsonl"], "--valid", setup["jsonl"],
+                 "--extra-valid", f"general={setup['jsonl']}", "--out",
                  out, "--threads", "2", "--nproc", "2")
     log = r.stdout + r.stderr
     assert r.returncode == 0, log[-3000:]
     assert "rank: 1" in log and "++backend=gloo" in log  # two ranks really ran
+    check_rank_metrics(out, single_run, 1)
+    assert len((out / "valid_general.tsv").read_text().splitlines()) == 2  # rank 0 writes it
     chain = json.loads((out / "chain.json").read_text())
     assert chain["differ"] == [] and chain["shared"] == len(load_state(setup["twin"] / "model.pt"))
     state = load_state(out / "final.pt")
@@ -355,13 +388,15 @@ def test_two_process_ddp_trains_and_decodes(setup, tmp_path):
     export_and_decode(setup, out / "final.pt", tmp_path)
 
 
-def test_deepspeed_zero2_trains_resumes_and_decodes(setup, tmp_path):
-    """funasr's DeepSpeed trainer (ZeRO-2, 2 ranks over gloo on CPUs): its checkpoints
-    are directories, resume reads OUT/model.pt/, and the stage's chosen model is the
-    averaged file, which exports and decodes."""
+def test_deepspeed_zero2_trains_resumes_and_decodes(setup, single_run, tmp_path):
+    """funasr's DeepSpeed trainer (ZeRO-2, 2 ranks over gloo on CPUs) with the extra
+    (general) valid set: its checkpoints are directories, resume reads OUT/model.pt/,
+    every rank records its metrics, and the stage's chosen model is the averaged
+    file, which exports and decodes."""
     out = tmp_path / "ds"
     args = ["--conf", setup["conf"], "--section", "stage1", "--model-dir", setup["twin"],
-            "--train", setup["jsonl"], "--valid", setup["jsonl"], "--out", out,
+            "--train", setup["jsonl"], "--valid", setup["jsonl"],
+            "--extra-valid", f"general={setup['jsonl']}", "--out", out,
             "--threads", "2", "--nproc", "2",
             "--deepspeed", ROOT / "conf" / "deepspeed" / "zero2_fp32.json"]
     r = run_tool("train.py", *args)
@@ -381,6 +416,7 @@ def test_deepspeed_zero2_trains_resumes_and_decodes(setup, tmp_path):
     assert r.returncode == 0, log[-3000:]
     assert "Checkpoint loaded successfully" in log and (out / "model.pt.ep2").is_dir()
     assert state_checksum(load_state(out / "final.pt")) != first
+    check_rank_metrics(out, single_run, 2)
     export_and_decode(setup, out / "final.pt", tmp_path)
 
 
@@ -503,6 +539,23 @@ def test_metrics_tsv_agrees_with_funasr_log_resumes_and_is_plotted(setup, tmp_pa
     assert [x.step for x in again if x.set == "train"] == list(range(1, 13))
     assert all(x.loss != 9.0 for x in again)
     assert {x.epoch for x in again if x.set == "general"} == {0, 1, 2, 3}
+    # a forgetting budget set afterwards: the same run (nothing retrained), the choice
+    # made from metrics.tsv; every epoch within a wide budget: funasr's own average
+    plan = tmp_path / "stages.yaml"
+    plan.write_text("stages:\n  - {name: stage1, general: 1, domain: 1, general_budget: 10}\n")
+    r = train_epochs(setup, out, 3, *small, "--plan", plan)
+    log = r.stdout + r.stderr
+    assert r.returncode == 0, log[-3000:]
+    assert "set aside" not in log and not (out / "model.pt.ep4").exists()
+    assert "forgetting budget 10" in log and "chosen epochs [" in log
+    rep = json.loads((out / "budget.json").read_text())
+    assert sorted(rep["chosen"]) == sorted(rep["unconstrained"]) == [1, 2, 3]
+    assert rep["start_general_loss"] == valid[("general", 0)].loss
+    assert (out / "final.pt").resolve() == (out / "model.pt.budget").resolve()
+    ours, funasrs = load_state(out / "final.pt"), load_state(out / "model.pt.avg3")
+    assert ours.keys() == funasrs.keys() and all(torch.equal(ours[k], funasrs[k]) for k in ours)
+    r = run_tool("train.py", *train_args(setup, out, 3), *small, "--plan", plan)
+    assert r.returncode == 0 and "skipped" in r.stdout + r.stderr
     # the plot reads metrics.tsv (no logs at all under EXP/logs)
     r = run_tool("plot_curves.py", "--exp", exp, "--out", tmp_path / "curves")
     assert r.returncode == 0, r.stderr

@@ -399,7 +399,7 @@ def evaluate(model, like_dataset, jsonl: str, dataset_conf: dict, device, rank: 
     """Weighted mean loss and accuracy of ``model`` on ``jsonl``, as funasr validates
     (without dither, and leaving the random states as they were).
 
-    In a DDP job every rank evaluates every ``world_size``-th utterance (its
+    In a DDP job every rank evaluates every ``world_size``-th batch (its
     shard) with the unwrapped model (DDP's forward would wait for the other
     ranks) and the sums are reduced over the ranks, so each rank returns the
     same numbers: those of the whole set.
@@ -414,7 +414,10 @@ def evaluate(model, like_dataset, jsonl: str, dataset_conf: dict, device, rank: 
     ds = type(like_dataset)(jsonl, frontend=like_dataset.frontend,
                             tokenizer=like_dataset.tokenizer, is_training=False, **conf)
     bs = int(conf.get("batch_size", 8)) if conf.get("batch_type", "example") == "example" else 8
-    shard = torch.utils.data.Subset(ds, list(range(rank, len(ds), world_size)))
+    # whole batches of the one-process order dealt to the ranks: each batch is the
+    # same as in a one-process evaluation, so the reduced sums are the same too
+    batches = [list(range(b, min(b + bs, len(ds)))) for b in range(0, len(ds), bs)]
+    shard = torch.utils.data.Subset(ds, [i for b in batches[rank::world_size] for i in b])
     loader = torch.utils.data.DataLoader(shard, batch_size=bs, shuffle=False,
                                          collate_fn=ds.collator, num_workers=0)
     was_training = net.training
@@ -610,8 +613,11 @@ def torchrun_command(script_args: list[str], nproc: int, num_nodes: int = 1,
 
 # funasr overrides that do not change what a stage computes (thread count).
 _NOT_IN_SIGNATURE = ("++ncpu=",)
-# ... and those a run may change and still be continued (more epochs).
-_NOT_IN_IDENTITY = ("++train_conf.max_epoch=",)
+# Options of the recipe's own (not funasr's) in a stage's signature: the forgetting budget.
+BUDGET_OPT = "recipe.budget."
+# ... and those a run may change and still be continued (more epochs, another
+# budget: the epochs trained stay the same, only the choice among them changes).
+_NOT_IN_IDENTITY = ("++train_conf.max_epoch=", BUDGET_OPT)
 
 
 def stage_signature(model_dir: Path, init: Path | None, train: Path, valid: Path,
@@ -781,7 +787,7 @@ def write_chain(out: Path, report: dict[str, Any], checkpoint: str) -> None:
 
 __all__ = ["ChainError", "load_train_conf", "check_plan", "section_settings", "overrides", "avg_checkpoint_name",
            "load_state", "state_checksum", "compare_loaded", "check_init", "run_funasr_train",
-           "evaluate", "train_row", "WORKER_ARGS", "worker_argv", "run_ddp",
+           "evaluate", "train_row", "BUDGET_OPT", "WORKER_ARGS", "worker_argv", "run_ddp",
            "check_deepspeed_config", "torchrun_command",
            "stage_signature", "stage_changes", "is_complete", "mark_complete", "run_identity",
            "set_aside_other_run", "readable_checkpoint", "recover_torn_checkpoint",
