@@ -167,8 +167,12 @@ def apply_budget(out: Path, budget: float, on_over: str, n: int, rank_by: str,
     available = {p.name for p in out.glob("model.pt.ep*") if p.name.count(".") == 2}
     report = choose(read_metrics(out / "metrics.tsv"), budget=budget, n=n, rank_by=rank_by,
                     on_over=on_over, available=available, general=general)
-    average([checkpoint_file(out, f"model.pt.ep{e}") for e in report["chosen"]],
-            out / CHECKPOINT)
+    # in funasr's order (its ranking sorts by the metric, highest first), so that the
+    # same epochs give the very same floats as its model.pt.avgN
+    key = "domain_acc" if rank_by == "acc" else "domain_loss"
+    metric = {e["epoch"]: e[key] for e in report["epochs"]}
+    order = sorted(sorted(report["chosen"]), key=lambda e: metric[e], reverse=True)
+    average([checkpoint_file(out, f"model.pt.ep{e}") for e in order], out / CHECKPOINT)
     report["checkpoint"] = CHECKPOINT
     with atomic_write(out / REPORT) as f:
         json.dump(report, f, indent=1)

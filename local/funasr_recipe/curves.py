@@ -386,8 +386,9 @@ def load_experiment(exp: Path, stages: list[str] | None = None) -> list[StageCur
     """Every stage's curves, in training order."""
     stages = stages or discover_stages(exp)
     if not stages:
-        raise DataError(f"no training logs under {exp}/logs (pretrain.log, train_<stage>.log): "
-                        f"run the training stages first, or pass --stages")
+        raise DataError(f"no training logs under {exp} (<stage>/metrics.tsv, "
+                        f"logs/pretrain.log, logs/train_<stage>.log): run the training "
+                        f"stages first, or pass --stages")
     return [load_stage(exp, s) for s in stages]
 
 
