@@ -418,9 +418,9 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
         --model-dir "${base_model}" --init "${init}" \
         --train "${dumpdir}/${model}/${s}_train.jsonl" \
         --valid "${dumpdir}/${model}/domain_valid.jsonl" \
-        --extra-valid "general=${dumpdir}/${model}/general_valid.jsonl" \
+        --extra-valid "general=${dumpdir}/${model}/general_valid.jsonl" --plan "${stage_plan}" \
         --out "${mexp}/${s}" --threads "${train_threads}" "${train_opts[@]}" "${train_set[@]}"
-    grep -E "skipped|chain check|set aside|torn checkpoint" "${mexp}/logs/train_${s}.log" | sed -E 's/^.*(INFO|WARNING)[]:]* -* */  /' || true
+    grep -E "skipped|chain check|set aside|torn checkpoint|forgetting budget|chosen epochs" "${mexp}/logs/train_${s}.log" | sed -E 's/^.*(INFO|WARNING)[]:]* -* */  /' || true
     plot_curves
     init=${mexp}/${s}/final.pt
     # the stage as a standalone model dir (a LoRA stage with its adapter folded in)

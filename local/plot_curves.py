@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Plot the training curves of every stage of an experiment, headless.
 
-Reads funasr's training logs (EXP/logs/pretrain.log, EXP/logs/train_<stage>.log;
-else EXP/<stage>/train.log; else TensorBoard events in EXP/<stage>/tensorboard)
-and writes, under --out:
+Reads each stage's EXP/<stage>/metrics.tsv, written by the recipe's trainer;
+for older runs without one, funasr's training logs (EXP/logs/pretrain.log,
+EXP/logs/train_<stage>.log; else EXP/<stage>/train.log; else TensorBoard events
+in EXP/<stage>/tensorboard). Writes, under --out:
 
   curves.png   train loss and accuracy per step, validation loss (and
                accuracy) per epoch of each valid set (domain, general),
@@ -36,7 +37,8 @@ def build_parser():
     ap.add_argument("--out", type=Path, default=None, help="output dir (default: EXP/curves)")
     ap.add_argument("--stages", default=None,
                     help="comma-separated stages in training order (default: pretrain, if "
-                         "logged, then every EXP/logs/train_<stage>.log in natural order)")
+                         "logged, then every EXP/logs/train_<stage>.log and EXP/<stage>/"
+                         "metrics.tsv in natural order)")
     ap.add_argument("--title", default="", help="plot title (default: the experiment dir)")
     return ap
 

@@ -10,7 +10,10 @@ top-level ++init_param, and fails, naming the file, if it is missing or if the
 weights funasr loaded differ from it (report: OUT/chain.json). After each
 epoch the loss on every --extra-valid set is logged (OUT/valid_NAME.tsv).
 The chosen checkpoint (funasr's average of the best epochs on --valid) is
-linked as OUT/final.pt. A finished stage with the same inputs (model dir,
+linked as OUT/final.pt; with --plan and a general_budget for the stage, the
+best epochs on --valid whose general valid loss stays within the budget
+(funasr_recipe/budget.py; OUT/budget.json says which and why). Every metric
+the trainer logs is recorded in OUT/metrics.tsv. A finished stage with the same inputs (model dir,
 checkpoint, data, settings; funasr_recipe/stamp.py) is skipped; an interrupted
 one resumes from OUT/model.pt with the random states saved with it, or, if
 that file was torn by a crash, from the newest readable OUT/model.pt.epN. A
@@ -38,23 +41,25 @@ import argparse
 import json
 import logging
 import os
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from funasr_recipe import cli
+from funasr_recipe.budget import CHECKPOINT as BUDGET_CHECKPOINT
+from funasr_recipe.budget import apply_budget, budget_lines, stage_budget
 from funasr_recipe.errors import DataError, RunError
-from funasr_recipe.modeldir import FAMILIES, check_model_dir, training_overrides
+from funasr_recipe.modeldir import (FAMILIES, check_model_dir, inspect_model_dir,
+                                    training_overrides)
+from funasr_recipe.nano_slots import use_low_frame_rate
 from funasr_recipe.resources import allocated_cpus
 from funasr_recipe.training import (avg_checkpoint_name, check_deepspeed_config, check_init,
                                     load_train_conf, mark_complete, overrides,
-                                    recover_torn_checkpoint, run_funasr_train, section_settings,
-                                    set_aside_other_run, stage_changes, stage_signature,
-                                    torchrun_command, write_chain)
+                                    recover_torn_checkpoint, run_ddp, run_funasr_train,
+                                    section_settings, set_aside_other_run, stage_changes,
+                                    stage_signature, worker_argv, write_chain)
+from funasr_recipe.training import BUDGET_OPT
 
 log = logging.getLogger("train")
-WORKER_ARGS = "--ddp-worker-args"
 
 
 def build_parser():
@@ -90,6 +95,10 @@ def build_parser():
     ap.add_argument("--deepspeed", type=Path, default=None, metavar="JSON",
                     help="train with DeepSpeed (ZeRO stage 1 or 2, precision: this file, "
                          "e.g. conf/deepspeed/zero2_bf16.json)")
+    ap.add_argument("--plan", type=Path, default=None,
+                    help="the stage plan (conf/stages.yaml): the stage's forgetting budget "
+                         "(general_budget, on_over_budget) chooses the epochs to average "
+                         "within it, from OUT/metrics.tsv (needs --extra-valid general=...)")
     ap.add_argument("--worker-report", type=Path, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="extra funasr override for this run only (repeatable)")
@@ -118,6 +127,10 @@ def body(args) -> int:
             raise DataError(f"--set {item}: expected KEY=VALUE")
         settings[k] = v
     checkpoint = avg_checkpoint_name(settings)
+    budget, on_over = stage_budget(args.plan, args.section) if args.plan else (None, "")
+    if budget is not None and "general" not in extra:
+        raise DataError(f"{args.plan}: {args.section} has a general_budget, which needs the "
+                        f"general valid set: pass --extra-valid general=JSONL")
     out = args.out.resolve()
     funasr_args = [
         f"++model={model_dir}", f"++init_param={init}",
@@ -136,14 +149,19 @@ def body(args) -> int:
         raise DataError("--num-nodes and --nproc must be at least 1")
     if args.nproc * args.num_nodes > 1 or deepspeed:
         funasr_args.append("++backend=" + ("nccl" if args.device.startswith("cuda") else "gloo"))
+    slots = (use_low_frame_rate(inspect_model_dir(model_dir, "nano").config, settings)
+             if args.family == "nano" else None)
     if args.worker_report is not None:  # one rank of a DDP job started below
-        report = run_funasr_train(funasr_args, init, extra, deepspeed)
+        report = run_funasr_train(funasr_args, init, extra, deepspeed, nano_slots=slots)
         if int(os.environ.get("RANK", "0")) == 0:
             args.worker_report.write_text(json.dumps(report))
         return 0
-    signature = stage_signature(model_dir, init, args.train, args.valid, funasr_args,
-                                extra.values())
-    why = stage_changes(out, signature, checkpoint)
+    budget_opts = [] if budget is None else [f"{BUDGET_OPT}general_budget={budget}",
+                                             f"{BUDGET_OPT}on_over_budget={on_over}"]
+    signature = stage_signature(model_dir, init, args.train, args.valid,
+                                funasr_args + budget_opts, extra.values())
+    chosen = checkpoint if budget is None else BUDGET_CHECKPOINT
+    why = stage_changes(out, signature, chosen)
     if not why:
         log.info("%s: complete for the same inputs, skipped", out)
         return 0
@@ -159,9 +177,10 @@ def body(args) -> int:
     launcher = args.launcher if args.launcher != "auto" else (
         "srun" if args.num_nodes > 1 else "standalone")
     if args.nproc > 1 or deepspeed or launcher == "srun":  # DeepSpeed wants torchrun's env
-        report = run_ddp(args, out, launcher)
+        report = run_ddp(Path(__file__), args.argv, out, args.nproc, args.num_nodes, launcher,
+                         args.threads)
     else:
-        report = run_funasr_train(funasr_args, init, extra)
+        report = run_funasr_train(funasr_args, init, extra, nano_slots=slots)
     if not (out / checkpoint).is_file():
         raise DataError(f"{out / checkpoint}: funasr did not write the averaged checkpoint; "
                         f"see the log above")
@@ -169,40 +188,25 @@ def body(args) -> int:
         from funasr_recipe.nano import check_checkpoint_keys
         check_checkpoint_keys(out / checkpoint, out / "config.yaml")
         log.info("%s: encoder, adaptor and every LLM weight present", out / checkpoint)
-    write_chain(out, report, checkpoint)
+    if budget is not None:
+        choice = apply_budget(out, budget, on_over,
+                              int(settings.get("train_conf.avg_nbest_model", 10)),
+                              str(settings.get("train_conf.avg_keep_nbest_models_type", "acc")))
+        for line in budget_lines(choice):
+            log.info("%s", line)
+    write_chain(out, report, chosen)
     final = out / "final.pt"
     if final.is_symlink() or final.exists():
         final.unlink()
-    final.symlink_to(checkpoint)
-    mark_complete(out, signature, checkpoint)
+    final.symlink_to(chosen)
+    mark_complete(out, signature, chosen)
     log.info("%s: done; chosen checkpoint %s", out, final)
     return 0
 
 
-def run_ddp(args, out: Path, launcher: str) -> dict:
-    """Run this tool's training as ranks under torchrun; rank 0's chain report."""
-    with tempfile.TemporaryDirectory(dir=out, prefix=".ddp.") as tmp:
-        report = Path(tmp) / "chain_report.json"
-        # the ranks get their arguments through a file: torchrun's own parser
-        # would take abbreviations of its options (--nproc) from the script's
-        worker_args = Path(tmp) / "args.json"
-        worker_args.write_text(json.dumps([*args.argv, "--worker-report", str(report)]))
-        cmd = torchrun_command([str(Path(__file__).resolve()), WORKER_ARGS, str(worker_args)],
-                               args.nproc, args.num_nodes, launcher)
-        log.info("DDP: %s", " ".join(cmd))
-        env = dict(os.environ, OMP_NUM_THREADS=str(max(1, args.threads // args.nproc)))
-        rc = subprocess.call(cmd, env=env)
-        if rc != 0:
-            raise RunError(f"torchrun exited with code {rc}; see each rank's messages above")
-        if not report.is_file():
-            raise DataError("torchrun finished but rank 0 wrote no chain report")
-        return json.loads(report.read_text())
-
-
 def main(argv=None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if len(argv) == 2 and argv[0] == WORKER_ARGS:  # a DDP rank started by run_ddp()
-        argv = json.loads(Path(argv[1]).read_text())
+    # a DDP rank started by run_ddp() gets the arguments through a file
+    argv = worker_argv(sys.argv[1:] if argv is None else argv)
 
     def body_with_argv(args) -> int:
         args.argv = argv

@@ -46,19 +46,27 @@ def test_trainer_hooks_are_installed_and_restored():
     import torch
     from funasr.models.fun_asr_nano.model import FunASRNano
 
+    from funasr.register import tables
+    dataset = tables.dataset_classes["FunASR"]
+
     def before():
         return (ft.main, ft.Trainer, ft.DDP, am.load_pretrained_model, fbank_mod._fbank_knf,
-                FunASRNano.forward, torch.cuda.set_device, torch.nn.Module.cuda)
+                FunASRNano.forward, torch.cuda.set_device, torch.nn.Module.cuda,
+                dataset.__getitem__)
 
     orig = before()
     marker = object()
     with funasr_hooks.trainer_hooks(ft, main=lambda f: marker, trainer=lambda c: type("T", (c,), {}),
-                                    load=lambda f: marker, cpu_ddp=True):
+                                    load=lambda f: marker, cpu_ddp=True, nano_slots=False):
         inside = before()
         assert ft.main is marker and am.load_pretrained_model is marker
         assert issubclass(ft.Trainer, orig[1]) and ft.Trainer is not orig[1]
         assert all(a is not b for a, b in zip(inside, orig))  # every hook is in place
     assert all(a is b for a, b in zip(before(), orig))        # and every one restored
+    # not a Nano run: funasr's dataset is left alone
+    with funasr_hooks.trainer_hooks(ft, main=lambda f: f, trainer=lambda c: c,
+                                    load=lambda f: f, cpu_ddp=False):
+        assert dataset.__getitem__ is orig[-1]
     with pytest.raises(RuntimeError):                          # also after an error
         with funasr_hooks.trainer_hooks(ft, main=lambda f: marker, trainer=lambda c: c,
                                         load=lambda f: f, cpu_ddp=False):

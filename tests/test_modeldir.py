@@ -245,8 +245,6 @@ def test_released_nano_configs_and_their_known_fixes(tmp_path, copy, fixes):
     # the train config's own settings win over a fix; the fixes come first
     settings = training_overrides(d, "nano", {"dataset_conf.batch_size": 8})
     assert settings == {**fixes, "dataset_conf.batch_size": 8}
-    from funasr_recipe.nano_slots import remove_slot_patch
-    remove_slot_patch()
 
 
 def test_training_slots_are_counted_as_decoding_counts_them():

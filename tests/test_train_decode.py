@@ -162,11 +162,15 @@ def test_other_settings_do_not_resume_the_old_run(setup):
     assert f"set aside as {prev[0]}" in log
 
 
+def train_args(setup, out, epochs):
+    return ["--conf", setup["conf"], "--section", "stage1", "--model-dir", setup["twin"],
+            "--train", setup["jsonl"], "--valid", setup["jsonl"],
+            "--extra-valid", f"general={setup['jsonl']}", "--out", out, "--threads",
+            "1", "--set", f"train_conf.max_epoch={epochs}"]
+
+
 def train_epochs(setup, out, epochs, *extra):
-    return run_tool("train.py", "--conf", setup["conf"], "--section", "stage1", "--model-dir",
-                    setup["twin"], "--train", setup["jsonl"], "--valid", setup["jsonl"],
-                    "--extra-valid", f"general={setup['jsonl']}", "--out", out, "--threads",
-                    "1", "--set", f"train_conf.max_epoch={epochs}", *extra)
+    return run_tool("train.py", *train_args(setup, out, epochs), *extra)
 
 
 def test_torn_checkpoint_is_set_aside_and_the_stage_resumes(setup):
@@ -337,16 +341,45 @@ def export_and_decode(setup, checkpoint: Path, tmp_path: Path) -> None:
     assert len((tmp_path / "dec" / "text").read_text().splitlines()) == 8
 
 
-def test_two_process_ddp_trains_and_decodes(setup, tmp_path):
-    """The multi-process path (torchrun, DDP over gloo on CPUs) trains one epoch and the
-    checkpoint loads, exports and decodes like a single-process one."""
+def check_rank_metrics(out: Path, single: Path, epochs: int) -> None:
+    """Each rank of a 2-process run recorded its metrics; the valid rows (reduced
+    over the ranks) are the same on both, and before training (same weights)
+    they equal a single-process run's."""
+    from funasr_recipe.metrics import read_metrics
+    ranks = [read_metrics(out / "metrics.tsv"), read_metrics(out / "metrics.rank1.tsv")]
+    valid = [{(x.set, x.epoch): x for x in rows if x.set != "train"} for rows in ranks]
+    assert set(valid[0]) == {(s, e) for s in ("valid", "general") for e in range(epochs + 1)}
+    assert valid[0] == valid[1]
+    assert all(x.loss is not None and math.isfinite(x.loss) for x in valid[0].values())
+    one = {(x.set, x.epoch): x for x in read_metrics(single / "metrics.tsv") if x.set != "train"}
+    for key in (("valid", 0), ("general", 0)):
+        assert valid[0][key].loss == pytest.approx(one[key].loss, rel=1e-4), key
+        assert valid[0][key].acc == pytest.approx(one[key].acc, abs=0.02), key
+
+
+@pytest.fixture(scope="module")
+def single_run(setup):
+    """One epoch in one process, with the general valid set: the DDP tests' reference."""
+    out = setup["dir"] / "s_single"
+    r = train(setup, out)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return out
+
+
+def test_two_process_ddp_trains_and_decodes(setup, single_run, tmp_path):
+    """The multi-process path (torchrun, DDP over gloo on CPUs) with the extra (general)
+    valid set trains one epoch; every rank records its metrics; the checkpoint loads,
+    exports and decodes like a single-process one."""
     out = tmp_path / "ddp"
     r = run_tool("train.py", "--conf", setup["conf"], "--section", "stage1", "--model-dir",
-                 setup["twin"], "--train", setup["jsonl"], "--valid", setup["jsonl"], "--out",
+                 setup["twin"], "--train", setup["jsonl"], "--valid", setup["jsonl"],
+                 "--extra-valid", f"general={setup['jsonl']}", "--out",
                  out, "--threads", "2", "--nproc", "2")
     log = r.stdout + r.stderr
     assert r.returncode == 0, log[-3000:]
     assert "rank: 1" in log and "++backend=gloo" in log  # two ranks really ran
+    check_rank_metrics(out, single_run, 1)
+    assert len((out / "valid_general.tsv").read_text().splitlines()) == 2  # rank 0 writes it
     chain = json.loads((out / "chain.json").read_text())
     assert chain["differ"] == [] and chain["shared"] == len(load_state(setup["twin"] / "model.pt"))
     state = load_state(out / "final.pt")
@@ -355,13 +388,15 @@ def test_two_process_ddp_trains_and_decodes(setup, tmp_path):
     export_and_decode(setup, out / "final.pt", tmp_path)
 
 
-def test_deepspeed_zero2_trains_resumes_and_decodes(setup, tmp_path):
-    """funasr's DeepSpeed trainer (ZeRO-2, 2 ranks over gloo on CPUs): its checkpoints
-    are directories, resume reads OUT/model.pt/, and the stage's chosen model is the
-    averaged file, which exports and decodes."""
+def test_deepspeed_zero2_trains_resumes_and_decodes(setup, single_run, tmp_path):
+    """funasr's DeepSpeed trainer (ZeRO-2, 2 ranks over gloo on CPUs) with the extra
+    (general) valid set: its checkpoints are directories, resume reads OUT/model.pt/,
+    every rank records its metrics, and the stage's chosen model is the averaged
+    file, which exports and decodes."""
     out = tmp_path / "ds"
     args = ["--conf", setup["conf"], "--section", "stage1", "--model-dir", setup["twin"],
-            "--train", setup["jsonl"], "--valid", setup["jsonl"], "--out", out,
+            "--train", setup["jsonl"], "--valid", setup["jsonl"],
+            "--extra-valid", f"general={setup['jsonl']}", "--out", out,
             "--threads", "2", "--nproc", "2",
             "--deepspeed", ROOT / "conf" / "deepspeed" / "zero2_fp32.json"]
     r = run_tool("train.py", *args)
@@ -381,6 +416,7 @@ def test_deepspeed_zero2_trains_resumes_and_decodes(setup, tmp_path):
     assert r.returncode == 0, log[-3000:]
     assert "Checkpoint loaded successfully" in log and (out / "model.pt.ep2").is_dir()
     assert state_checksum(load_state(out / "final.pt")) != first
+    check_rank_metrics(out, single_run, 2)
     export_and_decode(setup, out / "final.pt", tmp_path)
 
 
@@ -453,3 +489,80 @@ def test_srun_launcher_in_a_real_slurm_job(setup, tmp_path):
     assert "--rdzv-backend=c10d" in text and "rank: 1" in text
     chain = json.loads((out / "chain.json").read_text())
     assert chain["differ"] == [] and (out / "final.pt").is_file()
+
+
+def test_metrics_tsv_agrees_with_funasr_log_resumes_and_is_plotted(setup, tmp_path):
+    """OUT/metrics.tsv (the recipe's Trainer): a row per step funasr logs, with
+    its numbers; the valid sets before training (epoch 0) and after each epoch;
+    a resumed run continues it without duplicates; plot_curves draws from it."""
+    from funasr_recipe.curves import parse_log
+    from funasr_recipe.metrics import read_metrics
+
+    exp = tmp_path / "exp"
+    out = exp / "stage1"
+    small = ("--set", "dataset_conf.batch_size=2", "--set", "train_conf.log_interval=1")
+    r = train_epochs(setup, out, 2, *small)
+    log = r.stdout + r.stderr
+    assert r.returncode == 0, log[-3000:]
+    rows = read_metrics(out / "metrics.tsv")
+    scraped = parse_log(log.splitlines(keepends=True), "stage1", main_set="valid")
+    train = [x for x in rows if x.set == "train"]
+    assert len(train) == 8 and [x.step for x in train] == list(range(1, 9))  # 4 batches x 2
+    assert [(x.step, x.epoch) for x in train] == [(p.step, p.epoch) for p in scraped.train]
+    for x, p in zip(train, scraped.train):   # funasr logs 3 decimals, lr 3 significant
+        assert x.loss == pytest.approx(p.loss, abs=6e-4)
+        assert x.loss_avg == pytest.approx(p.loss_avg, abs=6e-4)
+        assert x.acc_avg == pytest.approx(p.acc_avg, abs=6e-4)
+        assert x.lr == pytest.approx(p.lr, rel=6e-3)
+    valid = {(x.set, x.epoch): x for x in rows if x.set != "train"}
+    assert set(valid) == {(s, e) for s in ("valid", "general") for e in (0, 1, 2)}
+    assert valid[("valid", 0)].step == 0 and valid[("valid", 2)].step == 8
+    assert valid[("valid", 2)].checkpoint == "model.pt.ep2"
+    seen = {(v.set, v.epoch): v for v in scraped.valid}
+    for e in (1, 2):   # funasr's own validation (ranking) and the extra set, as logged
+        assert valid[("valid", e)].loss == pytest.approx(seen[("valid", e)].loss, abs=6e-4)
+        assert valid[("general", e)].loss == pytest.approx(seen[("general", e)].loss, abs=6e-5)
+    tsv = (out / "valid_general.tsv").read_text().splitlines()[1:]
+    assert [float(x.split("\t")[1]) for x in tsv] == pytest.approx(
+        [valid[("general", e)].loss for e in (1, 2)], abs=1e-6)
+    # the same set (valid and general are one jsonl here) before training gives one loss
+    assert valid[("valid", 0)].loss == pytest.approx(valid[("general", 0)].loss, rel=1e-6)
+    # interrupted in epoch 3 after a row was written: the resumed run drops it
+    with open(out / "metrics.tsv", "a", encoding="utf-8") as f:
+        f.write("9\t3\ttrain\t9.0\t\t9.0\t0.0\t1e-3\t\n10\t3\ttr")   # and a torn line
+    r = train_epochs(setup, out, 3, *small)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    again = read_metrics(out / "metrics.tsv")
+    assert again[:len(rows)] == rows                  # the first run's rows, unchanged
+    steps = [(x.set, x.step) for x in again]
+    assert len(steps) == len(set(steps))             # no row twice
+    assert [x.step for x in again if x.set == "train"] == list(range(1, 13))
+    assert all(x.loss != 9.0 for x in again)
+    assert {x.epoch for x in again if x.set == "general"} == {0, 1, 2, 3}
+    # a forgetting budget set afterwards: the same run (nothing retrained), the choice
+    # made from metrics.tsv; every epoch within a wide budget: funasr's own average
+    plan = tmp_path / "stages.yaml"
+    plan.write_text("stages:\n  - {name: stage1, general: 1, domain: 1, general_budget: 10}\n")
+    r = train_epochs(setup, out, 3, *small, "--plan", plan)
+    log = r.stdout + r.stderr
+    assert r.returncode == 0, log[-3000:]
+    assert "set aside" not in log and not (out / "model.pt.ep4").exists()
+    assert "forgetting budget 10" in log and "chosen epochs [" in log
+    rep = json.loads((out / "budget.json").read_text())
+    assert sorted(rep["chosen"]) == sorted(rep["unconstrained"]) == [1, 2, 3]
+    assert rep["start_general_loss"] == valid[("general", 0)].loss
+    assert (out / "final.pt").resolve() == (out / "model.pt.budget").resolve()
+    ours, funasrs = load_state(out / "final.pt"), load_state(out / "model.pt.avg3")
+    assert ours.keys() == funasrs.keys() and all(torch.equal(ours[k], funasrs[k]) for k in ours)
+    r = run_tool("train.py", *train_args(setup, out, 3), *small, "--plan", plan)
+    assert r.returncode == 0 and "skipped" in r.stdout + r.stderr
+    # the plot reads metrics.tsv (no logs at all under EXP/logs)
+    r = run_tool("plot_curves.py", "--exp", exp, "--out", tmp_path / "curves")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "curves" / "curves.png").read_bytes().startswith(b"\x89PNG")
+    drawn = (tmp_path / "curves" / "train.tsv").read_text().splitlines()
+    assert len(drawn) == 1 + 12
+    vdrawn = [x.split("\t") for x in (tmp_path / "curves" / "valid.tsv").read_text().splitlines()]
+    general = {int(x[2]): float(x[5]) for x in vdrawn if x[1] == "general"}
+    assert general == pytest.approx({e: x.loss for (s, e), x in valid.items() if s == "general"}
+                                    | {3: [x for x in again if x.set == "general"][-1].loss})

@@ -1,7 +1,11 @@
-"""Training curves of every stage from funasr's logs, headless.
+"""Training curves of every stage, headless.
 
 Sources, per stage, first that has training lines wins:
 
+0. ``EXP/<stage>/metrics.tsv``: the metrics the recipe's own Trainer records
+   as it sees them (:mod:`funasr_recipe.metrics`); every run since it exists
+   writes one. The sources below are read only for older runs (scraping
+   funasr's log text), and the job log still gives status and wall time;
 1. ``EXP/logs/pretrain.log`` or ``EXP/logs/train_<stage>.log``: the job log
    run.sh keeps (funasr's log lines behind run.pl's header and trailer);
 2. ``EXP/<stage>/train.log``: the log hydra writes in funasr's output dir
@@ -293,18 +297,47 @@ def curves_from_tensorboard(scalars: dict[str, list[tuple[int, float]]], name: s
 # ---------------------------------------------------------------- a whole experiment
 
 def discover_stages(exp: Path) -> list[str]:
-    """``pretrain`` (if logged) then the ``train_<stage>.log`` stages, in
-    natural order (stage2 before stage10)."""
+    """``pretrain`` (if logged) then the ``train_<stage>.log`` stages and the
+    stage dirs with a ``metrics.tsv``, in natural order (stage2 before stage10)."""
     logs = exp / "logs"
     names = [p.name[len("train_"):-len(".log")] for p in logs.glob("train_*.log")]
+    names += [p.parent.name for p in exp.glob("*/metrics.tsv")
+              if p.parent.name not in names and p.parent.name != "pretrain"]
     names.sort(key=lambda s: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)])
-    if (logs / "pretrain.log").is_file() or (exp / "pretrain" / "train.log").is_file():
+    if any((d / f).is_file() for d, f in ((logs, "pretrain.log"), (exp / "pretrain", "train.log"),
+                                           (exp / "pretrain", "metrics.tsv"))):
         names.insert(0, "pretrain")
     return names
 
 
+def curves_from_metrics(path: Path, name: str, main_set: str = "valid") -> StageCurves:
+    """A stage's curves from the ``metrics.tsv`` the recipe's Trainer wrote
+    (:mod:`funasr_recipe.metrics`); funasr's own valid set is named
+    ``main_set``. A step recorded twice keeps its last row."""
+    from .metrics import MAIN_SET, read_metrics
+
+    st = StageCurves(name=name, source=str(path), status="unknown (no job log)")
+    train: dict[int, TrainPoint] = {}
+    valid: dict[tuple[str, int], ValidPoint] = {}
+    for r in read_metrics(path):
+        if r.set == "train":
+            nan = float("nan")
+            train[r.step] = TrainPoint(r.step, r.epoch, nan if r.loss is None else r.loss,
+                                       nan if r.loss_avg is None else r.loss_avg,
+                                       nan if r.acc_avg is None else r.acc_avg,
+                                       nan if r.lr is None else r.lr, r.acc)
+        else:
+            vset = main_set if r.set == MAIN_SET else r.set
+            valid[(vset, r.epoch)] = ValidPoint(r.epoch, r.step, vset, r.loss, r.acc)
+    st.train = [train[k] for k in sorted(train)]
+    st.valid = sorted(valid.values(), key=lambda v: (v.set != main_set, v.set, v.epoch))
+    return st
+
+
 def load_stage(exp: Path, name: str) -> StageCurves:
-    """A stage's curves from its logs, else its TensorBoard events.
+    """A stage's curves from the ``metrics.tsv`` the recipe's Trainer wrote;
+    for runs older than it, from funasr's logs, else its TensorBoard events.
+    The job log still gives the status, wall time and planned epochs.
 
     Of the job log and funasr's own ``train.log`` the one with more training
     points is used: the job log of a resumed run starts at the resumed step,
@@ -316,6 +349,16 @@ def load_stage(exp: Path, name: str) -> StageCurves:
     main_set = valid_set_name(exp / name)
     notes = []
     logs = [read_log(p, name, main_set) for p in (job_log, own_log) if p.is_file()]
+    metrics = exp / name / "metrics.tsv"
+    if metrics.is_file():
+        st = curves_from_metrics(metrics, name, main_set)
+        if st.train or st.valid:
+            if logs:
+                st.status, st.wall_s, st.max_epoch = (logs[0].status, logs[0].wall_s,
+                                                      max(lg.max_epoch or 0 for lg in logs)
+                                                      or None)
+            return st
+        notes.append(f"{metrics} has no rows: read the logs")
     if logs:
         best = max(logs, key=lambda st: len(st.train))       # first (job log) on ties
         if best.train:
@@ -343,8 +386,9 @@ def load_experiment(exp: Path, stages: list[str] | None = None) -> list[StageCur
     """Every stage's curves, in training order."""
     stages = stages or discover_stages(exp)
     if not stages:
-        raise DataError(f"no training logs under {exp}/logs (pretrain.log, train_<stage>.log): "
-                        f"run the training stages first, or pass --stages")
+        raise DataError(f"no training logs under {exp} (<stage>/metrics.tsv, "
+                        f"logs/pretrain.log, logs/train_<stage>.log): run the training "
+                        f"stages first, or pass --stages")
     return [load_stage(exp, s) for s in stages]
 
 

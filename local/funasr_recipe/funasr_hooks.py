@@ -46,14 +46,26 @@ PATCH_POINTS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
     ("funasr.train_utils.trainer", "Trainer.save_checkpoint", "extended: random states",
      ("epoch",)),
     ("funasr.train_utils.trainer", "Trainer.resume_checkpoint", "extended: random states", ()),
-    ("funasr.train_utils.trainer", "Trainer.validate_epoch", "extended: extra valid sets",
-     ("model", "dataloader_val", "epoch", "writer")),
+    ("funasr.train_utils.trainer", "Trainer.validate_epoch", "extended: extra valid sets, "
+     "metrics.tsv", ("model", "dataloader_val", "epoch", "writer")),
+    ("funasr.train_utils.trainer", "Trainer.train_epoch", "extended: the valid sets before "
+     "the first step", ("model", "dataloader_val", "epoch")),
+    ("funasr.train_utils.trainer", "Trainer.log", "extended: metrics.tsv",
+     ("epoch", "batch_idx", "lr", "loss", "stats", "tag")),
+    ("funasr.train_utils.trainer_ds", "Trainer.log", "extended: metrics.tsv",
+     ("loss_dict", "tag")),
+    ("funasr.train_utils.trainer_ds", "Trainer.train_epoch", "extended, as trainer.py's",
+     ("model", "dataloader_val", "epoch")),
+    ("funasr.train_utils.average_nbest_models", "average_checkpoints",
+     "reproduced (budget.average): the forgetting budget averages its choice as funasr does",
+     ("output_dir", "last_n")),
     ("funasr.utils.fbank", "_fbank_knf", "wrapped: dither drawn from torch's generator",
      ("waveform",)),
     ("funasr.models.fun_asr_nano.model", "FunASRNano.forward",
      "wrapped: the LLM's output layer only at labelled positions", ()),
     ("funasr.register", "tables.dataset_classes.FunASR.__getitem__",
-     "wrapped (nano_slots.py): audio slots in training counted as decoding counts them", ()),
+     "wrapped for a Nano run (nano_slots.py): audio slots in training counted as decoding "
+     "counts them", ("self", "index")),
     ("funasr.register", "tables.model_classes.Paraformer",
      "an encoder forward hook (decoding.py): padded frames zeroed in batched decoding", ()),
     ("torch.cuda", "set_device", "a no-op in CPU DDP (funasr calls it unconditionally)", ()),
@@ -105,14 +117,17 @@ def replaced(obj: Any, name: str, new: Any) -> Iterator[Any]:
 @contextlib.contextmanager
 def trainer_hooks(ft: Any, *, main: Callable[[Callable], Callable],
                   trainer: Callable[[type], type], load: Callable[[Callable], Callable],
-                  cpu_ddp: bool) -> Iterator[None]:
+                  cpu_ddp: bool, nano_slots: bool | None = None) -> Iterator[None]:
     """Install the training hooks into funasr's trainer module ``ft``
     (``funasr.bin.train`` or ``funasr.bin.train_ds``) and restore every one on exit.
 
     ``main``, ``trainer`` and ``load`` build the wrapper of ``ft.main``, the
     subclass of ``ft.Trainer`` and the wrapper of funasr's
     ``load_pretrained_model`` from the originals; ``cpu_ddp``: this is a
-    distributed run on a machine without CUDA.
+    distributed run on a machine without CUDA; ``nano_slots``: for a
+    Fun-ASR-Nano run, the adaptor's ``use_low_frame_rate``, and funasr's
+    ``FunASR`` dataset counts audio slots as decoding does
+    (:mod:`funasr_recipe.nano_slots`); None leaves the dataset alone.
     """
     check_funasr_version()
     import funasr.auto.auto_model as am
@@ -129,6 +144,14 @@ def trainer_hooks(ft: Any, *, main: Callable[[Callable], Callable],
         from funasr.models.fun_asr_nano.model import FunASRNano
         stack.enter_context(replaced(FunASRNano, "forward",
                                      target_logits_forward(FunASRNano.forward)))
+        if nano_slots is not None:
+            from funasr.register import tables
+
+            from .nano_slots import announce, slot_getitem
+            dataset = tables.dataset_classes["FunASR"]
+            stack.enter_context(replaced(dataset, "__getitem__",
+                                         slot_getitem(dataset.__getitem__, nano_slots)))
+            announce(nano_slots)
         if cpu_ddp:
             orig_ddp = ft.DDP
 

@@ -410,9 +410,4 @@ def training_overrides(model_dir: str | os.PathLike, family: str,
     md = inspect_model_dir(model_dir, family)
     for note in md.notes:
         log.warning("%s/config.yaml: trained with %s", md.path, note)
-    if family == "nano":
-        from .nano_slots import install_slot_patch
-        lfr = settings.get("audio_adaptor_conf.use_low_frame_rate",
-                           _get(md.config, "audio_adaptor_conf.use_low_frame_rate"))
-        install_slot_patch(bool(lfr) and str(lfr).lower() not in ("false", "0", "none", "null"))
     return {**md.fixes, **settings}

@@ -19,8 +19,8 @@ the adaptor's frames while decoding feeds all of them: a model fine-tuned that
 way is trained on another input than it is decoded with (a twin trained from
 scratch that way did not learn at all). :func:`install_slot_patch` makes the
 training dataset count slots exactly as decoding does, for either setting of
-``use_low_frame_rate``; ``local/train.py`` installs it for every Nano run
-(through :func:`funasr_recipe.modeldir.training_overrides`).
+``use_low_frame_rate``; :func:`funasr_recipe.funasr_hooks.trainer_hooks`
+installs it for every Nano training run and restores funasr's own afterwards.
 """
 
 from __future__ import annotations
@@ -28,8 +28,6 @@ from __future__ import annotations
 import logging
 
 log = logging.getLogger(__name__)
-
-_state: dict = {}
 
 
 def slot_count(lfr_frames: int, use_low_frame_rate: bool) -> int:
@@ -78,30 +76,31 @@ def recount(output: dict | None, use_low_frame_rate: bool) -> dict | None:
     return out
 
 
-def install_slot_patch(use_low_frame_rate: bool) -> None:
-    """Make funasr's ``FunASR`` training dataset (this process) count audio
-    slots as decoding does for ``use_low_frame_rate``; announced once."""
-    import funasr  # noqa: F401  (registers the dataset classes)
-    from funasr.register import tables
-
-    cls = tables.dataset_classes.get("FunASR")
-    if cls is None:
-        return
-    orig = _state.setdefault("orig", cls.__getitem__)
-    _state["lfr"] = bool(use_low_frame_rate)
+def slot_getitem(orig, use_low_frame_rate: bool):
+    """A ``__getitem__`` for funasr's ``FunASR`` dataset class that counts audio
+    slots as decoding does for ``use_low_frame_rate`` (:func:`recount` of what
+    ``orig`` returns). :func:`funasr_recipe.funasr_hooks.trainer_hooks` installs
+    it for a Nano training run and restores the original afterwards."""
+    lfr = bool(use_low_frame_rate)
 
     def __getitem__(self, index):
-        return recount(orig(self, index), _state["lfr"])
+        return recount(orig(self, index), lfr)
+    return __getitem__
 
-    cls.__getitem__ = __getitem__
+
+def announce(use_low_frame_rate: bool) -> None:
     log.info("Fun-ASR-Nano audio slots in training: %s, as decoding counts them "
              "(use_low_frame_rate: %s)",
              "about T/8 (low frame rate)" if use_low_frame_rate else
              "one per LFR frame (T)", str(bool(use_low_frame_rate)).lower())
 
 
-def remove_slot_patch() -> None:
-    """Undo :func:`install_slot_patch` (tests)."""
-    if "orig" in _state:
-        from funasr.register import tables
-        tables.dataset_classes["FunASR"].__getitem__ = _state.pop("orig")
+def use_low_frame_rate(model_config: dict, settings: dict) -> bool:
+    """The adaptor's ``use_low_frame_rate`` for a run: the train config's
+    setting, else the model dir's config.yaml (false when neither has it)."""
+    key = "audio_adaptor_conf.use_low_frame_rate"
+    if key in settings:
+        v = settings[key]
+    else:
+        v = (model_config.get("audio_adaptor_conf") or {}).get("use_low_frame_rate")
+    return bool(v) and str(v).lower() not in ("false", "0", "none", "null")

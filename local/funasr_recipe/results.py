@@ -280,6 +280,7 @@ def results_markdown(family: str, exp: Path, models: list[str], sets: list[str],
                   "model side by side, the utterances that got better or worse first "
                   "(`local/error_browser.py`).", ""]
         lines += [f"- [{s}]({BROWSER_DIR}/{s}.html)" for s in pages]
+    lines += budget_section(exp)
     curves = exp / "curves"
     if (curves / "curves.png").is_file():
         lines += ["", "## Training curves", "",
@@ -287,6 +288,36 @@ def results_markdown(family: str, exp: Path, models: list[str], sets: list[str],
                   "learning rate of every stage on one axis); per-stage summary: "
                   "[curves/summary.txt](curves/summary.txt)."]
     return "\n".join(lines) + "\n"
+
+
+def budget_section(exp: Path) -> list[str]:
+    """"Checkpoint choice under the forgetting budget": per stage with a
+    ``budget.json`` (:mod:`funasr_recipe.budget`), the epochs chosen and why."""
+    import json
+    import re
+
+    reports = []
+    for p in exp.glob("*/budget.json"):
+        try:
+            reports.append((p.parent.name, json.loads(p.read_text(encoding="utf-8"))))
+        except (OSError, ValueError):
+            continue
+    if not reports:
+        return []
+    reports.sort(key=lambda x: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", x[0])])
+    lines = ["", "## Checkpoint choice under the forgetting budget", "",
+             "Per stage with a `general_budget` (conf/stages.yaml): only epochs whose general "
+             "valid loss stays within the budget above the stage's start are averaged, the "
+             "best of them on the domain valid set (`<stage>/budget.json`).", "",
+             "| stage | budget | general loss: start -> limit | epochs within | chosen | "
+             "without budget | why |", "|---|---|---|---|---|---|---|"]
+    for stage, r in reports:
+        within = [str(e["epoch"]) for e in r.get("epochs", []) if e.get("within")]
+        lines.append(f"| {stage} | {r['budget']:g} | {r['start_general_loss']:.4f} -> "
+                     f"{r['limit']:.4f} | {', '.join(within) or 'none'} | "
+                     f"{', '.join(map(str, r['chosen']))} | "
+                     f"{', '.join(map(str, r['unconstrained']))} | {r['reason']} |")
+    return lines
 
 
 def make_results(family: str, exp: Path, models: list[str], sets: list[str], data: Path,

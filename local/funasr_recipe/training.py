@@ -26,6 +26,7 @@ overrides (``key: value`` -> ``++key=value``), one source of truth.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -35,13 +36,14 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from . import funasr_hooks, stamp
 from .config import load_yaml
 from .atomic import atomic_write
 from .checkpoint import load_state, readable as readable_checkpoint
 from .errors import DataError, RunError
+from .metrics import MAIN_SET, MetricsFile, Row, finite, metrics_path
 
 log = logging.getLogger(__name__)
 
@@ -168,87 +170,155 @@ def check_init(init: str | Path) -> Path:
 
 # ----------------------------------------------------------------------------
 # Hooks into funasr's trainer
+#
+# One run's state (the init checkpoint to verify, the extra valid sets, funasr's
+# settings, the chain report) lives in a dict made by run_funasr_train and
+# handed to the hooks below, which funasr_hooks.trainer_hooks installs for that
+# run only: nothing is kept between runs.
 
-_ctx: dict[str, Any] = {}
-
-
-def _verify_after_load(orig):
-    def load_pretrained_model(*args, **kwargs):
-        result = orig(*args, **kwargs)
-        model = kwargs.get("model", args[1] if len(args) > 1 else None)
-        path = kwargs.get("path", args[0] if args else None)
-        expect = _ctx.get("expect_init")
-        if expect is not None and model is not None and path is not None:
-            if Path(path).resolve() != Path(expect):
-                raise ChainError(f"funasr loaded {path}, but this stage must start from {expect}")
-            report = compare_loaded(model.state_dict(), load_state(path))
-            report["init"] = str(expect)
-            _ctx["chain_report"] = report
-            if report["differ"] or report["absent"] or report["shared"] == 0:
-                bad = (report["differ"] + report["absent"])[:5]
-                raise ChainError(f"the model did not load {path} faithfully: "
-                                 f"{len(report['differ'])} weight(s) differ from it and "
-                                 f"{len(report['absent'])} are missing from it (e.g. "
-                                 f"{', '.join(bad) or 'no shared weights at all'}); the "
-                                 f"checkpoint does not belong to this model config")
-            if report["unused"]:
-                raise ChainError(f"{path} has {len(report['unused'])} weight(s) this stage's "
-                                 f"model does not (e.g. {report['unused'][0]}): they would be "
-                                 f"silently dropped. A LoRA checkpoint needs use_lora in the "
-                                 f"next stage too, or merge it first (local/merge_lora.py)")
-            log.info("chain check: %d weights loaded from %s match it exactly (checksum %s)",
-                     report["shared"], path, report["checksum_ckpt"][:16])
-        return result
-    return load_pretrained_model
+def _verify_after_load(ctx: dict[str, Any]) -> Callable[[Callable], Callable]:
+    def wrap(orig):
+        def load_pretrained_model(*args, **kwargs):
+            result = orig(*args, **kwargs)
+            model = kwargs.get("model", args[1] if len(args) > 1 else None)
+            path = kwargs.get("path", args[0] if args else None)
+            expect = ctx.get("expect_init")
+            if expect is not None and model is not None and path is not None:
+                check_loaded(ctx, model, path, expect)
+            return result
+        return load_pretrained_model
+    return wrap
 
 
-def _trainer_class(base):
-    class RecipeTrainer(base):
-        """funasr's Trainer, also reporting loss/acc on the extra validation sets."""
-
-        # funasr's DeepSpeed entry sets ``trainer.device = LOCAL_RANK`` (a CUDA
-        # index); on a machine without CUDA, DeepSpeed's CPU accelerator holds
-        # the model and the batches must go to the CPU too.
-        @property
-        def device(self):
-            return self._recipe_device
-
-        @device.setter
-        def device(self, value):
-            import torch
-            if isinstance(value, int) and not torch.cuda.is_available():
-                value = "cpu"
-            self._recipe_device = value
-
-        def save_checkpoint(self, epoch, *args, **kwargs):
-            super().save_checkpoint(epoch, *args, **kwargs)
-            if kwargs.get("step") is None:  # an epoch's checkpoint: its random states
-                save_rng_state(Path(self.output_dir), epoch, self.rank)
+def check_loaded(ctx: dict[str, Any], model, path, expect) -> None:
+    if Path(path).resolve() != Path(expect):
+        raise ChainError(f"funasr loaded {path}, but this stage must start from {expect}")
+    report = compare_loaded(model.state_dict(), load_state(path))
+    report["init"] = str(expect)
+    ctx["chain_report"] = report
+    if report["differ"] or report["absent"] or report["shared"] == 0:
+        bad = (report["differ"] + report["absent"])[:5]
+        raise ChainError(f"the model did not load {path} faithfully: "
+                         f"{len(report['differ'])} weight(s) differ from it and "
+                         f"{len(report['absent'])} are missing from it (e.g. "
+                         f"{', '.join(bad) or 'no shared weights at all'}); the "
+                         f"checkpoint does not belong to this model config")
+    if report["unused"]:
+        raise ChainError(f"{path} has {len(report['unused'])} weight(s) this stage's "
+                         f"model does not (e.g. {report['unused'][0]}): they would be "
+                         f"silently dropped. A LoRA checkpoint needs use_lora in the "
+                         f"next stage too, or merge it first (local/merge_lora.py)")
+    log.info("chain check: %d weights loaded from %s match it exactly (checksum %s)",
+             report["shared"], path, report["checksum_ckpt"][:16])
 
 
-        def resume_checkpoint(self, *args, **kwargs):
-            super().resume_checkpoint(*args, **kwargs)
-            epoch = getattr(self, "start_epoch", 0)
-            if not self.resume or not epoch:
-                return
-            if restore_rng_state(Path(self.output_dir), epoch, self.rank):
-                logging.info(f"resumed after epoch {epoch} with the random states saved then")
-            else:
-                logging.warning(f"no random states saved after epoch {epoch} "
-                                f"({rng_file(Path(self.output_dir), epoch, self.rank)}): the "
-                                f"resumed run will not repeat an uninterrupted one exactly")
+def train_row(trainer, base_log: Callable, args: tuple, kwargs: dict) -> Row | None:
+    """The metrics row of one call of funasr's ``Trainer.log`` (either trainer's
+    signature), for the training steps funasr itself writes a log line for."""
+    import inspect
 
-        def validate_epoch(self, model=None, dataloader_val=None, epoch=None, writer=None,
-                           **kwargs):
-            super().validate_epoch(model=model, dataloader_val=dataloader_val, epoch=epoch,
-                                   writer=writer, **kwargs)
-            if kwargs.get("step_in_epoch") is not None or self.rank != 0:
-                return
-            for name, jsonl in _ctx.get("extra_valid", {}).items():
+    bound = inspect.signature(base_log).bind(trainer, *args, **kwargs)
+    bound.apply_defaults()
+    a = bound.arguments
+    tag = a.get("tag", "train")
+    if "loss_dict" in a:  # funasr's DeepSpeed trainer
+        d = a["loss_dict"] or {}
+        epoch, batch_idx, loss, lr = d.get("epoch"), d.get("batch_idx"), d.get("loss"), d.get("lr")
+        stats, step = d.get("stats") or {}, d.get("batch_total", trainer.batch_total)
+    else:
+        epoch, batch_idx, loss, lr = a.get("epoch"), a.get("batch_idx"), a.get("loss"), a.get("lr")
+        stats, step = a.get("stats") or {}, trainer.batch_total
+    if tag != "train" or epoch is None or batch_idx is None or \
+            (batch_idx + 1) % trainer.log_interval != 0:
+        return None
+    return Row(int(step), int(epoch) + 1, "train", finite(loss), finite(stats.get("acc")),
+               finite(trainer.train_loss_avg), finite(trainer.train_acc_avg), finite(lr))
+
+
+def _trainer_class(ctx: dict[str, Any]) -> Callable[[type], type]:
+    def make(base):
+        class RecipeTrainer(base):
+            """funasr's Trainer, also reporting loss/acc on the extra validation sets
+            and recording every metric it logs in OUT/metrics.tsv."""
+
+            # funasr's DeepSpeed entry sets ``trainer.device = LOCAL_RANK`` (a CUDA
+            # index); on a machine without CUDA, DeepSpeed's CPU accelerator holds
+            # the model and the batches must go to the CPU too.
+            @property
+            def device(self):
+                return self._recipe_device
+
+            @device.setter
+            def device(self, value):
+                import torch
+                if isinstance(value, int) and not torch.cuda.is_available():
+                    value = "cpu"
+                self._recipe_device = value
+
+            @property
+            def recipe_metrics(self) -> MetricsFile:
+                if getattr(self, "_recipe_metrics", None) is None:
+                    self._recipe_metrics = MetricsFile(metrics_path(self.output_dir, self.rank))
+                return self._recipe_metrics
+
+            def save_checkpoint(self, epoch, *args, **kwargs):
+                super().save_checkpoint(epoch, *args, **kwargs)
+                if kwargs.get("step") is None:  # an epoch's checkpoint: its random states
+                    save_rng_state(Path(self.output_dir), epoch, self.rank)
+
+            def resume_checkpoint(self, *args, **kwargs):
+                super().resume_checkpoint(*args, **kwargs)
+                # rows after the checkpoint resumed from belong to an interrupted epoch
+                dropped = self.recipe_metrics.keep_until(int(getattr(self, "batch_total", 0)))
+                if dropped:
+                    logging.info(f"{self.recipe_metrics.path}: {dropped} row(s) after the "
+                                 f"checkpoint resumed from dropped (they are made again)")
+                epoch = getattr(self, "start_epoch", 0)
+                if not self.resume or not epoch:
+                    return
+                if restore_rng_state(Path(self.output_dir), epoch, self.rank):
+                    logging.info(f"resumed after epoch {epoch} with the random states saved then")
+                else:
+                    logging.warning(f"no random states saved after epoch {epoch} "
+                                    f"({rng_file(Path(self.output_dir), epoch, self.rank)}): the "
+                                    f"resumed run will not repeat an uninterrupted one exactly")
+
+            def log(self, *args, **kwargs):
+                super().log(*args, **kwargs)
+                row = train_row(self, base.log, args, kwargs)
+                if row is not None:
+                    self.recipe_metrics.append(row)
+
+            def train_epoch(self, *args, **kwargs):
+                if not getattr(self, "_recipe_started", False):
+                    self._recipe_started = True
+                    if int(getattr(self, "batch_total", 0)) == 0:  # not resumed
+                        self.validate_start(kwargs.get("model"), kwargs.get("dataloader_val"))
+                return super().train_epoch(*args, **kwargs)
+
+            def validate_start(self, model, dataloader_val) -> None:
+                """Every valid set before the first step: the stage's starting point
+                (epoch 0 in metrics.tsv), which the forgetting budget measures from."""
+                sets = {MAIN_SET: ctx["kwargs"].get("valid_data_set_list")}
+                sets.update(ctx.get("extra_valid", {}))
+                for name, jsonl in sets.items():
+                    if jsonl:
+                        self.validate_extra(model, dataloader_val, name, jsonl, 0, None, "")
+
+            def validate_extra(self, model, dataloader_val, name, jsonl, epoch, writer,
+                               checkpoint) -> None:
                 loss, acc, n = evaluate(model, dataloader_val.dataset, jsonl,
-                                        _ctx["kwargs"].get("dataset_conf", {}), self.device)
+                                        ctx["kwargs"].get("dataset_conf", {}), self.device,
+                                        self.rank, self.world_size)
+                self.recipe_metrics.append(Row(int(getattr(self, "batch_total", 0)), epoch,
+                                               name, finite(loss), finite(acc),
+                                               checkpoint=checkpoint))
+                if self.rank != 0 or name == MAIN_SET:
+                    return
                 logging.info(f"extra valid {name}, epoch: {epoch}, loss: {loss:.4f}, "
                              f"acc: {acc:.4f}, utterances: {n}")
+                if epoch == 0:
+                    return
                 if writer is not None:
                     writer.add_scalar(f"valid_{name}/loss", loss, epoch)
                     writer.add_scalar(f"valid_{name}/acc", acc, epoch)
@@ -258,59 +328,138 @@ def _trainer_class(base):
                     if new:
                         f.write("epoch\tloss\tacc\tutterances\n")
                     f.write(f"{epoch}\t{loss:.6f}\t{acc:.6f}\t{n}\n")
-    return RecipeTrainer
+
+            def validate_epoch(self, model=None, dataloader_val=None, epoch=None, writer=None,
+                               **kwargs):
+                super().validate_epoch(model=model, dataloader_val=dataloader_val, epoch=epoch,
+                                       writer=writer, **kwargs)
+                in_epoch = kwargs.get("step_in_epoch")
+                ckpt = f"model.pt.ep{epoch}" + ("" if in_epoch is None else f".{in_epoch}")
+                self.recipe_metrics.append(Row(
+                    int(getattr(self, "batch_total", 0)),
+                    epoch if in_epoch is None else epoch + 1, MAIN_SET,
+                    finite(getattr(self, "val_loss_step_or_epoch", {}).get(ckpt)),
+                    finite(getattr(self, "val_acc_step_or_epoch", {}).get(ckpt)),
+                    checkpoint=ckpt))
+                if in_epoch is not None:
+                    return
+                for name, jsonl in ctx.get("extra_valid", {}).items():
+                    self.validate_extra(model, dataloader_val, name, jsonl, epoch, writer, ckpt)
+        return RecipeTrainer
+    return make
 
 
-def evaluate(model, like_dataset, jsonl: str, dataset_conf: dict, device) -> tuple[float, float, int]:
-    """Weighted mean loss and accuracy of ``model`` on ``jsonl``, as funasr validates."""
+@contextlib.contextmanager
+def quiet_frontend(frontend) -> Iterator[None]:
+    """The frontend without dither for the duration: an evaluation computes
+    the same features every time (funasr's frontend dithers whenever it is
+    used, its training flag aside)."""
+    dither = getattr(frontend, "dither", None)
+    if dither:
+        frontend.dither = 0.0
+    try:
+        yield
+    finally:
+        if dither:
+            frontend.dither = dither
+
+
+@contextlib.contextmanager
+def kept_random_state() -> Iterator[None]:
+    """Python's, numpy's and torch's random states put back afterwards: an
+    evaluation between epochs leaves training exactly as it would be without it."""
+    import random
+
+    import numpy as np
+    import torch
+
+    py, npy = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        try:
+            yield
+        finally:
+            random.setstate(py)
+            np.random.set_state(npy)
+
+
+def evaluate(model, like_dataset, jsonl: str, dataset_conf: dict, device, rank: int = 0,
+             world_size: int = 1) -> tuple[float, float, int]:
+    """Weighted mean loss and accuracy of ``model`` on ``jsonl``, as funasr validates
+    (without dither, and leaving the random states as they were).
+
+    In a DDP job every rank evaluates every ``world_size``-th batch (its
+    shard) with the unwrapped model (DDP's forward would wait for the other
+    ranks) and the sums are reduced over the ranks, so each rank returns the
+    same numbers: those of the whole set.
+    """
     import torch
     from funasr.train_utils.device_funcs import to_device
 
+    net = model
+    if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+        net = model.module
     conf = {k: v for k, v in dict(dataset_conf).items()}
     ds = type(like_dataset)(jsonl, frontend=like_dataset.frontend,
                             tokenizer=like_dataset.tokenizer, is_training=False, **conf)
     bs = int(conf.get("batch_size", 8)) if conf.get("batch_type", "example") == "example" else 8
-    loader = torch.utils.data.DataLoader(ds, batch_size=bs, shuffle=False,
+    # whole batches of the one-process order dealt to the ranks: each batch is the
+    # same as in a one-process evaluation, so the reduced sums are the same too
+    batches = [list(range(b, min(b + bs, len(ds)))) for b in range(0, len(ds), bs)]
+    shard = torch.utils.data.Subset(ds, [i for b in batches[rank::world_size] for i in b])
+    loader = torch.utils.data.DataLoader(shard, batch_size=bs, shuffle=False,
                                          collate_fn=ds.collator, num_workers=0)
-    was_training = model.training
-    model.eval()
-    tot_loss = tot_acc = tot_w = 0.0
-    with torch.no_grad():
+    was_training = net.training
+    net.eval()
+    tot_loss = tot_acc = tot_w = acc_w = 0.0
+    with torch.no_grad(), quiet_frontend(like_dataset.frontend), kept_random_state():
         for batch in loader:
             batch = to_device(batch, device)
-            loss, stats, weight = model(**batch)
+            loss, stats, weight = net(**batch)
             w = float(weight.sum()) if hasattr(weight, "sum") else float(weight)
             tot_loss += float(loss) * w
-            acc = stats.get("acc")
-            tot_acc += (float(acc) if acc is not None else math.nan) * w
+            acc = finite(stats.get("acc"))
+            if acc is not None:
+                tot_acc += acc * w
+                acc_w += w
             tot_w += w
     if was_training:
-        model.train()
+        net.train()
+    if world_size > 1:
+        import torch.distributed as dist
+        t = torch.tensor([tot_loss, tot_acc, tot_w, acc_w], dtype=torch.float64)
+        if str(device).startswith("cuda"):
+            t = t.to(device)
+        dist.all_reduce(t)
+        tot_loss, tot_acc, tot_w, acc_w = (float(x) for x in t.cpu())
     n = len(ds)
-    return (tot_loss / tot_w, tot_acc / tot_w, n) if tot_w else (math.nan, math.nan, n)
+    if not tot_w:
+        return math.nan, math.nan, n
+    return tot_loss / tot_w, (tot_acc / acc_w if acc_w else math.nan), n
 
 
 def run_funasr_train(args: list[str], expect_init: Path | None,
-                     extra_valid: dict[str, str], deepspeed: bool = False) -> dict[str, Any]:
+                     extra_valid: dict[str, str], deepspeed: bool = False,
+                     nano_slots: bool | None = None) -> dict[str, Any]:
     """Run ``funasr.bin.train`` with ``args`` (Hydra overrides) in this process.
 
     Under torchrun (``WORLD_SIZE > 1``) this is one rank of a DDP job; without
     CUDA it runs over gloo. Every hook into funasr's trainer is installed for the
     run and restored after it (:mod:`funasr_recipe.funasr_hooks`). With ``deepspeed``
     it is funasr's DeepSpeed entry, ``funasr.bin.train_ds`` (the ZeRO stage and
-    precision come from the ``++deepspeed_config`` file in ``args``).
+    precision come from the ``++deepspeed_config`` file in ``args``). ``nano_slots``:
+    a Fun-ASR-Nano run's ``use_low_frame_rate`` (:mod:`funasr_recipe.nano_slots`).
     """
     import importlib
 
     import torch
     ft = importlib.import_module("funasr.bin.train_ds" if deepspeed else "funasr.bin.train")
 
-    _ctx.clear()
-    _ctx.update(expect_init=str(expect_init) if expect_init else None, extra_valid=extra_valid)
+    ctx: dict[str, Any] = {"expect_init": str(expect_init) if expect_init else None,
+                           "extra_valid": dict(extra_valid), "kwargs": {}}
 
     def wrap_main(orig_main):
         def main(**kwargs):
-            _ctx["kwargs"] = kwargs
+            ctx["kwargs"] = kwargs
             return orig_main(**kwargs)
         return main
 
@@ -318,9 +467,10 @@ def run_funasr_train(args: list[str], expect_init: Path | None,
     argv = sys.argv
     sys.argv = ["funasr-train", *args]
     try:
-        with funasr_hooks.trainer_hooks(ft, main=wrap_main, trainer=_trainer_class,
-                                        load=_verify_after_load,
-                                        cpu_ddp=distributed and not torch.cuda.is_available()):
+        with funasr_hooks.trainer_hooks(ft, main=wrap_main, trainer=_trainer_class(ctx),
+                                        load=_verify_after_load(ctx),
+                                        cpu_ddp=distributed and not torch.cuda.is_available(),
+                                        nano_slots=nano_slots):
             ft.main_hydra()
     except SystemExit as e:
         if e.code not in (0, None):
@@ -331,9 +481,48 @@ def run_funasr_train(args: list[str], expect_init: Path | None,
         import torch.distributed as dist
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
-    if expect_init is not None and "chain_report" not in _ctx:
+    if expect_init is not None and "chain_report" not in ctx:
         raise ChainError(f"funasr never loaded the initial checkpoint {expect_init}")
-    return _ctx.get("chain_report", {})
+    return ctx.get("chain_report", {})
+
+
+WORKER_ARGS = "--ddp-worker-args"
+
+
+def worker_argv(argv: list[str]) -> list[str]:
+    """A tool's own arguments; a DDP rank started by :func:`run_ddp` gets them
+    from the file named after :data:`WORKER_ARGS`."""
+    if len(argv) == 2 and argv[0] == WORKER_ARGS:
+        return json.loads(Path(argv[1]).read_text())
+    return list(argv)
+
+
+def run_ddp(script: Path, argv: list[str], out: Path, nproc: int, num_nodes: int,
+            launcher: str, threads: int) -> dict:
+    """Run ``script`` with ``argv`` as ranks under torchrun; rank 0's chain report.
+
+    Each rank runs the script with ``argv + --worker-report FILE`` (the script
+    trains as one rank and rank 0 writes its chain report to FILE).
+    """
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory(dir=out, prefix=".ddp.") as tmp:
+        report = Path(tmp) / "chain_report.json"
+        # the ranks get their arguments through a file: torchrun's own parser
+        # would take abbreviations of its options (--nproc) from the script's
+        args_file = Path(tmp) / "args.json"
+        args_file.write_text(json.dumps([*argv, "--worker-report", str(report)]))
+        cmd = torchrun_command([str(Path(script).resolve()), WORKER_ARGS, str(args_file)],
+                               nproc, num_nodes, launcher)
+        log.info("DDP: %s", " ".join(cmd))
+        env = dict(os.environ, OMP_NUM_THREADS=str(max(1, threads // nproc)))
+        rc = subprocess.call(cmd, env=env)
+        if rc != 0:
+            raise RunError(f"torchrun exited with code {rc}; see each rank's messages above")
+        if not report.is_file():
+            raise RunError("torchrun finished but rank 0 wrote no chain report")
+        return json.loads(report.read_text())
 
 
 def check_deepspeed_config(path: Path) -> Path:
@@ -412,8 +601,11 @@ def torchrun_command(script_args: list[str], nproc: int, num_nodes: int = 1,
 
 # funasr overrides that do not change what a stage computes (thread count).
 _NOT_IN_SIGNATURE = ("++ncpu=",)
-# ... and those a run may change and still be continued (more epochs).
-_NOT_IN_IDENTITY = ("++train_conf.max_epoch=",)
+# Options of the recipe's own (not funasr's) in a stage's signature: the forgetting budget.
+BUDGET_OPT = "recipe.budget."
+# ... and those a run may change and still be continued (more epochs, another
+# budget: the epochs trained stay the same, only the choice among them changes).
+_NOT_IN_IDENTITY = ("++train_conf.max_epoch=", BUDGET_OPT)
 
 
 def stage_signature(model_dir: Path, init: Path | None, train: Path, valid: Path,
@@ -570,6 +762,7 @@ def write_chain(out: Path, report: dict[str, Any], checkpoint: str) -> None:
 
 __all__ = ["ChainError", "load_train_conf", "check_plan", "section_settings", "overrides", "avg_checkpoint_name",
            "load_state", "state_checksum", "compare_loaded", "check_init", "run_funasr_train",
+           "evaluate", "train_row", "BUDGET_OPT", "WORKER_ARGS", "worker_argv", "run_ddp",
            "check_deepspeed_config", "torchrun_command",
            "stage_signature", "stage_changes", "is_complete", "mark_complete", "run_identity",
            "set_aside_other_run", "readable_checkpoint", "recover_torn_checkpoint",
