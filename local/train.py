@@ -47,7 +47,7 @@ from pathlib import Path
 from funasr_recipe import cli
 from funasr_recipe.budget import CHECKPOINT as BUDGET_CHECKPOINT
 from funasr_recipe.budget import apply_budget, budget_lines, stage_budget
-from funasr_recipe.errors import DataError, RunError
+from funasr_recipe.errors import DataError
 from funasr_recipe.modeldir import (FAMILIES, check_model_dir, inspect_model_dir,
                                     training_overrides)
 from funasr_recipe.nano_slots import use_low_frame_rate

@@ -146,7 +146,7 @@ def average(paths: list[Path], dest: Path) -> Path:
     """funasr's average of checkpoints (``average_checkpoints``), of the given files."""
     import torch
 
-    from .training import load_state
+    from .checkpoint import load_state
 
     states = [load_state(p) for p in paths]
     avg = {}
