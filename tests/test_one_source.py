@@ -83,6 +83,7 @@ STATE = {"enc.weight": torch.arange(6.0).reshape(2, 3), "dec.bias": torch.ones(2
     lambda s: {"model_state_dict": s},
     lambda s: {"model": s},
     lambda s: {"state_dict": {"module." + k: v for k, v in s.items()}},
+    lambda s: {"module": s, "buffer_names": [], "ds_version": "0.16"},  # DeepSpeed model_states
 ])
 @pytest.mark.parametrize("mmap", [False, True])
 def test_load_state_unwraps_every_layout(tmp_path: Path, layout, mmap: bool) -> None:

@@ -19,7 +19,8 @@ from pathlib import Path
 from .errors import DataError
 
 #: Keys under which funasr (and common trainers) nest the model's weights.
-WRAPPER_KEYS = ("state_dict", "model_state_dict", "model")
+#: ("module": DeepSpeed's mp_rank_00_model_states.pt.)
+WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "module")
 
 
 def _torch_load(p: Path, mmap: bool):
