@@ -12,7 +12,8 @@ import yaml
 
 from funasr_recipe import corpus
 from funasr_recipe.errors import DataError
-from funasr_recipe.lm_pretrain import (chat_example, collate, evaluate_lm, install_llm,
+from funasr_recipe.lm_pretrain import (FILLER_ID, chat_example, collate, copy_example,
+                                       evaluate_lm, install_llm,
                                        lm_texts, load_lm_conf, read_transcripts, target_loss,
                                        train_lm)
 from funasr_recipe.nano import SYSTEM_PROMPT, build_prompt
@@ -90,6 +91,52 @@ def test_examples_are_tokenised_as_funasr_builds_the_assistant_turn(tokenizer):
         assert tokenizer.decode([t for t in labels if t >= 0]) == text + "<|im_end|>"
 
 
+def test_copy_examples_put_the_sentence_where_the_audio_goes(tokenizer):
+    import random
+
+    prompt = build_prompt()
+    text = "患者需要十单位胰岛素"
+    ids, labels = chat_example(tokenizer, text, prompt, SYSTEM_PROMPT)
+    n_after = len(tokenizer.encode("<|im_end|>\n<|im_start|>assistant\n"))
+    n_target = sum(y != -100 for y in labels)
+    n_before = len(ids) - n_target - n_after
+    target = ids[-n_target:]
+    # no noise, no repeats: the slots hold the sentence's tokens (and fillers)
+    cids, clabels = copy_example(tokenizer, text, prompt, SYSTEM_PROMPT, random.Random(1),
+                                 0.0, 1, [7])
+    assert clabels[-n_target:] == labels[-n_target:]
+    assert cids[:n_before] == ids[:n_before]
+    assert cids[-n_target - n_after:] == ids[-n_target - n_after:]
+    assert all(y == -100 for y in clabels[:-n_target])
+    slots = cids[n_before:-n_target - n_after]
+    assert [t for t in slots if t != FILLER_ID] == target[:-1]
+    # repeats stretch every token; noise changes some (from the given vocabulary)
+    rng = random.Random(2)
+    stretched = [copy_example(tokenizer, text, prompt, SYSTEM_PROMPT, rng, 0.0, 3, [7])[0]
+                 for _ in range(20)]
+    assert max(len(s) for s in stretched) > len(cids) + 3
+    noisy = [copy_example(tokenizer, text, prompt, SYSTEM_PROMPT, rng, 0.5, 1, [7])[0]
+             for _ in range(20)]
+    assert any(7 in s for s in noisy) and any(len(s) < len(cids) - 2 for s in noisy)
+
+
+def test_copy_keys_are_optional_and_checked(tmp_path):
+    raw = yaml.safe_load(LM_YAML.read_text())
+    base = {k: v for k, v in raw.items() if not k.startswith("copy_") and k != "softmax"}
+    (tmp_path / "lm.yaml").write_text(yaml.safe_dump(base))
+    conf = load_lm_conf(tmp_path / "lm.yaml")
+    assert (conf.copy_fraction, conf.softmax) == (0.0, "full")
+    (tmp_path / "lm.yaml").write_text(yaml.safe_dump(dict(base, copy_noise=1.5)))
+    with pytest.raises(DataError, match="copy_noise"):
+        load_lm_conf(tmp_path / "lm.yaml")
+    (tmp_path / "lm.yaml").write_text(yaml.safe_dump(dict(base, softmax="sampled")))
+    with pytest.raises(DataError, match="softmax"):
+        load_lm_conf(tmp_path / "lm.yaml")
+    (tmp_path / "lm.yaml").write_text(yaml.safe_dump(dict(base, copy_max_repeat=0)))
+    with pytest.raises(DataError, match="copy_max_repeat"):
+        load_lm_conf(tmp_path / "lm.yaml")
+
+
 def tiny_llm():
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
@@ -110,6 +157,14 @@ def test_target_loss_equals_the_full_causal_lm_loss(tokenizer):
         fast, n = target_loss(llm, ids, mask, labels)
     torch.testing.assert_close(fast, full)
     assert n == sum(int((torch.tensor(y) >= 0).sum()) for _, y in ex)
+    # softmax: corpus -- over the given ids only: all ids give the same loss,
+    # the labels' own ids a lower one (the same logits, fewer competitors)
+    with torch.no_grad():
+        every, _ = target_loss(llm, ids, mask, labels, vocab=torch.arange(151936))
+        own = torch.tensor(sorted({t for _, y in ex for t in y if t >= 0}))
+        few, _ = target_loss(llm, ids, mask, labels, vocab=own)
+    torch.testing.assert_close(every, full)
+    assert few < full - 1
 
 
 def test_training_lowers_the_loss_and_install_replaces_only_llm_weights(tokenizer, tmp_path):

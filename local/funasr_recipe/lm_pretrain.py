@@ -60,6 +60,14 @@ class LMConf:
     lr: float
     warmup_steps: int
     weight_decay: float
+    copy_fraction: float = 0.0
+    copy_noise: float = 0.0
+    copy_max_repeat: int = 1
+    softmax: str = "full"
+
+
+#: Keys that may be left out of the LM config (their defaults: no copy examples).
+OPTIONAL = {"copy_fraction": 0.0, "copy_noise": 0.0, "copy_max_repeat": 1, "softmax": "full"}
 
 
 def load_lm_conf(path: str | os.PathLike) -> LMConf:
@@ -67,24 +75,32 @@ def load_lm_conf(path: str | os.PathLike) -> LMConf:
     raw = load_yaml(path)
     fields = LMConf.__dataclass_fields__
     unknown = sorted(set(raw) - set(fields))
-    missing = sorted(set(fields) - set(raw))
+    missing = sorted(k for k in set(fields) - set(raw) if k not in OPTIONAL)
     if unknown:
         raise DataError(f"{path}: unknown key(s) {', '.join(unknown)}; allowed: "
                         f"{', '.join(fields)}")
     if missing:
         raise DataError(f"{path}: missing key(s) {', '.join(missing)}")
-    ints = ("seed", "num_general", "num_domain", "num_domain_extra", "epochs", "batch_size", "warmup_steps")
+    raw = {**OPTIONAL, **raw}
+    ints = ("seed", "num_general", "num_domain", "num_domain_extra", "epochs", "batch_size",
+            "warmup_steps", "copy_max_repeat")
     for key in ints:
         v = raw[key]
         if not isinstance(v, int) or isinstance(v, bool) or (v < 0 and key != "seed"):
             raise DataError(f"{path}: '{key}' must be a non-negative integer, got {v!r}")
     if raw["batch_size"] < 1:
         raise DataError(f"{path}: 'batch_size' must be at least 1, got {raw['batch_size']}")
-    for key in ("english_fraction", "heldout_fraction", "lr", "weight_decay"):
+    if raw["softmax"] not in ("full", "corpus"):
+        raise DataError(f"{path}: 'softmax' must be 'full' or 'corpus', got {raw['softmax']!r}")
+    if raw["copy_max_repeat"] < 1:
+        raise DataError(f"{path}: 'copy_max_repeat' must be at least 1, got "
+                        f"{raw['copy_max_repeat']}")
+    for key in ("english_fraction", "heldout_fraction", "lr", "weight_decay", "copy_fraction",
+                "copy_noise"):
         v = raw[key]
         if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
             raise DataError(f"{path}: '{key}' must be a non-negative number, got {v!r}")
-    for key in ("english_fraction", "heldout_fraction"):
+    for key in ("english_fraction", "heldout_fraction", "copy_fraction", "copy_noise"):
         if raw[key] > 1:
             raise DataError(f"{path}: '{key}' must be within [0, 1], got {raw[key]!r}")
     return LMConf(**{k: (float(raw[k]) if fields[k].type == "float" else raw[k])
@@ -192,6 +208,45 @@ def chat_example(tokenizer, text: str, prompt: str, system: str) -> tuple[list[i
     return source + target, [-100] * len(source) + target
 
 
+FILLER_ID = 0  # the id funasr's dataset puts in the audio slots before the encoder fills them
+
+
+def copy_example(tokenizer, text: str, prompt: str, system: str, rng: random.Random,
+                 noise: float, max_repeat: int, vocab: Sequence[int]
+                 ) -> tuple[list[int], list[int]]:
+    """``(input_ids, labels)`` of ``text`` as the assistant turn, with a noisy,
+    stretched copy of its tokens where the audio slots are in the Nano prompt.
+
+    A real Qwen3 can read what its context says and write it out cleanly
+    (repeat, correct, drop the noise); the twin's LLM, trained on plain
+    sentences only, never saw a user turn holding content, so an audio adaptor
+    cannot steer it (measured: frozen, its loss stays at the LM prior). Here the
+    user turn carries the sentence's tokens, each repeated 1..``max_repeat``
+    times (audio has several slots per token), with filler runs
+    (:data:`FILLER_ID`) before, after and sometimes between them, and each
+    token, with probability ``noise``, dropped or replaced by a random one of
+    ``vocab``: the LLM learns to copy through noise with its knowledge of the
+    language. Text only: the sentence, never audio.
+    """
+    before = tokenizer.encode(f"<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n"
+                              f"{prompt}")
+    after = tokenizer.encode("<|im_end|>\n<|im_start|>assistant\n")
+    target = tokenizer.encode(f"{text}<|im_end|>")
+    slots = [FILLER_ID] * rng.randint(0, 4)
+    for tok in target[:-1]:
+        r = rng.random()
+        if r < noise / 2:
+            continue
+        if r < noise:
+            tok = rng.choice(vocab)
+        slots += [tok] * rng.randint(1, max_repeat)
+        if rng.random() < 0.1:
+            slots += [FILLER_ID] * rng.randint(1, 2)
+    slots += [FILLER_ID] * rng.randint(0, 4)
+    source = before + slots + after
+    return source + target, [-100] * len(source) + target
+
+
 def collate(examples: Sequence[tuple[list[int], list[int]]], pad_id: int = 0):
     """Right-padded ``(input_ids, attention_mask, labels)`` tensors."""
     import torch
@@ -207,17 +262,26 @@ def collate(examples: Sequence[tuple[list[int], list[int]]], pad_id: int = 0):
     return ids, mask, labels
 
 
-def target_loss(llm, ids, mask, labels, reduction: str = "mean"):
+def target_loss(llm, ids, mask, labels, reduction: str = "mean", vocab=None):
     """Causal-LM cross entropy of ``labels`` (shifted, -100 ignored), as Hugging
     Face's ``ForCausalLMLoss`` computes it, with the output layer applied only
-    at the positions that predict a label (the others' logits are never used)."""
+    at the positions that predict a label (the others' logits are never used).
+
+    ``vocab`` (a sorted 1-D tensor of token ids holding every label): the
+    softmax over these ids only (``softmax: corpus`` in the LM config)."""
+    import torch
     import torch.nn.functional as F
 
     hidden = llm.model(input_ids=ids, attention_mask=mask).last_hidden_state
     shift = labels[:, 1:]
     where = shift != -100
-    logits = llm.lm_head(hidden[:, :-1][where]).float()
-    return F.cross_entropy(logits, shift[where], reduction=reduction), int(where.sum())
+    h, target = hidden[:, :-1][where], shift[where]
+    if vocab is None:
+        logits = llm.lm_head(h).float()
+    else:
+        logits = (h @ llm.lm_head.weight[vocab].T).float()
+        target = torch.searchsorted(vocab, target)
+    return F.cross_entropy(logits, target, reduction=reduction), int(where.sum())
 
 
 # ----------------------------------------------------------------------------
@@ -279,6 +343,11 @@ def train_lm(llm, train: Sequence[tuple[list[int], list[int]]], conf: LMConf,
         return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, p)))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    vocab = None
+    if conf.softmax == "corpus":
+        vocab = torch.tensor(sorted({t for _, y in train for t in y if t != -100}))
+        log.info("LM training softmax over the corpus's %d token ids (evaluation: all)",
+                 len(vocab))
     rng = random.Random(conf.seed)
     rows = []
     row = {"epoch": 0, "train_loss": math.nan, "seconds": 0.0,
@@ -293,7 +362,7 @@ def train_lm(llm, train: Sequence[tuple[list[int], list[int]]], conf: LMConf,
         tot, n = 0.0, 0
         for i in range(0, len(order), conf.batch_size):
             batch = collate([train[j] for j in order[i:i + conf.batch_size]])
-            loss, k = target_loss(llm, *batch)
+            loss, k = target_loss(llm, *batch, vocab=vocab)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(llm.parameters(), 5.0)
@@ -382,10 +451,22 @@ def pretrain(model_dir: str | os.PathLike, conf: LMConf, prompt: str, system: st
     def examples(texts):
         return [chat_example(tok, t, prompt, system) for t in texts]
 
+    train_examples = examples(train_texts)
+    if conf.copy_fraction > 0:
+        rng = random.Random(f"lm-copy:{conf.seed}")
+        vocab = sorted({t for ids, labels in train_examples for t, y in zip(ids, labels)
+                        if y != -100})
+        picked = [t for t in train_texts if rng.random() < conf.copy_fraction]
+        train_examples += [copy_example(tok, t, prompt, system, rng, conf.copy_noise,
+                                        conf.copy_max_repeat, vocab) for t in picked]
+        counts["copy_examples"] = len(picked)
     reports = {"heldout": examples(held_texts)}
+    if conf.copy_fraction > 0:
+        reports["heldout_copy"] = [copy_example(tok, t, prompt, system, rng, conf.copy_noise,
+                                                conf.copy_max_repeat, vocab) for t in held_texts]
     for name, path in report_files.items():
         reports[name] = examples(sorted(read_transcripts([path])))
-    rows = train_lm(llm, examples(train_texts), conf, reports, out / "log.tsv")
+    rows = train_lm(llm, train_examples, conf, reports, out / "log.tsv")
     replaced = install_llm(state, llm, out / "init.pt")
     info = {"model_dir": str(model_dir), "conf": asdict(conf), "prompt": prompt,
             "corpus": counts, "llm_weights_replaced": replaced, "epochs": rows,
@@ -398,5 +479,6 @@ def pretrain(model_dir: str | os.PathLike, conf: LMConf, prompt: str, system: st
 
 
 __all__ = ["LM_FILES", "LMConf", "load_lm_conf", "read_transcripts", "lm_texts",
-           "chat_example", "collate", "target_loss", "llm_from_twin", "evaluate_lm", "train_lm",
+           "chat_example", "copy_example", "collate", "target_loss", "llm_from_twin",
+           "evaluate_lm", "train_lm",
            "install_llm", "pretrain"]
