@@ -94,3 +94,12 @@ parity: {fp32_min_identical_pct: 99.0, fp32_max_error_diff: 0.2, int8_max_error_
 YAML
 python3 local/export_parity.py --conf "${work}/export.yaml" --family nano --export "${exp}/export" \
   --reference "${last}" --data "${data}" --sets "$(echo ${sets} | tr ' ' ,)" --strict
+
+# ---------------------------------------------------------------- decode pipeline (h17, issue 17)
+# The Paraformer decode at the published size (random weights) and the twin's, on
+# the GPU: the model's batched forward on precomputed features against
+# local/decode.py's pipeline, with features computed in-process (funasr) and in
+# DataLoader workers (decode conf: feature_workers); hypotheses must be identical.
+echo "== decode pipeline on the GPU (bench/decode_pipeline.py)"
+python3 bench/decode_pipeline.py --device cuda --size twin published --utts 96 --batch-size 16 \
+  --workers 4 --runs 3 --threads 4 --json "${work}/decode_pipeline.json"

@@ -72,10 +72,15 @@ def main() -> int:
     ap.add_argument("--valid", required=True)
     ap.add_argument("--extra-valid", required=True, help="NAME=JSONL")
     ap.add_argument("--init", default=None)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a training override for every variant (local/train.py --set; bare "
+                         "funasr gets it through the recipe's overrides), e.g. "
+                         "train_conf.max_epoch=2")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/bench_train"))
     args = ap.parse_args()
+    load_before = os.getloadavg()
     shutil.rmtree(args.workdir, ignore_errors=True)
     args.workdir.mkdir(parents=True)
     base = [sys.executable, "local/train.py", "--family", args.family, "--conf", args.conf,
@@ -83,6 +88,8 @@ def main() -> int:
             "--valid", args.valid, "--threads", str(args.threads)]
     if args.init:
         base += ["--init", args.init]
+    for kv in args.set:
+        base += ["--set", kv]
     walls: dict[str, list[float]] = {}
     rss: dict[str, float] = {}
     bare_args: list[str] | None = None  # the overrides the recipe passed, from its first log
@@ -113,6 +120,14 @@ def main() -> int:
         print(f"{k:<12}{med[k]:>14.2f} s{rss[k]:>9.0f} MB{100 * (med[k] / med['bare'] - 1):>+9.1f}%")
     print(f"\nextra general-valid pass: {med['recipe+gv'] - med['recipe']:.2f} s per stage "
           f"(median difference); {args.runs} runs, {args.threads} threads, {os.cpu_count()} CPUs")
+    name, _, jsonl = args.extra_valid.partition("=")
+    with open(jsonl, encoding="utf-8") as f:
+        n_gv = sum(1 for _ in f)
+    with open(args.valid, encoding="utf-8") as f:
+        n_v = sum(1 for _ in f)
+    print(f"valid sets: {args.valid} {n_v} lines (funasr's own pass), {name} {n_gv} lines "
+          f"(the extra pass)")
+    print(f"load average before {load_before}, after {os.getloadavg()}")
     return 0
 
 
