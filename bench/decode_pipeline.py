@@ -37,6 +37,7 @@ import io
 import json
 import os
 import pstats
+import resource
 import statistics
 import sys
 import tempfile
@@ -121,6 +122,15 @@ def forward(am, feats) -> dict[str, str]:
     return hyps
 
 
+def cpu_seconds() -> float:
+    """CPU time (user + system) of this process and of its reaped children (the
+    DataLoader workers are joined at the end of each decode): steadier than wall
+    time on a loaded machine, but blind to the overlap the workers buy."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def texts(res: dict[str, dict]) -> dict[str, str]:
     return {k: r.get("text", "") for k, r in res.items()}
 
@@ -139,18 +149,22 @@ def bench_size(kind: str, args, tmp: Path, items: list[Item]) -> dict:
     runs: dict[str, list[float]] = {"forward": [], "pipeline": [], "workers": []}
     frontend_s: list[float] = []
     hyps = {}
+    cpu: dict[str, list[float]] = {k: [] for k in runs}
     for _ in range(args.runs):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), cpu_seconds()
         hyps["forward"] = forward(am, feats)
         runs["forward"].append(time.perf_counter() - t)
+        cpu["forward"].append(cpu_seconds() - c)
         front[0] = 0.0
-        t = time.perf_counter()
+        t, c = time.perf_counter(), cpu_seconds()
         hyps["pipeline"] = texts(decode(am, batches))
         runs["pipeline"].append(time.perf_counter() - t)
+        cpu["pipeline"].append(cpu_seconds() - c)
         frontend_s.append(front[0])
-        t = time.perf_counter()
+        t, c = time.perf_counter(), cpu_seconds()
         hyps["workers"] = texts(decode(am, batches, feature_workers=args.workers))
         runs["workers"].append(time.perf_counter() - t)
+        cpu["workers"].append(cpu_seconds() - c)
     profile = None
     if args.profile:
         pr = cProfile.Profile()
@@ -168,6 +182,8 @@ def bench_size(kind: str, args, tmp: Path, items: list[Item]) -> dict:
             "device": args.device, "threads": args.threads, "workers": args.workers,
             "runs": {k: [round(x, 3) for x in v] for k, v in runs.items()},
             "median_s": {k: round(v, 3) for k, v in med.items()},
+            "cpu_runs": {k: [round(x, 3) for x in v] for k, v in cpu.items()},
+            "median_cpu_s": {k: round(statistics.median(v), 3) for k, v in cpu.items()},
             "rtf": {k: round(v / audio, 4) for k, v in med.items()},
             "pipeline_over_forward": round(med["pipeline"] / med["forward"], 3),
             "workers_over_forward": round(med["workers"] / med["forward"], 3),
@@ -223,6 +239,7 @@ def main() -> int:
                   f"{r['pipeline_audio_and_features_s']:.2f} s")
             print(f"  pipeline, {args.workers} feature workers    : median {m['workers']:.2f} s "
                   f"(RTF {r['rtf']['workers']}), x{r['workers_over_forward']} of forward")
+            print(f"  CPU seconds (all processes), median: {r['median_cpu_s']}")
             print(f"  identical hypotheses: {r['identical_hypotheses']} "
                   f"({r['nonempty_hypotheses']} non-empty); runs {r['runs']}")
             if r["profile"]:
