@@ -40,6 +40,8 @@ vad=false             # true: segment long recordings with silero-vad when decod
 hotwords=             # nano: comma-separated hotwords or a file, one a line
 language=             # nano: output language for the prompt (empty: the train conf's)
 itn=                  # true/false: inverse text normalisation (empty: the family's default)
+decode_tag=           # name of the decode options: decode dirs are decode_<model>_<tag>
+                      # (empty: derived from the options, 'default' when all are defaults)
 extend_vocab=false    # paraformer: true adds tokens the transcripts need to the base model's vocabulary
 stage_plan=conf/stages.yaml    # general:domain mixing per stage (hours)
 split_ratios=8:1:1    # train:valid:test
@@ -110,6 +112,8 @@ Options (default in brackets):
   --hotwords LIST|FILE  nano: hotwords given to the model's prompt when decoding [${hotwords}]
   --language NAME       nano: output language in the prompt, e.g. 中文 [train conf's prompt]
   --itn BOOL            inverse text normalisation of the output [nano: train conf; paraformer: false]
+  --decode-tag TAG      decode dirs are exp/<model>/decode_<model>_<tag>/<set> [derived from the
+                        decoding options: 'default', or e.g. 'vad_itn'; RESULTS.md compares tags]
   --extend-vocab BOOL   paraformer: before stage 5, add the characters/words the transcripts
                         need and the base model cannot emit to its vocabulary (growing its
                         embedding and output layers) and train from that copy; without it
@@ -440,7 +444,7 @@ fi
 
 models="base ${stage_names}"
 
-if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
+if [ ${stop_stage} -ge 6 ]; then
   dec_opts=()
   [ "${timestamps}" = true ] && dec_opts+=(--timestamps)
   [ "${vad}" = true ] && dec_opts+=(--vad)
@@ -451,10 +455,24 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
   # nano: the prompt the model was trained with (train conf); decoding settings apart
   dec_confs=("${decode_conf}")
   [ "${model}" = nano ] && dec_confs+=("${train_conf}") && dec_opts+=(--conf "${train_conf}")
+  # decodes with other options sit side by side: decode_<model>_<tag>
+  if [ -z "${decode_tag}" ]; then
+    if ! decode_tag=$(python local/decode.py --family "${model}" --decode-conf "${decode_conf}" \
+                        "${dec_opts[@]}" --print-tag); then
+      log "Error: the decoding options are not valid: see above"; exit 1
+    fi
+  fi
+  case "${decode_tag}" in
+    */*|.|..|"") log "Error: --decode-tag '${decode_tag}': one directory name component"; exit 1 ;;
+  esac
+  log "decode tag: ${decode_tag} (decode dirs: ${mexp}/decode_<model>_${decode_tag})"
+fi
+
+if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
   for m in ${models}; do
     mdir=${mexp}/${m}/model
     for set in ${test_sets}; do
-      out=${mexp}/decode_${m}/${set}
+      out=${mexp}/decode_${m}_${decode_tag}/${set}
       sig=(--inputs "${mdir}" "${datadir}/${set}" "audio-of:${datadir}/${set}/wav.scp"
              "${dec_confs[@]}" --opts "${dec_opts[@]/#/opt=}" --outputs "${out}/text")
       if is_done "${out}" "${sig[@]}"; then
@@ -486,7 +504,7 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
   for set in ${test_sets}; do
     hyps=()
     for m in $(echo ${models} | tr ' ' '\n' | sed -n '1p;$p' | uniq); do
-      hyps+=(--hyp "${m}=${mexp}/decode_${m}/${set}/text")
+      hyps+=(--hyp "${m}=${mexp}/decode_${m}_${decode_tag}/${set}/text")
     done
     run_job "${mexp}/logs/error_browser_${set}.log" \
       python local/error_browser.py --data "${datadir}/${set}" --terms "${terms:-none}" \
@@ -499,7 +517,7 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
     python local/make_results.py --family "${model}" --exp "${mexp}" \
       --models "$(echo ${models} | tr ' ' ,)" --sets "$(echo ${test_sets} | tr ' ' ,)" \
       --data "${datadir}" --mix-summary "${datadir}/mix_summary.tsv" "${pretrain_opt[@]}" \
-      --terms "${terms:-none}"
+      --terms "${terms:-none}" --tag "${decode_tag}"
   sed -n '/^| model/,$p' "${mexp}/RESULTS.md"
 fi
 
@@ -572,7 +590,7 @@ if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
   done
   run_job "${mexp}/logs/export_parity.log" \
     python local/export_parity.py --conf "${export_conf}" --family "${model}" --export "${xdir}" \
-      --reference "${mexp}/decode_${last_stage}" --data "${datadir}" \
+      --reference "${mexp}/decode_${last_stage}_${decode_tag}" --data "${datadir}" \
       --sets "$(echo ${test_sets} | tr ' ' ,)" --results "${mexp}/RESULTS.md"
   sed -n '/^| set | engine/,/^$/p' "${mexp}/RESULTS.md"
 fi

@@ -88,7 +88,9 @@ for w in json.load(open(sys.argv[1], encoding="utf-8")).get("unservable", []): p
     return 1
   fi
   local last set out
-  last=$(find "${exp}" -maxdepth 1 -name 'decode_stage*' | sort | tail -n 1)
+  # the funasr decode of the model that was exported: final_model -> <last stage>/model,
+  # decoded by stage 6 with the default options into decode_<last stage>_default
+  last=${exp}/decode_$(basename "$(dirname "$(readlink -f "${exp}/final_model")")")_default
   for set in ${sets}; do
     out=${exp}/export/decode_vllm_fp32/${set}
     "${work}/venv/bin/python" - "${data}/${set}" "${out}" "${port}" "${language}" <<'PY'
@@ -131,8 +133,19 @@ YAML
     --sets "$(echo "${sets}" | tr ' ' ,)" --strict)
 }
 
+# The Paraformer decode at the published size (random weights) and the twin's, on
+# the GPU: the model's batched forward on precomputed features against
+# local/decode.py's pipeline, with features computed in-process (funasr) and in
+# DataLoader workers (decode conf: feature_workers); hypotheses must be identical.
+decode_pipeline_check() {
+  echo "== decode pipeline on the GPU (bench/decode_pipeline.py)"
+  mkdir -p "${exp}/gpu_check"
+  (. ./path.sh && python bench/decode_pipeline.py --device cuda --size twin published --utts 96 \
+    --batch-size 16 --workers 4 --runs 3 --threads 4 --json "${exp}/gpu_check/decode_pipeline.json")
+}
+
 rc=0
 vllm_check || rc=$?
-# (further GPU checks go below; each sets rc on failure)
+decode_pipeline_check || rc=$?
 
 exit ${rc}

@@ -39,18 +39,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run(cmd: list[str], log: Path, threads: int) -> tuple[float, float, str]:
+def run(cmd: list[str], log: Path, threads: int) -> tuple[float, float, float, str]:
+    """Wall seconds, peak RSS (MB), CPU seconds (user + system, children included:
+    /usr/bin/time) and the log text of one training."""
     env = dict(os.environ, PYTHONPATH=str(ROOT / "local"), OMP_NUM_THREADS=str(threads))
     t = time.perf_counter()
     with open(log, "w") as f:
-        r = subprocess.run(["/usr/bin/time", "-f", "MAXRSS %M", *cmd], cwd=ROOT, env=env,
-                           stdout=f, stderr=subprocess.STDOUT)
+        r = subprocess.run(["/usr/bin/time", "-f", "MAXRSS %M\nCPUTIME %U %S", *cmd], cwd=ROOT,
+                           env=env, stdout=f, stderr=subprocess.STDOUT)
     wall = time.perf_counter() - t
     text = log.read_text(errors="replace")
     if r.returncode != 0:
         sys.exit(f"failed ({r.returncode}), see {log}:\n{text[-3000:]}")
     rss = [int(x.split()[1]) for x in text.splitlines() if x.startswith("MAXRSS ")]
-    return wall, (rss[-1] / 1024 if rss else math.nan), text
+    cpu = [float(x.split()[1]) + float(x.split()[2]) for x in text.splitlines()
+           if x.startswith("CPUTIME ")]
+    return wall, (rss[-1] / 1024 if rss else math.nan), (cpu[-1] if cpu else math.nan), text
 
 
 def funasr_args_from(log_text: str) -> list[str]:
@@ -72,10 +76,15 @@ def main() -> int:
     ap.add_argument("--valid", required=True)
     ap.add_argument("--extra-valid", required=True, help="NAME=JSONL")
     ap.add_argument("--init", default=None)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a training override for every variant (local/train.py --set; bare "
+                         "funasr gets it through the recipe's overrides), e.g. "
+                         "train_conf.max_epoch=2")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/bench_train"))
     args = ap.parse_args()
+    load_before = os.getloadavg()
     shutil.rmtree(args.workdir, ignore_errors=True)
     args.workdir.mkdir(parents=True)
     base = [sys.executable, "local/train.py", "--family", args.family, "--conf", args.conf,
@@ -83,7 +92,10 @@ def main() -> int:
             "--valid", args.valid, "--threads", str(args.threads)]
     if args.init:
         base += ["--init", args.init]
+    for kv in args.set:
+        base += ["--set", kv]
     walls: dict[str, list[float]] = {}
+    cpus: dict[str, list[float]] = {}
     rss: dict[str, float] = {}
     bare_args: list[str] | None = None  # the overrides the recipe passed, from its first log
     for i in range(args.runs):
@@ -100,19 +112,33 @@ def main() -> int:
                 cmd = [*base, "--out", str(out)]
                 if name == "recipe+gv":
                     cmd += ["--extra-valid", args.extra_valid]
-            w, m, text = run(cmd, log, args.threads)
+            w, m, c, text = run(cmd, log, args.threads)
             walls.setdefault(name, []).append(w)
+            cpus.setdefault(name, []).append(c)
             rss[name] = max(rss.get(name, 0.0), m)
             if name == "recipe" and bare_args is None:
                 bare_args = funasr_args_from(text)
-        print(f"run {i + 1}: " + ", ".join(f"{k} {v[-1]:.1f}s" for k, v in walls.items()),
-              flush=True)
+        print(f"run {i + 1}: " + ", ".join(f"{k} {v[-1]:.1f}s ({cpus[k][-1]:.1f} cpu s)"
+                                           for k, v in walls.items()), flush=True)
     med = {k: statistics.median(v) for k, v in walls.items()}
-    print(f"\n{'variant':<12}{'wall (median)':>16}{'peak RSS':>12}{'vs bare':>10}")
+    cmed = {k: statistics.median(v) for k, v in cpus.items()}
+    print(f"\n{'variant':<12}{'wall (median)':>16}{'vs bare':>10}{'CPU (median)':>16}{'vs bare':>10}"
+          f"{'peak RSS':>12}")
     for k in ("bare", "recipe", "recipe+gv"):
-        print(f"{k:<12}{med[k]:>14.2f} s{rss[k]:>9.0f} MB{100 * (med[k] / med['bare'] - 1):>+9.1f}%")
-    print(f"\nextra general-valid pass: {med['recipe+gv'] - med['recipe']:.2f} s per stage "
-          f"(median difference); {args.runs} runs, {args.threads} threads, {os.cpu_count()} CPUs")
+        print(f"{k:<12}{med[k]:>14.2f} s{100 * (med[k] / med['bare'] - 1):>+9.1f}%"
+              f"{cmed[k]:>14.2f} s{100 * (cmed[k] / cmed['bare'] - 1):>+9.1f}%{rss[k]:>9.0f} MB")
+    print(f"\nextra general-valid pass: {med['recipe+gv'] - med['recipe']:.2f} s wall, "
+          f"{cmed['recipe+gv'] - cmed['recipe']:.2f} CPU s per stage (median differences); "
+          f"{args.runs} runs, {args.threads} threads, {os.cpu_count()} CPUs")
+    print(f"all runs: wall {walls}\nCPU {cpus}")
+    name, _, jsonl = args.extra_valid.partition("=")
+    with open(jsonl, encoding="utf-8") as f:
+        n_gv = sum(1 for _ in f)
+    with open(args.valid, encoding="utf-8") as f:
+        n_v = sum(1 for _ in f)
+    print(f"valid sets: {args.valid} {n_v} lines (funasr's own pass), {name} {n_gv} lines "
+          f"(the extra pass)")
+    print(f"load average before {load_before}, after {os.getloadavg()}")
     return 0
 
 

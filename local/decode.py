@@ -15,12 +15,18 @@ from the 'prompt' section of --conf, the prompt the model was trained with.
 For Paraformer, --itn true applies wetext's inverse text normalisation to the
 output; hotwords need a contextual Paraformer (SeACo) and are refused.
 
-Batch size and dither come from --decode-conf (conf/<family>/decode.yaml),
-each overridable with --set KEY=VALUE.
+Batch size, dither and feature_workers (processes that read audio and compute
+features while the model decodes; Paraformer) come from --decode-conf
+(conf/<family>/decode.yaml), each overridable with --set KEY=VALUE.
+
+--print-tag prints the tag of the options (funasr_recipe.decoding.decode_tag:
+'default', or the options that change hypotheses, e.g. 'vad_itn'); run.sh
+decodes model M into exp/<family>/decode_M_<tag>/<set>, so decodes with other
+options sit side by side.
 
 Example:
   local/decode.py --model-dir exp/paraformer/stage3/model --data-dir data/domain_test \\
-      --decode-conf conf/paraformer/decode.yaml --out exp/paraformer/decode_stage3/domain_test
+      --decode-conf conf/paraformer/decode.yaml --out exp/paraformer/decode_stage3_default/domain_test
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from pathlib import Path
 from funasr_recipe import cli
 from funasr_recipe.config import load_yaml
 from funasr_recipe.datadir import load_datadir
+from funasr_recipe import decoding
 from funasr_recipe.decoding import (Item, decode, decode_settings, duration_batches,
                                     job_batches, load_model, read_hotwords, write_results)
 from funasr_recipe.errors import DataError
@@ -45,16 +52,18 @@ log = logging.getLogger("decode")
 def build_parser():
     ap = cli.parser(__doc__)
     ap.add_argument("--family", choices=sorted(FAMILIES), default="paraformer", help="model family")
-    ap.add_argument("--model-dir", type=Path, required=True, help="funasr model dir")
+    ap.add_argument("--model-dir", type=Path, default=None, help="funasr model dir (required)")
     ap.add_argument("--checkpoint", type=Path, default=None,
                     help="weights to use instead of MODEL_DIR/model.pt")
-    ap.add_argument("--data-dir", type=Path, required=True, help="Kaldi data dir to decode")
-    ap.add_argument("--out", type=Path, required=True, help="output dir")
+    ap.add_argument("--data-dir", type=Path, default=None,
+                    help="Kaldi data dir to decode (required)")
+    ap.add_argument("--out", type=Path, default=None, help="output dir (required)")
     ap.add_argument("--conf", type=Path, default=None,
                     help="nano: the train config whose 'prompt' section the model was "
                          "trained with")
     ap.add_argument("--decode-conf", type=Path, default=None,
-                    help="decoding settings: batch_size, dither (conf/<family>/decode.yaml)")
+                    help="decoding settings: batch_size, dither, feature_workers "
+                         "(conf/<family>/decode.yaml)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a --decode-conf setting for this run (repeatable)")
     ap.add_argument("--batch-size", type=int, default=None,
@@ -73,31 +82,40 @@ def build_parser():
     ap.add_argument("--itn", choices=("true", "false"), default=None,
                     help="inverse text normalisation (default: nano: the conf's prompt.itn; "
                          "paraformer: false)")
-    ap.add_argument("--vad-max-segment-ms", type=int, default=30000, help="longest VAD segment")
+    ap.add_argument("--vad-max-segment-ms", type=int,
+                    default=decoding.DEFAULT_VAD_MAX_SEGMENT_MS, help="longest VAD segment")
+    ap.add_argument("--print-tag", action="store_true",
+                    help="print the tag of these options (decode dirs are "
+                         "decode_<model>_<tag>) and exit; decodes nothing")
     return ap
 
 
 def generate_options(args, conf: dict) -> tuple[dict, bool]:
-    """``generate()`` options of the family, and whether to apply ITN to the output."""
-    hotwords = read_hotwords(args.hotwords)
-    if args.family != "nano":
-        if hotwords or args.language:
-            raise DataError("--hotwords and --language are Fun-ASR-Nano prompt options; "
-                            "Paraformer takes hotwords only as a contextual (SeACo) model")
-        return {}, args.itn == "true"
-    from funasr_recipe.nano import prompt_settings
-    prompt = prompt_settings(conf, args.conf or "conf")
-    opts = {"language": args.language or prompt["language"],
-            "itn": prompt["itn"] if args.itn is None else args.itn == "true"}
-    if hotwords:
-        opts["hotwords"] = hotwords  # a list: funasr splits a plain string into characters
-    return opts, False
+    """:func:`funasr_recipe.decoding.generate_options` of the command line."""
+    return decoding.generate_options(args.family, conf, args.conf, read_hotwords(args.hotwords),
+                                     args.language, None if args.itn is None else args.itn == "true")
+
+
+def tag_of(args, conf: dict, dec: dict) -> str:
+    """The decode tag of the command line (:func:`funasr_recipe.decoding.decode_tag`)."""
+    return decoding.decode_tag(args.family, conf, args.conf,
+                               hotwords=read_hotwords(args.hotwords), language=args.language,
+                               itn=None if args.itn is None else args.itn == "true",
+                               vad=args.vad, vad_max_segment_ms=args.vad_max_segment_ms,
+                               dither=float(dec.get("dither", 0.0)))
 
 
 def body(args) -> int:
     conf = load_yaml(args.conf) if args.conf else {}
     dec = decode_settings(args.decode_conf, args.set)
     options, post_itn = generate_options(args, conf)
+    if args.print_tag:
+        print(tag_of(args, conf, dec))
+        return 0
+    missing = [f"--{n.replace('_', '-')}" for n in ("model_dir", "data_dir", "out")
+               if getattr(args, n) is None]
+    if missing:
+        raise DataError(f"{', '.join(missing)} required (or --print-tag)")
     batch_size = args.batch_size or int(dec.get("batch_size", 16))
     model_dir = check_model_dir(args.model_dir, args.family)
     utts = load_datadir(args.data_dir, require_text=False)
@@ -111,7 +129,8 @@ def body(args) -> int:
     model = load_model(model_dir, args.checkpoint, args.device, args.threads,
                        float(dec.get("dither", 0.0)), args.vad, args.vad_max_segment_ms)
     t = time.perf_counter()
-    results = decode(model, batches, args.timestamps, args.vad, options)
+    results = decode(model, batches, args.timestamps, args.vad, options,
+                     feature_workers=0 if args.vad else int(dec.get("feature_workers", 0)))
     if post_itn:
         from funasr_recipe.normalize import itn
         for r in results.values():

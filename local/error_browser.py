@@ -15,8 +15,8 @@ the page (base64; for small sets, up to --embed-max-mb); --audio none.
 
 Example:
   local/error_browser.py --data data/domain_test \\
-      --hyp base=exp/paraformer/decode_base/domain_test/text \\
-      --hyp stage3=exp/paraformer/decode_stage3/domain_test/text \\
+      --hyp base=exp/paraformer/decode_base_default/domain_test/text \\
+      --hyp stage3=exp/paraformer/decode_stage3_default/domain_test/text \\
       --terms downloads/mini_corpus/domain_terms.txt \\
       --out exp/paraformer/error_browser/domain_test.html
 """
@@ -68,7 +68,7 @@ def _hyp(spec: str) -> tuple[str, Path]:
     name, sep, path = spec.partition("=")
     if not sep or not name or not path:
         raise DataError(f"--hyp '{spec}': give NAME=PATH, e.g. "
-                        f"stage3=exp/paraformer/decode_stage3/domain_test/text")
+                        f"stage3=exp/paraformer/decode_stage3_default/domain_test/text")
     return name, Path(path)
 
 

@@ -11,7 +11,7 @@ written first).
 
 Example:
   local/export_parity.py --conf conf/export.yaml --family paraformer \\
-      --export exp/paraformer/export --reference exp/paraformer/decode_stage3 \\
+      --export exp/paraformer/export --reference exp/paraformer/decode_stage3_default \\
       --data data --sets general_test,domain_test --results exp/paraformer/RESULTS.md
 """
 

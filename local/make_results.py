@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Score every model's decodes and write RESULTS.md for a model family.
 
-Reads EXP/decode_<model>/<set>/text for every --models x --sets, scores it
+Reads EXP/decode_<model>_<tag>/<set>/text for every --models x --sets, scores it
 against DATA/<set>/text (writing score.txt, per-utterance details, errors.txt
 and, with a term list, terms.txt beside it), and writes EXP/RESULTS.md: error
 rates with 95% bootstrap intervals and term recall per model, the hours and
@@ -9,13 +9,15 @@ general:domain mix each stage trained on (from the mix summary), whether each
 stage changed the error significantly (paired bootstrap), B-WER/U-WER on term
 and other tokens, and EXP/stage_tradeoff.png (domain against general error
 per model), linked from RESULTS.md with the training curves (EXP/curves/, from
-local/plot_curves.py) when present. Everything comes from files: re-run it
-alone at will.
+local/plot_curves.py) when present. Decodes of the same models with other
+tags (other decoding options, e.g. decode_stage3_vad_itn) are scored too and
+shown in a table beside --tag's. Everything comes from files: re-run it alone
+at will.
 
 Example:
   local/make_results.py --family paraformer --exp exp/paraformer \\
       --models base,stage1,stage2,stage3 --sets general_test,domain_test \\
-      --terms downloads/mini_corpus/domain_terms.txt
+      --terms downloads/mini_corpus/domain_terms.txt --tag default
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pathlib import Path
 
 from funasr_recipe import cli
 from funasr_recipe.normalize import LEVELS
+from funasr_recipe.decoding import DEFAULT_TAG
 from funasr_recipe.results import MINI_CORPUS_TERMS, make_results
 
 log = logging.getLogger("make_results")
@@ -54,6 +57,9 @@ def build_parser():
                     help="x axis of the domain/general plot")
     ap.add_argument("--domain-set", default="domain_test",
                     help="y axis of the domain/general plot")
+    ap.add_argument("--tag", default=DEFAULT_TAG,
+                    help="decode tag of the main tables (EXP/decode_<model>_<tag>; "
+                         "local/decode.py --print-tag) [%(default)s]")
     ap.add_argument("--out", type=Path, default=None, help="output (default: EXP/RESULTS.md)")
     return ap
 
@@ -73,7 +79,7 @@ def body(args) -> int:
                       args.data, args.mix_summary, args.pretrain_data,
                       args.out or args.exp / "RESULTS.md", terms=_terms(args.terms),
                       n_resamples=args.bootstrap, seed=args.seed, norm=args.norm,
-                      general_set=args.general_set, domain_set=args.domain_set)
+                      general_set=args.general_set, domain_set=args.domain_set, tag=args.tag)
     print(md)
     return 0
 

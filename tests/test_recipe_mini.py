@@ -44,7 +44,7 @@ def domain_errors(exp: Path, models: tuple[str, ...]) -> dict[str, float]:
     """Domain-test error rate (%) of each model, from its score.txt (%WER line)."""
     out = {}
     for m in models:
-        first = (exp / f"decode_{m}" / "domain_test" / "score.txt").read_text().split()
+        first = (exp / f"decode_{m}_default" / "domain_test" / "score.txt").read_text().split()
         assert first[0] == "%WER", first[:3]
         out[m] = float(first[1])
     return out
@@ -144,10 +144,10 @@ def test_results(recipe):
     for m in ("base", "stage1", "stage2", "stage3"):
         assert f"| {m} |" in md
         for s in ("general_test", "domain_test"):
-            text = exp / f"decode_{m}" / s / "text"
+            text = exp / f"decode_{m}_default" / s / "text"
             ref = (tmp / "data" / s / "text").read_text().splitlines()
             assert len(text.read_text().splitlines()) == len(ref)
-            assert (exp / f"decode_{m}" / s / "score.txt").read_text().startswith("%WER")
+            assert (exp / f"decode_{m}_default" / s / "score.txt").read_text().startswith("%WER")
     assert "Successfully finished" in r.stdout
 
 
@@ -245,7 +245,7 @@ def test_nano_recipe_end_to_end(nano_recipe):
     assert "| domain_test | transformers | fp32 |" in md
     for m in ("base", "stage1", "stage2", "stage3"):
         assert f"| {m} |" in md
-        hyp = (exp / f"decode_{m}" / "domain_test" / "text").read_text().splitlines()
+        hyp = (exp / f"decode_{m}_default" / "domain_test" / "text").read_text().splitlines()
         assert len(hyp) == len((tmp / "data" / "domain_test" / "text").read_text().splitlines())
     assert "Successfully finished" in r.stdout
 

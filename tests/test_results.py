@@ -40,7 +40,7 @@ def make_exp(root: Path) -> tuple[Path, Path]:
                     pool[i % len(pool)], 2.0) for i in range(40)]
         write_datadir(data / name, utts)
         for model, (n_gen, n_dom) in ERRORS.items():
-            out = exp / f"decode_{model}" / name
+            out = exp / f"decode_{model}_default" / name
             out.mkdir(parents=True)
             n = n_gen if name == "general_test" else n_dom
             # every other utterance gets the errors: intervals are not points
@@ -55,7 +55,7 @@ def make_exp(root: Path) -> tuple[Path, Path]:
 
 def test_score_dir_writes_everything(tmp_path):
     data, exp = make_exp(tmp_path)
-    d = exp / "decode_base" / "domain_test"
+    d = exp / "decode_base_default" / "domain_test"
     res = score_dir(data / "domain_test" / "text", d, make_scoring_normalizer("full"),
                     TermMatcher(TERMS), n_resamples=200)
     assert res.result.n_errors == 40 and res.raw.n_errors == 40
@@ -102,7 +102,7 @@ def test_make_results_stage_picture(tmp_path):
     png = (exp / "stage_tradeoff.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 10000
     # every per-decode file, and a re-run regenerates the same report
-    assert (exp / "decode_stage2" / "general_test" / "terms.txt").is_file()
+    assert (exp / "decode_stage2_default" / "general_test" / "terms.txt").is_file()
     again = make_results("paraformer", exp, ["base", "stage1", "stage2", "stage3"],
                          ["general_test", "domain_test"], data, data / "mix_summary.tsv", None,
                          exp / "RESULTS.md", terms=tmp_path / "terms.txt", n_resamples=300)

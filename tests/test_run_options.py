@@ -55,7 +55,7 @@ def test_decode_settings_come_from_the_decode_conf_with_overrides(tmp_path):
     from funasr_recipe.decoding import decode_settings
     from funasr_recipe.errors import DataError
     conf = ROOT / "conf" / "paraformer" / "decode.yaml"
-    assert decode_settings(conf, []) == {"batch_size": 16, "dither": 0.0}
+    assert decode_settings(conf, []) == {"batch_size": 16, "dither": 0.0, "feature_workers": 0}
     assert decode_settings(conf, ["batch_size=4"])["batch_size"] == 4
     with pytest.raises(DataError, match="--set beam=4: expected KEY=VALUE"):
         decode_settings(conf, ["beam=4"])

@@ -271,13 +271,33 @@ def test_export_decode_and_results(setup, tmp_path):
     exp = tmp_path / "exp"
     data = tmp_path / "data_root"
     shutil.copytree(setup["data"], data / "tset")
-    shutil.copytree(tmp_path / "dec", exp / "decode_base" / "tset")
+    shutil.copytree(tmp_path / "dec", exp / "decode_base_default" / "tset")
     r = run_tool("make_results.py", "--exp", exp, "--models", "base", "--sets", "tset",
                  "--data", data, "--mix-summary", tmp_path / "none.tsv")
     assert r.returncode == 0, r.stderr
     md = (exp / "RESULTS.md").read_text()
     assert "| base | as downloaded |" in md
-    assert (exp / "decode_base" / "tset" / "score.txt").read_text().startswith("%WER")
+    assert (exp / "decode_base_default" / "tset" / "score.txt").read_text().startswith("%WER")
+
+
+def test_feature_workers_give_funasrs_hypotheses(setup):
+    """Features computed in DataLoader workers, overlapping the model: the same
+    texts and timestamps as funasr's generate() computing them itself."""
+    from funasr_recipe.datadir import load_datadir
+    from funasr_recipe.decoding import (Item, decode, duration_batches, load_model,
+                                        supports_feature_workers)
+
+    am = load_model(setup["twin"])
+    assert supports_feature_workers(am)
+    items = [Item(u.key, u.wav, u.dur) for u in load_datadir(setup["data"])]
+    batches = duration_batches(items, 3)   # durations differ: padded batches
+
+    def view(res):
+        return {k: (r["text"], r.get("timestamp")) for k, r in sorted(res.items())}
+    ref = view(decode(am, batches, timestamps=True))
+    assert len(ref) == 8 and sum(bool(t) for t, _ in ref.values()) >= 4
+    for workers in (1, 2):
+        assert view(decode(am, batches, timestamps=True, feature_workers=workers)) == ref
 
 
 def test_batched_predictor_sees_no_padding(setup, tmp_path):

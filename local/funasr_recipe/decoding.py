@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .atomic import atomic_write
-from .errors import DataError
+from .errors import DataError, RunError
 from .tables import sort_keys
 from .text import join_cjk
 
@@ -91,10 +93,18 @@ def duration_batches(items: list[Item], batch_size: int) -> list[list[Item]]:
 
 
 def decode(model, batches: list[list[Item]], timestamps: bool = False,
-           vad: bool = False, options: dict[str, Any] | None = None) -> dict[str, dict]:
+           vad: bool = False, options: dict[str, Any] | None = None,
+           feature_workers: int = 0) -> dict[str, dict]:
     """Decode ``batches`` (see :func:`duration_batches`); ``{key: result}`` with a ``text``
     for every key. ``options`` go to every ``generate()`` call (Fun-ASR-Nano:
-    ``hotwords``, ``language``, ``itn``, which become its prompt text)."""
+    ``hotwords``, ``language``, ``itn``, which become its prompt text).
+
+    ``feature_workers`` > 0 (a model that takes features,
+    :func:`supports_feature_workers`; no VAD) reads the audio and computes the
+    features in that many DataLoader worker processes, overlapping the model's
+    forward, and gives the model the same padded feature batches funasr's
+    ``generate()`` would compute itself: the same hypotheses.
+    """
     results: dict[str, dict] = {}
     opts: dict[str, Any] = dict(options or {})
     if timestamps:
@@ -104,12 +114,19 @@ def decode(model, batches: list[list[Item]], timestamps: bool = False,
             res = model.generate(input=it.wav, batch_size_s=300, **opts)
             results[it.key] = dict(res[0], key=it.key) if res else {"key": it.key, "text": ""}
         return results
+    if feature_workers > 0:
+        if not supports_feature_workers(model):
+            raise RunError(f"feature_workers={feature_workers}: this model "
+                           f"({type(model.model).__name__}) does not take precomputed "
+                           f"features; set feature_workers: 0 in the decode conf")
+        results = _decode_feature_batches(model, batches, opts, feature_workers)
     for batch in batches:
-        res = model.generate(input=[it.wav for it in batch], key=[it.key for it in batch],
-                             batch_size=len(batch), **opts)
-        for r in res:
-            if "key" in r:
-                results[r["key"]] = r
+        if feature_workers <= 0:
+            res = model.generate(input=[it.wav for it in batch], key=[it.key for it in batch],
+                                 batch_size=len(batch), **opts)
+            for r in res:
+                if "key" in r:
+                    results[r["key"]] = r
         missing = [it.key for it in batch if it.key not in results]
         if missing:
             # funasr returns one keyless empty result for a batch in which every
@@ -119,6 +136,95 @@ def decode(model, batches: list[list[Item]], timestamps: bool = False,
             for k in missing:
                 results[k] = {"key": k, "text": ""}
     return results
+
+
+class FeatureSet:
+    """A torch ``Dataset`` of the model's input features, one utterance an item:
+    the audio read and turned into features exactly as funasr's
+    ``Paraformer.inference`` does (``load_audio_text_image_video`` then
+    ``extract_fbank`` through the model's frontend), but in DataLoader worker
+    processes, so that the next batch's features are computed while the model
+    decodes this one (funasr computes them per utterance, holding the GIL,
+    between forwards)."""
+
+    def __init__(self, items: list[Item], frontend, fs: int = 16000):
+        self.items, self.frontend, self.fs = items, frontend, fs
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int):
+        from funasr.utils.load_utils import extract_fbank, load_audio_text_image_video
+
+        it = self.items[i]
+        audio = load_audio_text_image_video([it.wav], fs=self.frontend.fs, audio_fs=self.fs,
+                                            data_type="sound")
+        feats, lens = extract_fbank(audio, data_type="sound", frontend=self.frontend)
+        return it.key, feats[0, :int(lens[0])], int(lens[0])
+
+
+def _collate_features(rows):
+    import torch
+    from torch.nn.utils.rnn import pad_sequence
+
+    keys = [r[0] for r in rows]
+    # funasr's frontend pads a batch with zeros (pad_sequence): the same tensor
+    feats = pad_sequence([r[1] for r in rows], batch_first=True, padding_value=0.0)
+    return keys, feats, torch.tensor([r[2] for r in rows], dtype=torch.int32)
+
+
+def _one_thread_worker(_worker_id: int) -> None:
+    import torch
+    torch.set_num_threads(1)
+
+
+def supports_feature_workers(model) -> bool:
+    """Whether ``model`` (an AutoModel) takes precomputed features
+    (``data_type="fbank"``), which :func:`decode` with ``feature_workers``
+    needs: funasr's Paraformer family does, Fun-ASR-Nano does not."""
+    import inspect
+
+    frontend = model.kwargs.get("frontend")
+    inference = getattr(type(model.model), "inference", None)
+    if frontend is None or inference is None:
+        return False
+    try:
+        src = inspect.getsource(inference)
+    except (OSError, TypeError):
+        return False
+    return '"fbank"' in src and "data_lengths" in src
+
+
+def _decode_feature_batches(model, batches: list[list[Item]], opts: dict[str, Any],
+                            workers: int) -> dict[str, dict]:
+    """:func:`decode`'s batches with features from ``workers`` DataLoader processes."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    items = [it for batch in batches for it in batch]
+    index, n = [], 0
+    for batch in batches:
+        index.append(list(range(n, n + len(batch))))
+        n += len(batch)
+    kwargs = dict(model.kwargs)
+    kwargs.update(opts)
+    kwargs["data_type"] = "fbank"
+    loader = DataLoader(FeatureSet(items, kwargs["frontend"], int(kwargs.get("fs", 16000))),
+                        batch_sampler=index, num_workers=workers,
+                        collate_fn=_collate_features, worker_init_fn=_one_thread_worker,
+                        prefetch_factor=2, persistent_workers=False)
+    from funasr.utils.postprocess_hotwords import apply_postprocess_hotwords_to_results
+
+    out: list[dict] = []
+    model.model.eval()
+    for keys, feats, lens in loader:
+        kwargs["batch_size"] = len(keys)
+        with torch.no_grad():  # as AutoModel.inference calls it
+            res = model.model.inference(data_in=feats, data_lengths=lens, key=keys, **kwargs)
+        if isinstance(res, (list, tuple)) and res:
+            out.extend(res[0])
+    out = apply_postprocess_hotwords_to_results(out, opts)  # as AutoModel.generate ends
+    return {r["key"]: r for r in out if "key" in r}
 
 
 def read_hotwords(spec: str | None) -> list[str]:
@@ -159,7 +265,7 @@ def job_batches(batches: list[list[Item]], job: int, nj: int) -> list[list[Item]
     return batches[job - 1::nj]
 
 
-DECODE_KEYS = ("batch_size", "dither")
+DECODE_KEYS = ("batch_size", "dither", "feature_workers")
 
 
 def decode_settings(path: str | os.PathLike | None, sets: list[str]) -> dict:
@@ -180,3 +286,104 @@ def decode_settings(path: str | os.PathLike | None, sets: list[str]) -> dict:
         raise DataError(f"{path}: unknown decode setting(s) {', '.join(unknown)} (known: "
                         f"{', '.join(DECODE_KEYS)})")
     return dec
+
+
+def generate_options(family: str, conf: dict, conf_path: str | os.PathLike | None = None,
+                     hotwords: list[str] | None = None, language: str | None = None,
+                     itn: bool | None = None) -> tuple[dict, bool]:
+    """``generate()`` options of the family, and whether to apply ITN to the output.
+
+    Fun-ASR-Nano takes hotwords, language and ITN as prompt text; ``language``
+    and ``itn`` default to the ``prompt`` section of ``conf`` (the prompt the
+    model was trained with). Paraformer refuses hotwords and language (a plain
+    Paraformer has no biasing) and applies ITN to its output when ``itn``.
+    """
+    hotwords = list(hotwords or [])
+    if family != "nano":
+        if hotwords or language:
+            raise DataError("--hotwords and --language are Fun-ASR-Nano prompt options; "
+                            "Paraformer takes hotwords only as a contextual (SeACo) model")
+        return {}, bool(itn)
+    from .nano import prompt_settings
+    prompt = prompt_settings(conf, conf_path or "conf")
+    opts: dict[str, Any] = {"language": language or prompt["language"],
+                            "itn": prompt["itn"] if itn is None else bool(itn)}
+    if hotwords:
+        opts["hotwords"] = hotwords  # a list: funasr splits a plain string into characters
+    return opts, False
+
+
+#: The tag of a decode with every hypothesis-changing option at its default.
+DEFAULT_TAG = "default"
+#: Longest VAD segment when not set (``--vad-max-segment-ms``).
+DEFAULT_VAD_MAX_SEGMENT_MS = 30000
+_TAG_UNSAFE = re.compile(r"[^\w.+-]")
+
+
+def decode_tag(family: str, conf: dict, conf_path: str | os.PathLike | None = None, *,
+               hotwords: list[str] | None = None, language: str | None = None,
+               itn: bool | None = None, vad: bool = False,
+               vad_max_segment_ms: int = DEFAULT_VAD_MAX_SEGMENT_MS,
+               dither: float = 0.0) -> str:
+    """The name of a decode's options, as ESPnet's ``inference_tag``: decode dirs
+    are ``decode_<model>_<tag>`` so that decodes with other options sit side by side.
+
+    Only options that change the hypotheses, and only where their effective
+    value differs from the default, are named, in a fixed order: ``vad`` (with
+    its segment length when not 30 s), ``itn``/``noitn``, ``lang-<language>``,
+    ``hw-<hash of the hotword list>``, ``dither<value>``. All defaults give
+    :data:`DEFAULT_TAG`. Batch size and timestamps are not named: batched
+    decoding gives the hypotheses of one-at-a-time decoding
+    (:func:`mask_encoder_padding`), and timestamps are an extra output.
+    """
+    opts, post_itn = generate_options(family, conf, conf_path, hotwords, language, itn)
+    dflt, dflt_post_itn = generate_options(family, conf, conf_path)
+    parts = []
+    if vad:
+        parts.append("vad" if vad_max_segment_ms == DEFAULT_VAD_MAX_SEGMENT_MS
+                     else f"vad{int(vad_max_segment_ms)}ms")
+    eff_itn = opts.get("itn", post_itn)
+    if eff_itn != dflt.get("itn", dflt_post_itn):
+        parts.append("itn" if eff_itn else "noitn")
+    if opts.get("language") != dflt.get("language"):
+        parts.append("lang-" + _TAG_UNSAFE.sub("-", str(opts["language"])))
+    if opts.get("hotwords"):
+        digest = hashlib.sha1("\n".join(opts["hotwords"]).encode("utf-8")).hexdigest()[:8]
+        parts.append(f"hw-{digest}")
+    if float(dither) != 0.0:
+        parts.append(f"dither{float(dither):g}")
+    return "_".join(parts) or DEFAULT_TAG
+
+
+def check_tag(tag: str) -> str:
+    """A user-given tag (``run.sh --decode-tag``): one path component."""
+    if not tag or tag in (".", "..") or _TAG_UNSAFE.search(tag):
+        raise DataError(f"--decode-tag {tag!r}: use letters, digits and . + - _ only "
+                        f"(it becomes part of a directory name)")
+    return tag
+
+
+def decode_dir_name(model: str, tag: str) -> str:
+    """``decode_<model>_<tag>``: the decodes of ``model`` with the options named ``tag``."""
+    return f"decode_{model}_{tag}"
+
+
+def find_decode_tags(exp: str | os.PathLike, models: list[str]) -> dict[str, list[str]]:
+    """``{tag: [model, ...]}`` of the ``decode_<model>_<tag>`` dirs under ``exp``,
+    tags sorted with :data:`DEFAULT_TAG` first, models in ``models``' order.
+
+    A dir name is matched to the longest model name it starts with, so that
+    ``decode_stage1_x_default`` belongs to model ``stage1_x`` when there is one.
+    """
+    found: dict[str, set[str]] = {}
+    by_length = sorted(models, key=len, reverse=True)
+    for d in Path(exp).glob("decode_*"):
+        if not d.is_dir():
+            continue
+        for m in by_length:
+            prefix = f"decode_{m}_"
+            if d.name.startswith(prefix) and len(d.name) > len(prefix):
+                found.setdefault(d.name[len(prefix):], set()).add(m)
+                break
+    order = sorted(found, key=lambda t: (t != DEFAULT_TAG, t))
+    return {t: [m for m in models if m in found[t]] for t in order}

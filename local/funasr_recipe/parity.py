@@ -2,7 +2,7 @@
 
 For every engine, precision and test set: the share of hypotheses that are
 token-identical to the recipe's own PyTorch decode of the same model
-(``exp/<model>/decode_<last stage>/<set>/text``), the error rate against the
+(``exp/<model>/decode_<last stage>_<tag>/<set>/text``), the error rate against the
 reference transcripts (normalised as RESULTS.md scores them) and the RTF of
 the engine run. The thresholds (``conf/export.yaml``, ``parity``):
 

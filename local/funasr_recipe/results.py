@@ -1,7 +1,8 @@
 """Scores of every decode of a model family, and the RESULTS.md that shows them.
 
 For each model (base and every stage) and test set, :func:`score_dir` scores
-``EXP/decode_<model>/<set>/text`` and writes beside it:
+``EXP/decode_<model>_<tag>/<set>/text`` and writes beside it (``<tag>`` names
+the decoding options, :func:`funasr_recipe.decoding.decode_tag`):
 
 * ``score.txt``: Kaldi's three lines, the 95% bootstrap interval, the raw
   (unnormalised) score and, with a term list, term recall and B-/U-WER;
@@ -13,7 +14,8 @@ For each model (base and every stage) and test set, :func:`score_dir` scores
 RESULTS.md then shows the stage picture: error rates with intervals and term
 recall per model, the hours and mix each stage trained on, whether each stage
 changed the error significantly (paired bootstrap against the model before
-it), and a plot of domain against general error per model
+it), every other tag's decodes side by side with the run's own (one row per
+model and tag), and a plot of domain against general error per model
 (``stage_tradeoff.png``), the forgetting trade at a glance. Everything comes
 from files: re-running make_results alone regenerates it all.
 """
@@ -29,6 +31,7 @@ from typing import Callable
 
 from .datadir import load_datadir
 from .atomic import atomic_write
+from .decoding import DEFAULT_TAG, check_tag, decode_dir_name, find_decode_tags
 from .errors import DataError
 from .tables import read_table
 from .normalize import make_scoring_normalizer
@@ -192,8 +195,12 @@ def results_markdown(family: str, exp: Path, models: list[str], sets: list[str],
                      pretrain_hours: float | None, data: Path, terms_file: Path | None = None,
                      sig: list[tuple[str, str, str, PairedResult]] | None = None,
                      plot_name: str | None = None, n_resamples: int = 1000,
-                     seed: int = 0) -> str:
-    """RESULTS.md of a family (see module doc)."""
+                     seed: int = 0, tag: str = DEFAULT_TAG,
+                     other_tags: dict[str, dict[str, dict[str, DecodeScore]]] | None = None
+                     ) -> str:
+    """RESULTS.md of a family (see module doc). ``scores`` are the decodes
+    tagged ``tag``; ``other_tags`` ``{tag: {model: {set: score}}}`` are shown
+    side by side with them."""
     term_sets = _term_sets(sets, scores)
     lines = [f"# RESULTS: {family}", "",
              f"Written by `local/make_results.py` from the files in `{exp}` on "
@@ -202,8 +209,9 @@ def results_markdown(family: str, exp: Path, models: list[str], sets: list[str],
              f"words (CER on Chinese, WER on English), after normalising both sides "
              f"(full-width to half-width, numbers written out as words, lower case, no "
              f"punctuation); [95% confidence interval, bootstrap over utterances: "
-             f"{n_resamples} resamples, seed {seed}] (errors / tokens). Each decode dir "
-             f"`decode_<model>/<set>/` holds `score.txt` (with the raw, unnormalised score), "
+             f"{n_resamples} resamples, seed {seed}] (errors / tokens). Decoding options: "
+             f"tag `{tag}` (decode dirs `decode_<model>_{tag}/<set>/`; other tags below). "
+             f"Each decode dir holds `score.txt` (with the raw, unnormalised score), "
              f"`details` (per-utterance alignments) and `errors.txt` (most frequent errors, "
              f"per-token statistics).", ""]
     for s in sets:
@@ -247,7 +255,7 @@ def results_markdown(family: str, exp: Path, models: list[str], sets: list[str],
                   "B-WER: errors on tokens of term occurrences (and insertions inside them or "
                   "of terms not said) / term tokens; U-WER: all other errors / other tokens "
                   "(definitions: `local/funasr_recipe/stats.py`). Per-term recall: "
-                  "`decode_<model>/<set>/terms.txt`.", "",
+                  f"`decode_<model>_{tag}/<set>/terms.txt`.", "",
                   "| model | set | term recall % | B-WER % | U-WER % | false alarms |",
                   "|---|---|---|---|---|---|"]
         for m in models:
@@ -259,6 +267,21 @@ def results_markdown(family: str, exp: Path, models: list[str], sets: list[str],
                 lines.append(f"| {m} | {s} | {_recall_text(t)} | {_pct(t.biased_wer)} "
                              f"[{t.term_errors} / {t.term_tokens}] | {_pct(t.unbiased_wer)} "
                              f"[{t.other_errors} / {t.other_tokens}] | {t.n_false_alarms} |")
+    if other_tags:
+        lines += ["", "## Decoding options side by side", "",
+                  "Every tag's decodes found in the experiment dir (`decode_<model>_<tag>`; "
+                  "the tag names the decoding options that differ from the defaults: `vad`, "
+                  "`itn`/`noitn`, `lang-*`, `hw-*` (hotwords), `dither*`), scored as above. "
+                  f"Tag `{tag}` is this report's.", "",
+                  "| tag | model | " + " | ".join(f"{s} error rate" for s in sets) + " |",
+                  "|" + "---|" * (len(sets) + 2)]
+        for t, by_model in [(tag, scores)] + sorted(other_tags.items()):
+            for m in models:
+                if m not in by_model:
+                    continue
+                row = [t, m] + [cell_text(by_model[m][s]) if s in by_model[m] else "-"
+                                for s in sets]
+                lines.append("| " + " | ".join(row) + " |")
     if plot_name:
         lines += ["", "## The forgetting trade", "",
                   "Domain error against general error for each model, in training order, with "
@@ -324,16 +347,30 @@ def make_results(family: str, exp: Path, models: list[str], sets: list[str], dat
                  mix_summary: Path, pretrain_data: Path | None, out: Path,
                  terms: Path | None = None, n_resamples: int = 1000, seed: int = 0,
                  norm: str = "full", general_set: str = "general_test",
-                 domain_set: str = "domain_test") -> str:
-    """Score every decode, write RESULTS.md (and ``stage_tradeoff.png`` beside
-    it when both ``general_set`` and ``domain_set`` are scored)."""
+                 domain_set: str = "domain_test", tag: str = DEFAULT_TAG) -> str:
+    """Score every decode tagged ``tag``, write RESULTS.md (and
+    ``stage_tradeoff.png`` beside it when both ``general_set`` and
+    ``domain_set`` are scored). The decodes of the same models with other tags
+    (every set decoded) are scored too and shown side by side."""
+    check_tag(tag)
     normalizer = make_scoring_normalizer(norm)
     matcher = TermMatcher(read_terms(terms), normalizer=normalizer) if terms else None
     scores: dict[str, dict[str, DecodeScore]] = {}
     for m in models:
         for s in sets:
-            scores.setdefault(m, {})[s] = score_dir(data / s / "text", exp / f"decode_{m}" / s,
+            scores.setdefault(m, {})[s] = score_dir(data / s / "text",
+                                                    exp / decode_dir_name(m, tag) / s,
                                                     normalizer, matcher, n_resamples, seed)
+    other_tags: dict[str, dict[str, dict[str, DecodeScore]]] = {}
+    for t, tagged in find_decode_tags(exp, models).items():
+        if t == tag:
+            continue
+        for m in tagged:
+            d = exp / decode_dir_name(m, t)
+            if all((d / s / "text").is_file() for s in sets):  # an unfinished decode: left out
+                other_tags.setdefault(t, {})[m] = {
+                    s: score_dir(data / s / "text", d / s, normalizer, matcher, n_resamples, seed)
+                    for s in sets}
     pretrain_hours = None
     if pretrain_data is not None:
         pretrain_hours = sum(u.dur for u in load_datadir(pretrain_data)) / 3600
@@ -345,7 +382,8 @@ def make_results(family: str, exp: Path, models: list[str], sets: list[str], dat
             plot_name = None
     sig = significance(models, sets, scores, n_resamples, seed)
     md = results_markdown(family, exp, models, sets, scores, read_mix_summary(mix_summary),
-                          pretrain_hours, data, terms, sig, plot_name, n_resamples, seed)
+                          pretrain_hours, data, terms, sig, plot_name, n_resamples, seed,
+                          tag, other_tags)
     with atomic_write(out) as f:
         f.write(md)
     return md
