@@ -22,9 +22,9 @@ probability that it is better than HYP.
 
 Example:
   local/score.py --ref data/domain_test/text \\
-      --hyp exp/paraformer/decode_stage3/domain_test/text \\
-      --details exp/paraformer/decode_stage3/domain_test/details \\
-      --stats exp/paraformer/decode_stage3/domain_test/errors.txt \\
+      --hyp exp/paraformer/decode_stage3_default/domain_test/text \\
+      --details exp/paraformer/decode_stage3_default/domain_test/details \\
+      --stats exp/paraformer/decode_stage3_default/domain_test/errors.txt \\
       --terms downloads/mini_corpus/domain_terms.txt
 """
 

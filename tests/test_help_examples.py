@@ -185,7 +185,8 @@ def test_the_layout_check_can_fail() -> None:
     assert path_problem("data/domain_train") is None
     assert path_problem("dump/paraformer/domain_valid.jsonl") is None
     assert path_problem("exp/nano/twin") is None
-    assert path_problem("exp/paraformer/decode_stage3/domain_test") is None
+    assert path_problem("exp/paraformer/decode_stage3_default/domain_test") is None
+    assert path_problem("exp/paraformer/decode_stage3/domain_test") is not None  # tagged: decode_<m>_<tag>
     assert path_problem("exp/paraformer/vocab_audit.tsv") is None
     assert path_problem("/data/my_domain") is None and path_problem("models/x") is None
     assert path_problem("exp/paraformer/stage3/model") is None
