@@ -337,14 +337,25 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
     sig=(--inputs "${datadir}/${set}" "audio-of:${datadir}/${set}/wav.scp")
     # nano: the prompt (train conf) and the tokenizer counting text_length
     [ "${model}" = nano ] && sig+=("${train_conf}" "${tok_dir}/config.yaml" "${tok_dir}/Qwen3-0.6B")
-    if is_done "${out}" "${sig[@]}"; then
+    # nano, a stage's training set: its prompts may carry hotword lists (the stage's
+    # prompt.hotword_* keys, --train-args; built from the term list)
+    set_opts=()
+    if [ "${model}" = nano ] && [ "${set%_train}" != "${set}" ] \
+        && echo " ${stage_names} " | grep -q " ${set%_train} "; then
+      set_opts=(--section "${set%_train}" "${train_set[@]}")
+      if [ -n "${terms}" ] && [ "${terms}" != none ]; then
+        set_opts+=(--terms "${terms}"); sig+=("${terms}")
+      fi
+    fi
+    if is_done "${out}" "${sig[@]}" --opts "${set_opts[@]/#/opt=}"; then
       log "  ${out}: complete for the same inputs, skipped"
       continue
     fi
     run_job "${logdir}/jsonl_${model}_${set}.log" \
       python local/make_jsonl.py --family "${model}" --data-dir "${datadir}/${set}" \
-        --out "${out}" --nj "${nj}" "${jsonl_opts[@]}"
-    mark_done "${out}" "${sig[@]}"
+        --out "${out}" --nj "${nj}" "${jsonl_opts[@]}" "${set_opts[@]}"
+    mark_done "${out}" "${sig[@]}" --opts "${set_opts[@]/#/opt=}"
+    grep -o 'hotword lists .*' "${logdir}/jsonl_${model}_${set}.log" | sed "s|^|  ${set}: |" || true
     log "  ${out}: $(wc -l < "${out}") lines"
   done
 fi

@@ -114,6 +114,9 @@ def body(args) -> int:
         if not sep:
             raise DataError(f"--set {item}: expected KEY=VALUE")
         settings[k] = v
+    # prompt.* keys (nano hotword lists) shape the jsonl (make_jsonl.py --section), not
+    # funasr's trainer: the jsonl's content is in the stage's signature
+    settings = {k: v for k, v in settings.items() if not k.startswith("prompt.")}
     checkpoint = avg_checkpoint_name(settings)
     out = args.out.resolve()
     funasr_args = [
