@@ -502,6 +502,26 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
         "${hyps[@]}" --out "${mexp}/error_browser/${set}.html"
     log "  error browser: ${mexp}/error_browser/${set}.html"
   done
+  # hotwords (issue 16): the final model on the domain test set with hotwords off, on
+  # (its terms + distractors), distractors only and the whole term list; RESULTS.md
+  # includes the section (local/hotword_eval.py)
+  if [ "${model}" = nano ] && [ -n "${terms}" ] && [ "${terms}" != none ] \
+      && echo " ${test_sets} " | grep -q " domain_test "; then
+    hdir=${mexp}/hotwords
+    hmodel=${stage_names##* }
+    sig=(--inputs "${mexp}/${hmodel}/model" "${datadir}/domain_test" "${terms}" "${train_conf}"
+         "audio-of:${datadir}/domain_test/wav.scp" --outputs "${hdir}/RESULTS.md")
+    if is_done "${hdir}" "${sig[@]}"; then
+      log "  hotword comparison ${hdir}: complete for the same inputs, skipped"
+    else
+      log "  hotword comparison: ${hmodel} on domain_test, hotwords off/on/distractors/all -> ${hdir} (log: ${mexp}/logs/hotword_eval.log)"
+      run_job "${mexp}/logs/hotword_eval.log" \
+        python local/hotword_eval.py --model-dir "${mexp}/${hmodel}/model" \
+          --data-dir "${datadir}/domain_test" --terms "${terms}" --conf "${train_conf}" \
+          --out "${hdir}" --name "${hmodel}" --threads "${train_threads}"
+      mark_done "${hdir}" "${sig[@]}"
+    fi
+  fi
   pretrain_opt=()
   [ ${own_base} = true ] && pretrain_opt=(--pretrain-data "${datadir}/general_train")
   run_job "${mexp}/logs/results.log" \
