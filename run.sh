@@ -166,7 +166,7 @@ train_conf=${train_conf:-conf/${model}/train.yaml}
 twin_conf=${twin_conf:-conf/${model}/twin.yaml}
 decode_conf=${decode_conf:-conf/${model}/decode.yaml}
 # --train-args/--decode-args: words K=V, each passed on as --set K=V
-train_set=(); read -ra kvs <<< "${train_args}"; for kv in "${kvs[@]}"; do train_set+=(--set "${kv}"); done
+train_set=(); read -ra kvs_train <<< "${train_args}"; for kv in "${kvs_train[@]}"; do train_set+=(--set "${kv}"); done
 decode_set=(); read -ra kvs <<< "${decode_args}"; for kv in "${kvs[@]}"; do decode_set+=(--set "${kv}"); done
 logdir=${expdir}/logs
 mkdir -p "${logdir}"
@@ -342,7 +342,11 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
     set_opts=()
     if [ "${model}" = nano ] && [ "${set%_train}" != "${set}" ] \
         && echo " ${stage_names} " | grep -q " ${set%_train} "; then
-      set_opts=(--section "${set%_train}" "${train_set[@]}")
+      set_opts=(--section "${set%_train}")
+      # only --train-args' prompt.* items shape the jsonl (the rest are funasr's)
+      for kv in "${kvs_train[@]}"; do
+        [ "${kv#prompt.}" = "${kv}" ] || set_opts+=(--set "${kv}")
+      done
       if [ -n "${terms}" ] && [ "${terms}" != none ]; then
         set_opts+=(--terms "${terms}"); sig+=("${terms}")
       fi
