@@ -171,7 +171,7 @@ train_conf=${train_conf:-conf/${model}/train.yaml}
 twin_conf=${twin_conf:-conf/${model}/twin.yaml}
 decode_conf=${decode_conf:-conf/${model}/decode.yaml}
 # --train-args/--decode-args: words K=V, each passed on as --set K=V
-train_set=(); read -ra kvs <<< "${train_args}"; for kv in "${kvs[@]}"; do train_set+=(--set "${kv}"); done
+train_set=(); read -ra kvs_train <<< "${train_args}"; for kv in "${kvs_train[@]}"; do train_set+=(--set "${kv}"); done
 decode_set=(); read -ra kvs <<< "${decode_args}"; for kv in "${kvs[@]}"; do decode_set+=(--set "${kv}"); done
 logdir=${expdir}/logs
 mkdir -p "${logdir}"
@@ -343,14 +343,29 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
     sig=(--inputs "${datadir}/${set}" "audio-of:${datadir}/${set}/wav.scp")
     # nano: the prompt (train conf) and the tokenizer counting text_length
     [ "${model}" = nano ] && sig+=("${train_conf}" "${tok_dir}/config.yaml" "${tok_dir}/Qwen3-0.6B")
-    if is_done "${out}" "${sig[@]}"; then
+    # nano, a stage's training set: its prompts may carry hotword lists (the stage's
+    # prompt.hotword_* keys, --train-args; built from the term list)
+    set_opts=()
+    if [ "${model}" = nano ] && [ "${set%_train}" != "${set}" ] \
+        && echo " ${stage_names} " | grep -q " ${set%_train} "; then
+      set_opts=(--section "${set%_train}")
+      # only --train-args' prompt.* items shape the jsonl (the rest are funasr's)
+      for kv in "${kvs_train[@]}"; do
+        [ "${kv#prompt.}" = "${kv}" ] || set_opts+=(--set "${kv}")
+      done
+      if [ -n "${terms}" ] && [ "${terms}" != none ]; then
+        set_opts+=(--terms "${terms}"); sig+=("${terms}")
+      fi
+    fi
+    if is_done "${out}" "${sig[@]}" --opts "${set_opts[@]/#/opt=}"; then
       log "  ${out}: complete for the same inputs, skipped"
       continue
     fi
     run_job "${logdir}/jsonl_${model}_${set}.log" \
       python local/make_jsonl.py --family "${model}" --data-dir "${datadir}/${set}" \
-        --out "${out}" --nj "${nj}" "${jsonl_opts[@]}"
-    mark_done "${out}" "${sig[@]}"
+        --out "${out}" --nj "${nj}" "${jsonl_opts[@]}" "${set_opts[@]}"
+    mark_done "${out}" "${sig[@]}" --opts "${set_opts[@]/#/opt=}"
+    grep -o 'hotword lists .*' "${logdir}/jsonl_${model}_${set}.log" | sed "s|^|  ${set}: |" || true
     log "  ${out}: $(wc -l < "${out}") lines"
   done
 fi
@@ -511,6 +526,26 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
         "${hyps[@]}" --out "${mexp}/error_browser/${set}.html"
     log "  error browser: ${mexp}/error_browser/${set}.html"
   done
+  # hotwords (issue 16): the final model on the domain test set with hotwords off, on
+  # (its terms + distractors), distractors only and the whole term list; RESULTS.md
+  # includes the section (local/hotword_eval.py)
+  if [ "${model}" = nano ] && [ -n "${terms}" ] && [ "${terms}" != none ] \
+      && echo " ${test_sets} " | grep -q " domain_test "; then
+    hdir=${mexp}/hotwords
+    hmodel=${stage_names##* }
+    sig=(--inputs "${mexp}/${hmodel}/model" "${datadir}/domain_test" "${terms}" "${train_conf}"
+         "audio-of:${datadir}/domain_test/wav.scp" --outputs "${hdir}/RESULTS.md")
+    if is_done "${hdir}" "${sig[@]}"; then
+      log "  hotword comparison ${hdir}: complete for the same inputs, skipped"
+    else
+      log "  hotword comparison: ${hmodel} on domain_test, hotwords off/on/distractors/all -> ${hdir} (log: ${mexp}/logs/hotword_eval.log)"
+      run_job "${mexp}/logs/hotword_eval.log" \
+        python local/hotword_eval.py --model-dir "${mexp}/${hmodel}/model" \
+          --data-dir "${datadir}/domain_test" --terms "${terms}" --conf "${train_conf}" \
+          --out "${hdir}" --name "${hmodel}" --threads "${train_threads}"
+      mark_done "${hdir}" "${sig[@]}"
+    fi
+  fi
   pretrain_opt=()
   [ ${own_base} = true ] && pretrain_opt=(--pretrain-data "${datadir}/general_train")
   run_job "${mexp}/logs/results.log" \

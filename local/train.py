@@ -126,6 +126,9 @@ def body(args) -> int:
         if not sep:
             raise DataError(f"--set {item}: expected KEY=VALUE")
         settings[k] = v
+    # prompt.* keys (nano hotword lists) shape the jsonl (make_jsonl.py --section), not
+    # funasr's trainer: the jsonl's content is in the stage's signature
+    settings = {k: v for k, v in settings.items() if not k.startswith("prompt.")}
     checkpoint = avg_checkpoint_name(settings)
     budget, on_over = stage_budget(args.plan, args.section) if args.plan else (None, "")
     if budget is not None and "general" not in extra:

@@ -84,3 +84,22 @@ def test_paraformer_itn_is_applied_to_the_output():
     assert decode_tool.generate_options(args, {}) == ({}, True)
     args.itn = None
     assert decode_tool.generate_options(args, {}) == ({}, False)
+
+
+def test_each_utterance_decodes_with_its_own_hotword_list(monkeypatch, nano_model):
+    """hotword_eval: per-utterance lists (on, distractor-only) reach the prompt as
+    build_prompt builds them for training; an empty list is the plain prompt."""
+    from funasr_recipe.hotword_eval import condition_lists, decode_condition
+
+    model, items = nano_model
+    terms = ["心电图", "血压", "高血压", "胰岛素", "阿司匹林", "insulin"]
+    texts = {"u0": "他有高血压", "u1": "今天天气很好", "u2": "打了胰岛素"}
+    lists = condition_lists(texts, terms, 2, seed=0)
+    assert not set(lists["distractors"]["u1"]) & {"高血压", "胰岛素"}
+    for cond in ("on", "distractors", "off"):
+        seen = spy_prompts(monkeypatch, model)
+        results = decode_condition(model, items, lists[cond], {"language": None, "itn": True})
+        assert sorted(results) == ["u0", "u1", "u2"]
+        assert sorted(seen) == sorted({build_prompt(hotwords=lists[cond][k]) for k in texts}), cond
+        monkeypatch.undo()
+    assert "高血压" in lists["on"]["u0"] and "高血压" not in lists["distractors"]["u0"]

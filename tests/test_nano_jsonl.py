@@ -216,3 +216,162 @@ def test_check_checkpoint_keys(model_dir, tmp_path):
     with_lora = tmp_path / "lora.pt"
     torch.save({"state_dict": fake_state(2, lora=True)}, with_lora)
     check_checkpoint_keys(with_lora, config)
+
+
+# ---------------------------------------------------------------- hotword-aware training
+
+TERMS = ["心电图", "血压", "高血压", "血糖", "胰岛素", "阿司匹林", "blood pressure", "insulin"]
+
+
+@pytest.fixture()
+def term_data(tmp_path) -> tuple[Path, Path, dict]:
+    """20 utterances of 0.5 s: half with domain terms, half without."""
+    d = tmp_path / "hdata"
+    d.mkdir()
+    texts = {}
+    for i in range(20):
+        texts[f"h{i:02d}"] = (["病人有高血压，要做心电图。", "Her blood pressure is fine.",
+                               "打了胰岛素以后血糖正常", "阿司匹林吃完了"][i % 4]
+                              if i % 2 else f"今天天气很好，第{i}天")
+    for k in texts:
+        write_wav(tmp_path / "hwav" / f"{k}.wav", 0.5)
+    (d / "wav.scp").write_text("".join(f"{k} {tmp_path}/hwav/{k}.wav\n" for k in texts))
+    (d / "text").write_text("".join(f"{k} {t}\n" for k, t in texts.items()), encoding="utf-8")
+    terms = tmp_path / "terms.txt"
+    terms.write_text("\n".join(TERMS) + "\n", encoding="utf-8")
+    return d, terms, texts
+
+
+def hotwords_of(content: str) -> list[str] | None:
+    """The hotword list of a training line's user content, None without one."""
+    prompt = content.split("<|startofspeech|>")[0]
+    if "热词列表：[" not in prompt:
+        return None
+    inner = prompt.split("热词列表：[", 1)[1].split("]\n", 1)[0]
+    return inner.split(", ")
+
+
+def make_lines(model_dir, d, out, *extra) -> tuple[list[dict], subprocess.CompletedProcess]:
+    r = run_tool("--family", "nano", "--data-dir", d, "--model-dir", model_dir,
+                 "--prompt-conf", TRAIN_YAML, "--out", out, *extra)
+    assert r.returncode == 0, r.stderr
+    return [json.loads(x) for x in out.read_text(encoding="utf-8").splitlines()], r
+
+
+def test_hotword_share_and_distractors_are_honoured(model_dir, term_data, tmp_path):
+    from funasr_recipe.nano import term_matcher, terms_in
+
+    d, terms, texts = term_data
+    matcher = term_matcher(TERMS)
+    lines, r = make_lines(model_dir, d, tmp_path / "s.jsonl", "--section", "stage3",
+                          "--terms", terms, "--set", "prompt.hotword_share=0.5",
+                          "--set", "prompt.hotword_distractors=3",
+                          "--set", "train_conf.max_epoch=1")  # funasr's keys: ignored here
+    assert len(lines) == 20
+    lists = {x["key"]: hotwords_of(x["messages"][1]["content"]) for x in lines}
+    with_list = {k: v for k, v in lists.items() if v is not None}
+    assert len(with_list) == 10                          # share 0.5 of 20, exactly
+    norm = lambda t: t.lower()                           # noqa: E731
+    n_distractor_only = 0
+    for k, words in with_list.items():
+        present = terms_in(texts[k], matcher)
+        assert set(present) <= set(words), (k, words)    # every term said is listed
+        distractors = [w for w in words if w not in present]
+        assert len(distractors) == 3 and len(set(words)) == len(words)
+        assert set(words) <= set(TERMS)
+        for w in distractors:                            # not said, not even inside a word
+            assert norm(w) not in norm(texts[k]), (k, w)
+        n_distractor_only += not present
+    assert n_distractor_only > 0                         # utterances without terms: lists too
+    assert any(terms_in(texts[k], matcher) for k in with_list)
+    assert "10 of 20 prompts" in r.stderr
+    # the same seed gives the same file; another seed other lists
+    again, _ = make_lines(model_dir, d, tmp_path / "s2.jsonl", "--section", "stage3",
+                          "--terms", terms, "--set", "prompt.hotword_share=0.5",
+                          "--set", "prompt.hotword_distractors=3")
+    assert again == lines
+    other, _ = make_lines(model_dir, d, tmp_path / "s3.jsonl", "--section", "stage3",
+                          "--terms", terms, "--set", "prompt.hotword_share=0.5",
+                          "--set", "prompt.hotword_distractors=3", "--set", "prompt.hotword_seed=7")
+    assert other != lines
+
+
+def test_hotword_prompt_is_exactly_the_decoding_prompt(model_dir, term_data, tmp_path):
+    """A training line's prompt is the text generate(hotwords=...) builds for
+    the same list, as decode.py --hotwords passes it (FunASRNano.get_prompt)."""
+    from funasr_recipe.decoding import read_hotwords
+
+    d, terms, _ = term_data
+    get_prompt = funasr_get_prompt()
+    lines, _ = make_lines(model_dir, d, tmp_path / "s.jsonl", "--section", "stage3",
+                          "--terms", terms, "--set", "prompt.hotword_share=1")
+    assert len(lines) == 20
+    for x in lines:
+        content = x["messages"][1]["content"]
+        words = hotwords_of(content)
+        assert words
+        decode_words = read_hotwords(",".join(words))    # decode.py --hotwords a,b,...
+        assert content.split("<|startofspeech|>")[0] == get_prompt(None, decode_words, None, True)
+        assert content.split("<|startofspeech|>")[0] == build_prompt(hotwords=words)
+
+
+def test_share_0_is_the_plain_jsonl_byte_for_byte(model_dir, term_data, tmp_path):
+    d, terms, _ = term_data
+    plain = tmp_path / "plain.jsonl"
+    make_lines(model_dir, d, plain)
+    zero = tmp_path / "zero.jsonl"
+    make_lines(model_dir, d, zero, "--section", "stage3", "--terms", terms,
+               "--set", "prompt.hotword_share=0")
+    assert zero.read_bytes() == plain.read_bytes()
+    # the shipped conf: sets without --section never carry lists
+    assert all(hotwords_of(json.loads(x)["messages"][1]["content"]) is None
+               for x in plain.read_text(encoding="utf-8").splitlines())
+
+
+def test_hotword_settings_layers_and_errors(model_dir, term_data, tmp_path):
+    from funasr_recipe.nano import hotword_settings
+
+    conf = {"prompt": {"hotword_share": 0.1, "hotword_distractors": 2},
+            "common": {"prompt.hotword_distractors": 4},
+            "stages": {"s1": {"prompt.hotword_share": 0.3}, "s2": {}}}
+    assert hotword_settings(conf) == {"hotword_share": 0.1, "hotword_distractors": 2,
+                                      "hotword_seed": 0}
+    assert hotword_settings(conf, section="s1") == {"hotword_share": 0.3,
+                                                    "hotword_distractors": 4, "hotword_seed": 0}
+    assert hotword_settings(conf, section="s2", sets=["prompt.hotword_share=0.9"])[
+        "hotword_share"] == 0.9
+    with pytest.raises(DataError, match="prompt.hotword_share must be in"):
+        hotword_settings(conf, section="s1", sets=["prompt.hotword_share=1.5"])
+    with pytest.raises(DataError, match="may give only"):
+        hotword_settings({"stages": {"s1": {"prompt.language": "中文"}}}, section="s1")
+    with pytest.raises(DataError, match="unknown key"):
+        hotword_settings({"prompt": {"hotword_shares": 1}})
+    # the shipped conf: lists only in stage3's training set
+    shipped = yaml.safe_load(TRAIN_YAML.read_text(encoding="utf-8"))
+    assert hotword_settings(shipped)["hotword_share"] == 0
+    assert hotword_settings(shipped, section="stage3")["hotword_share"] > 0
+    # a share without a term list is refused, naming the option
+    d, _, _ = term_data
+    r = run_tool("--family", "nano", "--data-dir", d, "--model-dir", model_dir,
+                 "--prompt-conf", TRAIN_YAML, "--section", "stage3", "--out", tmp_path / "x.jsonl")
+    assert r.returncode == 1 and "--terms" in r.stderr
+    assert not (tmp_path / "x.jsonl").exists()
+
+
+def test_distractor_only_and_on_lists_for_decoding():
+    from funasr_recipe.hotword_eval import condition_lists
+    from funasr_recipe.nano import term_matcher, terms_in
+
+    texts = {"a": "病人有高血压", "b": "今天天气很好", "c": "Her blood pressure is fine"}
+    lists = condition_lists(texts, TERMS, 2, seed=0)
+    m = term_matcher(TERMS)
+    assert lists["off"] == {"a": [], "b": [], "c": []}
+    assert all(v == TERMS for v in lists["all"].values())
+    for k, t in texts.items():
+        present = terms_in(t, m)
+        assert set(present) <= set(lists["on"][k])
+        assert len(lists["on"][k]) == len(present) + 2
+        dis = lists["distractors"][k]
+        assert len(dis) == 2 and not set(dis) & set(present)
+        assert all(w.lower() not in t.lower() for w in dis)   # 血压 is no distractor for 高血压
+    assert condition_lists(texts, TERMS, 2, seed=0) == lists

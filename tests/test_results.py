@@ -155,3 +155,32 @@ def test_results_show_the_vocabulary_audit(tmp_path):
     md = make_results(*args, n_resamples=20)
     assert "## Vocabulary audit" in md and "  cannot emit (1): 电\n```" in md
     assert "[vocab_audit.tsv](vocab_audit.tsv)" in md
+
+
+def test_hotword_section_compares_every_condition_with_off(tmp_path):
+    from funasr_recipe.results import hotword_markdown
+
+    data, exp = make_exp(tmp_path)
+    norm = make_scoring_normalizer("full")
+    m = TermMatcher(TERMS, normalizer=norm)
+    # off: base's decodes (domain errors); on: stage3's (none on the domain)
+    scores = {c: score_dir(data / "domain_test" / "text", exp / f"decode_{d}" / "domain_test",
+                           norm, m, n_resamples=200)
+              for c, d in (("off", "base"), ("on", "stage3"), ("distractors", "base"))}
+    md = hotword_markdown("exp/nano/final_model", "domain_test", Path("terms.txt"), 5, 0, scores,
+                          n_resamples=200)
+    rows = [r for r in md.splitlines() if r.startswith("| ")]
+    assert rows[1].startswith("| off | no list | ") and rows[2].startswith(
+        "| on | its terms + 5 distractors | 0.00 ")
+    assert rows[3].startswith("| distractors | 5 distractors only | ")
+    paired = {tuple(c.strip() for c in r.split("|")[1:3]): r for r in rows[5:]}
+    assert set(paired) == {(c, k) for c in ("on", "distractors")
+                           for k in ("error rate", "B-WER", "U-WER", "term miss rate")}
+    assert paired[("on", "error rate")].endswith("| better |")
+    assert paired[("distractors", "B-WER")].endswith("| 0.500 | no significant change |")
+    # RESULTS.md includes the section when the eval wrote it
+    (exp / "hotwords").mkdir()
+    (exp / "hotwords" / "RESULTS.md").write_text(md, encoding="utf-8")
+    out = make_results("nano", exp, ["base"], ["domain_test"], data, data / "mix_summary.tsv",
+                       None, exp / "RESULTS.md", n_resamples=20)
+    assert "## Hotwords: does the model use them?" in out

@@ -194,3 +194,36 @@ def test_numbers_to_words_and_itn():
     assert itn("") == ""
     with pytest.raises(ValueError):
         itn("x", lang="fr")
+
+
+def test_term_report_per_utterance_and_paired_terms():
+    from funasr_recipe.stats import TERM_COLUMNS, paired_terms
+
+    terms = ["心电图", "血压", "blood pressure"]
+    m = TermMatcher(terms, normalizer=make_scoring_normalizer("basic"))
+    refs = {"u1": "心电图正常 blood pressure ok", "u2": "血压高", "u3": "正常", "u4": "血压 血压"}
+    a = term_report(score(refs, {"u1": "心电图正常 blood ok", "u2": "血啊压高", "u3": "正常血压",
+                                 "u4": "血压血压"}, details=True), m)
+    # per utterance, in key order; the columns add up to the totals
+    assert a.utt["term_tokens"].tolist() == [5, 2, 0, 4]
+    assert a.utt["term_errors"].tolist() == [1, 1, 2, 0]
+    assert a.utt["other_errors"].tolist() == [0, 0, 0, 0]
+    assert a.utt["ref_occ"].tolist() == [2, 1, 0, 2]
+    assert a.utt["recognised"].tolist() == [1, 0, 0, 2]
+    assert a.utt["false_alarms"].tolist() == [0, 0, 1, 0]
+    assert [int(a.utt[c].sum()) for c in TERM_COLUMNS] == [
+        a.term_tokens, a.term_errors, a.other_tokens, a.other_errors, a.n_ref, a.n_recognised,
+        a.n_false_alarms]
+    # B recognises every term but errs on other tokens in every utterance
+    b = term_report(score(refs, {"u1": "心电图正错 blood pressure ok", "u2": "血压错",
+                                 "u3": "错常", "u4": "血压血压"}, details=True), m)
+    p = paired_terms(a, b, n_resamples=500, seed=1)
+    assert p["B-WER"].rate_a == pytest.approx(a.biased_wer) and p["B-WER"].rate_b == 0.0
+    assert p["B-WER"].prob_b_better > 0.9
+    assert p["term miss rate"].rate_a == pytest.approx(40.0)
+    assert p["term miss rate"].rate_b == 0.0
+    assert p["U-WER"].rate_b == pytest.approx(b.unbiased_wer) and p["U-WER"].prob_b_better < 0.1
+    assert paired_terms(a, a, n_resamples=100)["B-WER"].prob_b_better == 0.5
+    other = term_report(score({"u1": "x"}, {"u1": "x"}, details=True), m)
+    with pytest.raises(DataError, match="same references"):
+        paired_terms(a, other)

@@ -22,8 +22,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 from .audio import fbank_frames
 from .config import load_yaml
@@ -41,6 +42,11 @@ DEFAULT_LIMITS = {"min_source_length": 10, "max_source_length": 8000, "max_targe
 
 #: Keys the ``prompt:`` section may set, with their defaults.
 PROMPT_DEFAULTS: dict[str, Any] = {"language": None, "itn": True}
+
+#: Hotword keys of the ``prompt:`` section (a stage section or ``--set`` gives
+#: them as ``prompt.KEY``), with their defaults: no hotword lists.
+HOTWORD_DEFAULTS: dict[str, Any] = {"hotword_share": 0.0, "hotword_distractors": 0,
+                                    "hotword_seed": 0}
 
 
 # ----------------------------------------------------------------------------
@@ -70,20 +76,154 @@ def prompt_settings(conf: Mapping[str, Any], path: str | os.PathLike = "train.ya
     Returns ``{"language": str | None, "itn": bool}``; these are also the
     ``language=`` and ``itn=`` arguments decoding must pass to ``generate()``.
     """
-    section = conf.get("prompt") or {}
-    if not isinstance(section, dict):
-        raise DataError(f"{path}: 'prompt' must be a mapping with language and itn")
-    unknown = sorted(set(section) - set(PROMPT_DEFAULTS))
-    if unknown:
-        raise DataError(f"{path}: prompt: unknown key(s) {', '.join(unknown)}; known: "
-                        f"{', '.join(PROMPT_DEFAULTS)}")
-    out = dict(PROMPT_DEFAULTS, **section)
+    section = _prompt_section(conf, path)
+    out = dict(PROMPT_DEFAULTS, **{k: v for k, v in section.items() if k in PROMPT_DEFAULTS})
     lang = out["language"]
     if lang is not None and (not isinstance(lang, str) or not lang.strip()):
         raise DataError(f"{path}: prompt.language must be a language name such as 中文 or "
                         f"英文, or null; got {lang!r}")
     if not isinstance(out["itn"], bool):
         raise DataError(f"{path}: prompt.itn must be true or false; got {out['itn']!r}")
+    return out
+
+
+def _prompt_section(conf: Mapping[str, Any], path) -> dict:
+    section = conf.get("prompt") or {}
+    if not isinstance(section, dict):
+        raise DataError(f"{path}: 'prompt' must be a mapping with language and itn")
+    known = {**PROMPT_DEFAULTS, **HOTWORD_DEFAULTS}
+    unknown = sorted(set(section) - set(known))
+    if unknown:
+        raise DataError(f"{path}: prompt: unknown key(s) {', '.join(unknown)}; known: "
+                        f"{', '.join(known)}")
+    return section
+
+
+def hotword_settings(conf: Mapping[str, Any], path: str | os.PathLike = "train.yaml",
+                     section: str | None = None,
+                     sets: Iterable[str] = ()) -> dict[str, Any]:
+    """The hotword settings of one training set's jsonl, checked.
+
+    The ``prompt:`` section's ``hotword_share``, ``hotword_distractors`` and
+    ``hotword_seed``, updated by ``prompt.hotword_*`` keys of ``common`` and of
+    the stage section ``section`` (``pretrain`` or a name under ``stages:``),
+    then by ``sets`` (``--set``/``--train-args`` items ``prompt.hotword_share=0.5``;
+    other keys are funasr's and ignored here). Without ``section`` only the
+    ``prompt:`` section counts (validation and test sets). Returns
+    ``{"hotword_share": float in [0, 1], "hotword_distractors": int >= 0,
+    "hotword_seed": int}``.
+    """
+    out = dict(HOTWORD_DEFAULTS)
+    out.update({k: v for k, v in _prompt_section(conf, path).items() if k in HOTWORD_DEFAULTS})
+    layers: list[tuple[str, Mapping[str, Any]]] = []
+    if section is not None:
+        own = conf.get("pretrain") if section == "pretrain" else (conf.get("stages") or {}).get(section)
+        if not isinstance(own, dict):
+            raise DataError(f"{path}: no settings for '{section}' (have: pretrain, "
+                            f"{', '.join(conf.get('stages') or {})})")
+        layers += [("common", conf.get("common") or {}), (section, own)]
+    extra = {}
+    for item in sets:
+        k, sep, v = item.partition("=")
+        if not sep:
+            raise DataError(f"--set {item}: expected KEY=VALUE")
+        extra[k.strip()] = v.strip()
+    layers.append(("--set", extra))
+    for where, layer in layers:
+        for k, v in layer.items():
+            if not k.startswith("prompt."):
+                continue
+            name = k[len("prompt."):]
+            if name not in HOTWORD_DEFAULTS:
+                raise DataError(f"{path}: {where}: {k}: a stage or --set may give only "
+                                f"{', '.join('prompt.' + n for n in HOTWORD_DEFAULTS)} (language "
+                                f"and itn are the same for every set: the 'prompt:' section)")
+            out[name] = v
+    try:
+        share = float(out["hotword_share"])
+        n_dis = int(out["hotword_distractors"])
+        seed = int(out["hotword_seed"])
+    except (TypeError, ValueError):
+        raise DataError(f"{path}: prompt.hotword_share must be a number in [0, 1], "
+                        f"prompt.hotword_distractors and prompt.hotword_seed integers; got "
+                        f"{out['hotword_share']!r}, {out['hotword_distractors']!r}, "
+                        f"{out['hotword_seed']!r}") from None
+    if not 0.0 <= share <= 1.0 or n_dis < 0:
+        raise DataError(f"{path}: prompt.hotword_share must be in [0, 1] and "
+                        f"prompt.hotword_distractors >= 0; got {share}, {n_dis}")
+    return {"hotword_share": share, "hotword_distractors": n_dis, "hotword_seed": seed}
+
+
+def term_matcher(terms: Iterable[str]):
+    """The term finder of scoring (``stats.TermMatcher``: longest term first, no
+    overlaps) on lower-cased, punctuation-free text, so a term counts as
+    present in a transcript exactly where term recall would look for it."""
+    from .normalize import make_scoring_normalizer
+    from .stats import TermMatcher
+
+    return TermMatcher(list(terms), normalizer=make_scoring_normalizer("basic"))
+
+
+def _basic_normalizer():
+    from .normalize import make_scoring_normalizer
+
+    return make_scoring_normalizer("basic")
+
+
+def terms_in(text: str, matcher) -> list[str]:
+    """The terms (as written in the list) occurring in ``text``, first occurrence
+    order, each once."""
+    from .text import tokenize
+
+    toks = tokenize(_basic_normalizer()(text))
+    return list(dict.fromkeys(matcher.names[t] for _, _, t in matcher.find(toks)))
+
+
+def utterance_hotwords(text: str, terms: Sequence[str], n_distractors: int,
+                       rng: random.Random, present: bool = True, matcher=None) -> list[str]:
+    """A hotword list for one utterance with transcript ``text``: the terms of
+    ``terms`` present in it (with ``present``; :func:`terms_in`) plus
+    ``n_distractors`` distractors (fewer if the list has not so many), shuffled
+    by ``rng``. A distractor is a term that does not occur in the transcript,
+    not even inside another word (``血压`` is no distractor for ``高血压``).
+    ``present=False`` gives a distractor-only list (a decoding test: does the
+    model say listed words it does not hear?); so does an utterance without
+    terms. ``matcher``: :func:`term_matcher` of ``terms`` (made when not given)."""
+    matcher = term_matcher(terms) if matcher is None else matcher
+    norm = _basic_normalizer()
+    said = terms_in(text, matcher)
+    flat = norm(text)
+    others = [t for t in dict.fromkeys(terms) if t not in said and norm(t) not in flat]
+    words = (said if present else []) + rng.sample(others, min(n_distractors, len(others)))
+    rng.shuffle(words)
+    return words
+
+
+def utterance_rng(seed: int, key: str) -> random.Random:
+    """The random source of one utterance's hotword list: seed and key, so a
+    list does not depend on which other utterances are in the set."""
+    return random.Random(f"hotwords/{seed}/{key}")
+
+
+def hotword_lists(texts: Mapping[str, str], terms: Sequence[str], share: float,
+                  n_distractors: int, seed: int = 0) -> dict[str, list[str]]:
+    """The hotword list of each utterance that gets one: ``round(share * N)``
+    of the ``N`` keys of ``texts``, drawn with ``seed``; each list the terms
+    present in its transcript plus ``n_distractors`` others
+    (:func:`utterance_hotwords`). Keys whose list came out empty (no term
+    present and no distractors) are left out: their prompt is the plain one."""
+    keys = sort_keys(texts)
+    n = int(round(share * len(keys)))
+    if n == 0:
+        return {}
+    chosen = random.Random(f"hotword-share/{seed}").sample(keys, n)
+    matcher = term_matcher(terms)
+    out = {}
+    for k in sort_keys(chosen):
+        words = utterance_hotwords(texts[k], terms, n_distractors, utterance_rng(seed, k),
+                                   matcher=matcher)
+        if words:
+            out[k] = words
     return out
 
 
@@ -187,10 +327,12 @@ def drop_reason(line: Mapping[str, Any], limits: Mapping[str, int]) -> str | Non
 
 
 def nano_lines(data_dir: str | os.PathLike, model_dir: str | os.PathLike, prompt: str,
-               nj: int = 1, overrides: Mapping[str, Any] | None = None
+               nj: int = 1, overrides: Mapping[str, Any] | None = None,
+               prompts: Mapping[str, str] | None = None
                ) -> tuple[list[str], list[tuple[str, str]]]:
     """Nano jsonl lines for a Kaldi data dir, sorted by key, and ``(key, reason)``
-    of every utterance funasr would drop (left out of the lines)."""
+    of every utterance funasr would drop (left out of the lines). ``prompts``
+    gives some keys another prompt than ``prompt`` (their hotword prompt)."""
     data_dir = Path(data_dir)
     config = load_model_config(model_dir)
     limits = length_limits(config, overrides)
@@ -200,8 +342,8 @@ def nano_lines(data_dir: str | os.PathLike, model_dir: str | os.PathLike, prompt
     lines, dropped = [], []
     for k in sort_keys(wavs):
         text = texts[k]
-        line = nano_line(k, str(Path(wavs[k]).resolve()), text, samples[k], prompt,
-                         len(tokenizer.tokenize(text)))
+        line = nano_line(k, str(Path(wavs[k]).resolve()), text, samples[k],
+                         (prompts or {}).get(k, prompt), len(tokenizer.tokenize(text)))
         reason = drop_reason(line, limits)
         if reason is None:
             lines.append(dump_jsonl_line(line))
@@ -286,5 +428,7 @@ def check_checkpoint_keys(ckpt_path: str | os.PathLike,
 
 
 __all__ = ["SYSTEM_PROMPT", "build_prompt", "prompt_settings", "load_prompt",
+           "hotword_settings", "term_matcher", "terms_in", "utterance_hotwords",
+           "utterance_rng", "hotword_lists",
            "load_model_config", "llm_dir", "load_tokenizer", "length_limits", "nano_line",
            "drop_reason", "nano_lines", "check_checkpoint_keys"]

@@ -43,6 +43,8 @@ from .stats import (Interval, PairedResult, TermMatcher, TermReport, bootstrap_c
 MINI_CORPUS_TERMS = Path("downloads/mini_corpus/domain_terms.txt")
 #: Where run.sh stage 7 writes the error browser's pages, under EXP.
 BROWSER_DIR = "error_browser"
+#: Where local/hotword_eval.py writes its decodes and section, under EXP.
+HOTWORD_DIR = "hotwords"
 
 
 @dataclass
@@ -294,6 +296,9 @@ def results_markdown(family: str, exp: Path, models: list[str], sets: list[str],
                   "(`local/vocab_audit.py`; per character/word and per term: "
                   "[vocab_audit.tsv](vocab_audit.tsv)):", "", "```",
                   audit.read_text(encoding="utf-8").rstrip("\n"), "```"]
+    hot = exp / HOTWORD_DIR / "RESULTS.md"
+    if hot.is_file():  # local/hotword_eval.py (nano with a term list)
+        lines += ["", hot.read_text(encoding="utf-8").rstrip("\n")]
     pages = [s for s in sets if (exp / BROWSER_DIR / f"{s}.html").is_file()]
     if pages:
         lines += ["", "## Error browser", "",
@@ -387,3 +392,68 @@ def make_results(family: str, exp: Path, models: list[str], sets: list[str], dat
     with atomic_write(out) as f:
         f.write(md)
     return md
+
+
+# ---------------------------------------------------------------- hotwords (issue 16)
+
+#: What each hotword condition gives every utterance (funasr_recipe.hotword_eval).
+HOTWORD_CONDITIONS = {
+    "off": "no list",
+    "on": "its terms + {n} distractors",
+    "distractors": "{n} distractors only",
+    "all": "the whole term list",
+}
+
+
+def _verdict(p: PairedResult) -> str:
+    if math.isnan(p.prob_b_better):
+        return "-"
+    return ("better" if p.prob_b_better >= 0.975 else "worse" if p.prob_b_better <= 0.025
+            else "no significant change")
+
+
+def hotword_markdown(model: str, set_name: str, terms_file: Path, n_distractors: int,
+                     seed: int, scores: dict[str, DecodeScore], n_resamples: int = 1000,
+                     base: str = "off") -> str:
+    """The RESULTS.md section of one model decoded with and without hotword
+    lists (``scores``: condition -> its :class:`DecodeScore` with terms): error
+    rate, term recall, B-WER, U-WER and false alarms per condition, then each
+    condition against ``base`` by paired bootstrap (``stats.paired_results``
+    and ``stats.paired_terms``, the same resamples for every metric)."""
+    from .stats import paired_terms
+
+    lines = ["## Hotwords: does the model use them? (`local/hotword_eval.py`)", "",
+             f"`{model}` on `{set_name}`, every utterance decoded under each condition; "
+             f"hotword lists from `{terms_file}` in the prompt `decode.py --hotwords` sends "
+             f"(distractors: terms not in the utterance, sampled with seed {seed}; lists in "
+             f"`{HOTWORD_DIR}/hotword_lists.<condition>.tsv`). False alarms: a term in the "
+             f"hypothesis more often than recognised in the reference.", "",
+             "| hotwords | list per utterance | error rate % | term recall % | B-WER % | "
+             "U-WER % | false alarms |", "|---|---|---|---|---|---|---|"]
+    for c, d in scores.items():
+        t = d.terms
+        what = HOTWORD_CONDITIONS.get(c, c).format(n=n_distractors)
+        if t is None:
+            lines.append(f"| {c} | {what} | {cell_text(d)} | - | - | - | - |")
+            continue
+        lines.append(f"| {c} | {what} | {cell_text(d)} | {_recall_text(t)} | "
+                     f"{_pct(t.biased_wer)} [{t.term_errors} / {t.term_tokens}] | "
+                     f"{_pct(t.unbiased_wer)} [{t.other_errors} / {t.other_tokens}] | "
+                     f"{t.n_false_alarms} |")
+    others = [c for c in scores if c != base]
+    if base in scores and others:
+        lines += ["", f"Against `{base}` (paired bootstrap, {n_resamples} resamples of the "
+                  f"utterances; P(better) = share of resamples with fewer errors, significant "
+                  f"at 95% when >= 0.975 or <= 0.025; term miss rate = 100 - term recall):", "",
+                  "| hotwords | metric | change (points) [95% CI] | P(better) | verdict |",
+                  "|---|---|---|---|---|"]
+        a = scores[base]
+        for c in others:
+            b = scores[c]
+            pairs = [("error rate", paired_results(a.result, b.result, n_resamples, seed))]
+            if a.terms is not None and b.terms is not None:
+                pairs += list(paired_terms(a.terms, b.terms, n_resamples, seed).items())
+            for metric, p in pairs:
+                lines.append(f"| {c} | {metric} | {p.delta.estimate:+.2f} [{p.delta.low:+.2f}, "
+                             f"{p.delta.high:+.2f}] | {p.prob_b_better:.3f} | {_verdict(p)} |")
+    return "\n".join(lines) + "\n"

@@ -10,7 +10,8 @@
 * :func:`error_stats`: the most frequent substitutions, deletions and
   insertions, and per-token statistics, from the alignments.
 * :func:`term_report`: recall of a term list (domain vocabulary or hotwords)
-  and the error rate split into term tokens and other tokens.
+  and the error rate split into term tokens and other tokens;
+  :func:`paired_terms`: the paired bootstrap of B-WER, U-WER and term misses.
 
 **Term recall, biased and unbiased error rate** (as in contextual-ASR papers,
 e.g. Le et al. 2021, at the token level used for scoring). Terms are
@@ -307,6 +308,11 @@ class TermCounts:
     false_alarms: int = 0
 
 
+#: Per-utterance columns of :attr:`TermReport.utt`.
+TERM_COLUMNS = ("term_tokens", "term_errors", "other_tokens", "other_errors", "ref_occ",
+                "recognised", "false_alarms")
+
+
 @dataclass
 class TermReport:
     per_term: dict[str, TermCounts]     #: by term, as written in the term list
@@ -314,6 +320,10 @@ class TermReport:
     term_errors: int
     other_tokens: int
     other_errors: int
+    #: one array per :data:`TERM_COLUMNS` name, one value per scored utterance
+    #: (the order of the score's keys): what a paired bootstrap of B-WER, U-WER
+    #: or term recall resamples
+    utt: dict[str, np.ndarray] | None = None
 
     @property
     def n_ref(self) -> int:
@@ -362,8 +372,10 @@ def term_report(result: ScoreResult, matcher: TermMatcher) -> TermReport:
     """Term recall and biased/unbiased error counts of a score (see module doc)."""
     per_term = {name: TermCounts() for name in matcher.names.values()}
     tok_t = err_t = tok_o = err_o = 0
+    rows = []
     for ref_toks, hyp_toks, alignment in zip(result.ref_tokens, result.hyp_tokens,
                                              _alignments(result)):
+        before = (tok_t, err_t, tok_o, err_o)
         ref_occ, hyp_occ = matcher.find(ref_toks), matcher.find(hyp_toks)
         occ_of = [-1] * len(ref_toks)               # occurrence index of each ref token
         for k, (s, e, _) in enumerate(ref_occ):
@@ -403,11 +415,44 @@ def term_report(result: ScoreResult, matcher: TermMatcher) -> TermReport:
         said = Counter(term for _, _, term in hyp_occ)
         for term, n in recognised.items():
             per_term[matcher.names[term]].recognised += n
+        false_alarms = 0
         for term, n in said.items():
             c = per_term[matcher.names[term]]
             c.hyp += n
             c.false_alarms += max(0, n - recognised[term])
-    return TermReport(per_term, tok_t, err_t, tok_o, err_o)
+            false_alarms += max(0, n - recognised[term])
+        rows.append([a - b for a, b in zip((tok_t, err_t, tok_o, err_o), before)]
+                    + [len(ref_occ), sum(recognised.values()), false_alarms])
+    table = np.array(rows, dtype=np.int64).reshape(-1, len(TERM_COLUMNS))
+    utt = {name: table[:, i] for i, name in enumerate(TERM_COLUMNS)}
+    return TermReport(per_term, tok_t, err_t, tok_o, err_o, utt)
+
+
+def paired_terms(a: TermReport, b: TermReport, n_resamples: int = 1000, seed: int = 0,
+                 level: float = 0.95) -> dict[str, PairedResult]:
+    """Paired bootstrap of two systems' term reports on the same references
+    (:func:`term_report` of two scores of one reference file, one term list):
+    ``"B-WER"`` (term-class errors over term tokens), ``"U-WER"`` (other-class
+    errors over other tokens) and ``"term miss rate"`` (reference occurrences
+    not recognised over occurrences: 100 - term recall). Utterances are
+    resampled together for both systems; ``prob_b_better`` is the share of
+    resamples in which B makes fewer errors (misses) than A."""
+    if a.utt is None or b.utt is None:
+        raise ValueError("paired_terms needs term reports with per-utterance counts")
+    if (not np.array_equal(a.utt["term_tokens"] + a.utt["other_tokens"],
+                           b.utt["term_tokens"] + b.utt["other_tokens"])
+            or not np.array_equal(a.utt["ref_occ"], b.utt["ref_occ"])):
+        raise DataError("paired term bootstrap: the two reports were not made on the same "
+                        "references and term list")
+    return {
+        "B-WER": paired_bootstrap(a.utt["term_errors"], b.utt["term_errors"],
+                                  a.utt["term_tokens"], n_resamples, seed, level),
+        "U-WER": paired_bootstrap(a.utt["other_errors"], b.utt["other_errors"],
+                                  a.utt["other_tokens"], n_resamples, seed, level),
+        "term miss rate": paired_bootstrap(a.utt["ref_occ"] - a.utt["recognised"],
+                                           b.utt["ref_occ"] - b.utt["recognised"],
+                                           a.utt["ref_occ"], n_resamples, seed, level),
+    }
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
