@@ -139,13 +139,18 @@ YAML
 # DataLoader workers (decode conf: feature_workers); hypotheses must be identical.
 decode_pipeline_check() {
   echo "== decode pipeline on the GPU (bench/decode_pipeline.py)"
+  if ! (. ./path.sh && python -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)'); then
+    echo "ERROR: torch in the recipe's environment sees no CUDA device: decode bench not run" >&2
+    return 1
+  fi
   mkdir -p "${exp}/gpu_check"
   (. ./path.sh && python bench/decode_pipeline.py --device cuda --size twin published --utts 96 \
     --batch-size 16 --workers 4 --runs 3 --threads 4 --json "${exp}/gpu_check/decode_pipeline.json")
 }
 
+# every check runs; the exit code is the first failure's
 rc=0
 vllm_check || rc=$?
-decode_pipeline_check || rc=$?
+decode_pipeline_check || { r=$?; [ "${rc}" -ne 0 ] || rc=${r}; }
 
 exit ${rc}

@@ -267,6 +267,7 @@ def test_shards_hold_every_line_once_dealt_round_robin(tmp_path):
         write_jsonl(out, iter(lines), shards=0)
 
 
+@pytest.mark.slow
 def test_training_reads_the_shards(tmp_path):
     """A tiny twin trained on a shard list with data_split_num = 2: funasr
     loads one shard per slice, and both slices are trained on."""

@@ -114,6 +114,7 @@ def score_details(data: Path, hyp: Path, tmp: Path) -> tuple[str, dict[str, tupl
     return p.stdout.splitlines()[0], per
 
 
+@pytest.mark.slow
 def test_two_systems_in_a_real_browser(tmp_path):
     need_chromium()
     data, base, st3, terms = make_set(tmp_path)

@@ -83,6 +83,7 @@ def test_loads_offline_with_every_file(converted):
     assert tok.convert_tokens_to_ids("<|im_end|>") == 151645
 
 
+@pytest.mark.slow
 def test_audio_embeddings_and_llm_logits_equal_funasrs(converted):
     from transformers import FunAsrNanoForConditionalGeneration
 
@@ -109,6 +110,7 @@ def test_audio_embeddings_and_llm_logits_equal_funasrs(converted):
     assert (bad - want[0]).abs().max() > 1e-4
 
 
+@pytest.mark.slow
 def test_default_prompt_is_the_trained_one(converted):
     from transformers import AutoTokenizer
 
@@ -128,6 +130,7 @@ def test_default_prompt_is_the_trained_one(converted):
     assert info["default_prompt"] == want
 
 
+@pytest.mark.slow
 def test_transformers_decode_equals_funasrs(converted, tmp_path):
     from funasr_recipe.decoding import decode, load_model
 

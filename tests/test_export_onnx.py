@@ -57,6 +57,7 @@ def setup(tmp_path_factory):
             "ref": ref.hyps}
 
 
+@pytest.mark.slow
 def test_runtime_layout_and_sherpa_metadata(setup):
     import onnx
 
@@ -80,6 +81,7 @@ def test_runtime_layout_and_sherpa_metadata(setup):
     Paraformer(str(onnx_dir), quantize=True)
 
 
+@pytest.mark.slow
 def test_rerun_skips_and_bad_out_path_is_refused(setup, tmp_path):
     r = run_tool("export_onnx.py", "--model-dir", setup["twin"], "--out", setup["onnx"])
     assert r.returncode == 0 and "already exported from the same model, skipped" in r.stderr
@@ -209,6 +211,7 @@ def test_update_results_keeps_the_rest(tmp_path):
     assert p.read_text(encoding="utf-8") == f"head\n\n{BEGIN}\nB\n{END}\n"
 
 
+@pytest.mark.slow
 def test_engine_decode_cli_writes_text_and_timing(setup, tmp_path):
     out = tmp_path / "dec"
     r = run_tool("engine_decode.py", "--engine", "sherpa-onnx", "--precision", "int8",

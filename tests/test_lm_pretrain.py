@@ -167,6 +167,7 @@ def test_target_loss_equals_the_full_causal_lm_loss(tokenizer):
     assert few < full - 1
 
 
+@pytest.mark.slow
 def test_training_lowers_the_loss_and_install_replaces_only_llm_weights(tokenizer, tmp_path):
     conf = dataclasses.replace(load_lm_conf(LM_YAML), epochs=2, batch_size=16, lr=0.01,
                                warmup_steps=2)

@@ -128,6 +128,7 @@ def test_settings_come_from_the_training_config():
         lora_settings({"llm_conf": {"use_lora": False}})
 
 
+@pytest.mark.slow
 def test_merged_dir_is_standalone(setup):
     merged = setup["merged"]
     config = yaml.safe_load((merged / "config.yaml").read_text(encoding="utf-8"))
@@ -142,6 +143,7 @@ def test_merged_dir_is_standalone(setup):
     check_checkpoint_keys(merged / "model.pt", merged)
 
 
+@pytest.mark.slow
 def test_merged_model_decodes_exactly_as_the_lora_model(setup, models):
     unmerged, merged = models["unmerged"], models["merged"]
     assert any("lora_A" in k for k in unmerged.model.state_dict())
@@ -183,6 +185,7 @@ def test_peft_adapter_on_hf_qwen3_matches_merged_llm(setup, models):
                                rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_cli_refuses_a_checkpoint_without_lora(setup, tmp_path):
     stage = tmp_path / "stage"
     stage.mkdir()

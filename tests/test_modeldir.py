@@ -152,6 +152,7 @@ def test_the_wrong_family_is_named_not_a_re_download(tmp_path):
     ("specaug", "SpecAugXL", "SpecAugLFR"),
     ("optim", "lion", "adam"),
 ])
+@pytest.mark.slow
 def test_an_unregistered_class_is_one_error_naming_key_value_and_accepted(tmp_path, key, value,
                                                                           table_member):
     config = json.loads(json.dumps(PARAFORMER_LARGE_TEMPLATE))
@@ -227,6 +228,7 @@ def test_released_paraformer_large_files(tmp_path):
                      "dataset_conf.preprocessor_text": None}),
     ("config.variant-b.yaml", {}),
 ])
+@pytest.mark.slow
 def test_released_nano_configs_and_their_known_fixes(tmp_path, copy, fixes):
     d = nano_dir(tmp_path / "nano", yaml.safe_load((RELEASE / "fun-asr-nano-2512" / copy)
                                                    .read_text(encoding="utf-8")))

@@ -60,6 +60,7 @@ def options(conf: dict, **cli) -> dict:
     ({"prompt": {"itn": False}}, {"itn": "true", "language": "英文"}, build_prompt("英文")),
     ({}, {"hotwords": "阿司匹林,心电图"}, build_prompt(hotwords=["阿司匹林", "心电图"])),
 ])
+@pytest.mark.slow
 def test_options_reach_the_prompt(monkeypatch, nano_model, conf, cli, expect):
     model, items = nano_model
     seen = spy_prompts(monkeypatch, model)

@@ -123,6 +123,7 @@ def test_length_limits_follow_model_config_then_overrides(model_dir):
     assert drop_reason({"speech_length": 30, "text_length": 3}, lim) is None
 
 
+@pytest.mark.slow
 def test_cli_writes_nano_lines_and_reports_dropped(model_dir, data_dir, tmp_path):
     d, info = data_dir
     out = tmp_path / "dump" / "train.jsonl"
@@ -149,6 +150,7 @@ def test_cli_writes_nano_lines_and_reports_dropped(model_dir, data_dir, tmp_path
     assert "left out 'u2'" in r.stderr and "left out 'u3'" in r.stderr
 
 
+@pytest.mark.slow
 def test_cli_takes_language_and_itn_from_the_conf(model_dir, data_dir, tmp_path):
     d, _ = data_dir
     conf = tmp_path / "train.yaml"

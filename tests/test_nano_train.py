@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import numpy as np
 import soundfile as sf
 import torch
@@ -21,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TEXTS = ["今天天气很好", "八点开会", "你好世界", "明天见"]
 
 
+@pytest.mark.slow
 def test_lora_stage_under_deepspeed_keeps_every_llm_weight(tmp_path):
     twin = make_nano_twin(tmp_path / "twin", load_arch(ROOT / "conf" / "nano" / "twin.yaml"),
                           seed=0)

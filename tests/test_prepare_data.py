@@ -134,6 +134,7 @@ def test_path_with_spaces(tmp_path):
     assert read_table(out / "utt2spk")["speaker_one-take_1"] == "speaker_one"
 
 
+@pytest.mark.slow
 def test_lists_jsonl_csv_xlsx_and_scp(tmp_path):
     import openpyxl
 
@@ -208,6 +209,7 @@ def test_help():
 # --------------------------------------------------------------------------
 # Encoding artefacts (BOM, CRLF) are normalised; other encodings are named
 
+@pytest.mark.slow
 def test_bom_and_crlf_are_normalised_everywhere(tmp_path):
     import openpyxl  # noqa: F401  (the xlsx path is covered above)
 
@@ -490,6 +492,7 @@ def test_messy_folder_every_file_accounted_for(tmp_path):
     assert "normalised 1 files (BOM and CRLF removed" in r.stdout
 
 
+@pytest.mark.slow
 def test_run_sh_messy_hostile_folders_end_to_end(tmp_path):
     """run.sh stages 1-3 on the local backend with --data and --general in
     folders whose names hold ; & | $ ` ' " ( ) * and unicode: no name is run as

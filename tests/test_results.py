@@ -7,6 +7,8 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import pytest
+
 from funasr_recipe.datadir import Utt, write_datadir
 from funasr_recipe.normalize import make_scoring_normalizer
 from funasr_recipe.results import make_results, score_dir
@@ -69,6 +71,7 @@ def test_score_dir_writes_everything(tmp_path):
     assert "错" in (d / "errors.txt").read_text(encoding="utf-8")
 
 
+@pytest.mark.slow
 def test_make_results_stage_picture(tmp_path):
     data, exp = make_exp(tmp_path)
     (exp / "curves").mkdir()

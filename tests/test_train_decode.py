@@ -82,6 +82,7 @@ def test_compare_loaded_finds_differences():
     assert state_checksum(a) != state_checksum({"w": torch.ones(2, 2), "b": torch.ones(2)})
 
 
+@pytest.mark.slow
 def test_stage_trains_chains_and_skips(setup):
     out = setup["dir"] / "stage1"
     r = train(setup, out)
@@ -110,6 +111,7 @@ def test_stage_trains_chains_and_skips(setup):
         (out / "model.pt.avg3").resolve())
 
 
+@pytest.mark.slow
 def test_missing_init_fails_naming_it(setup):
     missing = setup["dir"] / "nope" / "final.pt"
     r = train(setup, setup["dir"] / "s_missing", init=missing)
@@ -117,6 +119,7 @@ def test_missing_init_fails_naming_it(setup):
     assert not (setup["dir"] / "s_missing" / ".stamp.json").exists()
 
 
+@pytest.mark.slow
 def test_wrong_init_fails(setup):
     # a checkpoint of another model: a twin with a different vocabulary
     other = make_paraformer_twin(setup["dir"] / "other", list("甲乙丙丁戊己庚"), setup["jsonl"],
@@ -127,6 +130,7 @@ def test_wrong_init_fails(setup):
     assert not (setup["dir"] / "s_wrong" / ".stamp.json").exists()
 
 
+@pytest.mark.slow
 def test_interrupted_stage_resumes(setup):
     out = setup["dir"] / "s_resume"
     r = train(setup, out)
@@ -142,6 +146,7 @@ def test_interrupted_stage_resumes(setup):
     assert torch.load(out / "model.pt", weights_only=True)["epoch"] == 2
 
 
+@pytest.mark.slow
 def test_other_settings_do_not_resume_the_old_run(setup):
     """funasr would resume OUT/model.pt with its old optimizer and learning rate:
     a run with other settings moves the old one aside and starts from epoch 1."""
@@ -173,6 +178,7 @@ def train_epochs(setup, out, epochs, *extra):
     return run_tool("train.py", *train_args(setup, out, epochs), *extra)
 
 
+@pytest.mark.slow
 def test_torn_checkpoint_is_set_aside_and_the_stage_resumes(setup):
     """A crash during funasr's torch.save leaves a truncated model.pt: the re-run sets
     it aside (never deletes it) and resumes from the newest readable model.pt.epN."""
@@ -206,6 +212,7 @@ def test_torn_checkpoint_without_a_readable_epoch_starts_over(tmp_path):
                                                                        "model.pt.ep1"}
 
 
+@pytest.mark.slow
 def test_resumed_stage_equals_an_uninterrupted_one(setup):
     """kill -9 after epoch 1's checkpoint + resume == a run never interrupted:
     the random states saved with each epoch's checkpoint are restored."""
@@ -225,6 +232,7 @@ def test_resumed_stage_equals_an_uninterrupted_one(setup):
     assert (whole / "valid_general.tsv").read_text() == (resumed / "valid_general.tsv").read_text()
 
 
+@pytest.mark.slow
 def test_export_decode_and_results(setup, tmp_path):
     model = tmp_path / "model"
     r = run_tool("export_model.py", "--model-dir", setup["twin"], "--checkpoint",
@@ -386,6 +394,7 @@ def single_run(setup):
     return out
 
 
+@pytest.mark.slow
 def test_two_process_ddp_trains_and_decodes(setup, single_run, tmp_path):
     """The multi-process path (torchrun, DDP over gloo on CPUs) with the extra (general)
     valid set trains one epoch; every rank records its metrics; the checkpoint loads,
@@ -408,6 +417,7 @@ def test_two_process_ddp_trains_and_decodes(setup, single_run, tmp_path):
     export_and_decode(setup, out / "final.pt", tmp_path)
 
 
+@pytest.mark.slow
 def test_deepspeed_zero2_trains_resumes_and_decodes(setup, single_run, tmp_path):
     """funasr's DeepSpeed trainer (ZeRO-2, 2 ranks over gloo on CPUs) with the extra
     (general) valid set: its checkpoints are directories, resume reads OUT/model.pt/,

@@ -135,6 +135,7 @@ def test_check_model_dir_refuses_hub_names():
         check_model_dir("FunAudioLLM/Fun-ASR-Nano-2512", "nano")
 
 
+@pytest.mark.slow
 def test_automodel_loads_offline_from_another_cwd_and_decodes(twin, tmp_path, monkeypatch,
                                                              caplog):
     from funasr import AutoModel

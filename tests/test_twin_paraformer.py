@@ -74,6 +74,7 @@ def test_help_describes_every_option():
     assert "default: 0" in r.stdout
 
 
+@pytest.mark.slow
 def test_twin_dir_has_every_file_and_the_paraformer_large_schema(twin):
     for name in TWIN_FILES:
         assert (twin / name).is_file(), name

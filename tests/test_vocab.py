@@ -264,6 +264,7 @@ def test_extended_twin_learns_to_emit_new_characters(twin_setup):
     assert hit == new_refs, (results["extended"], refs)
 
 
+@pytest.mark.slow
 def test_run_sh_audits_before_training(tmp_path):
     """run.sh stage 5 with a base model: the audit runs first and stops the
     recipe before any training when the limit is exceeded."""
@@ -299,6 +300,7 @@ def test_run_sh_audits_before_training(tmp_path):
     assert p.returncode == 1 and "Paraformer only" in p.stdout + p.stderr
 
 
+@pytest.mark.slow
 def test_extend_with_seg_dict_and_test_only_tokens(twin_setup, tmp_path):
     """A model with a seg_dict: missing words and characters get seg_dict entries and
     tokens, funasr's own tokenizer then maps them to real ids; what occurs only in
