@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import importlib
 import io
 import json
 import os
@@ -53,6 +52,9 @@ sys.path.insert(0, str(ROOT / "local"))
 from funasr_recipe.decoding import (Item, _collate_features, FeatureSet, decode,  # noqa: E402
                                     duration_batches, load_model)
 from funasr_recipe.twin_paraformer import load_arch, make_paraformer_twin  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from decode_batched_vs_single import timed_frontend  # noqa: E402  (one copy: bench/)
 
 PUBLISHED_VOCAB = 8404 - 4   # the release's tokens.json: 8,404 with <blank> <s> </s> <unk>
 
@@ -77,23 +79,6 @@ def make_audio(root: Path, n: int, lo: float, hi: float, seed: int = 0) -> list[
         sf.write(str(p), x.astype("float32"), 16000)
         items.append(Item(f"u{i:04d}", str(p), round(dur, 3)))
     return items
-
-
-def timed_frontend(model_class) -> list[float]:
-    """Accumulate the time funasr's inference spends reading audio and computing features."""
-    mod = importlib.import_module(model_class.__module__)
-    acc = [0.0]
-    for name in ("load_audio_text_image_video", "extract_fbank"):
-        orig = getattr(mod, name)
-
-        def wrapped(*a, _orig=orig, **k):
-            t = time.perf_counter()
-            try:
-                return _orig(*a, **k)
-            finally:
-                acc[0] += time.perf_counter() - t
-        setattr(mod, name, wrapped)
-    return acc
 
 
 def precompute(am, batches: list[list[Item]]):
