@@ -37,7 +37,7 @@ Examples:
       --model-dir exp/nano/twin --prompt-conf conf/nano/train.yaml \\
       --out dump/nano/domain_train.jsonl
   local/make_jsonl.py --family nano --data-dir data/stage3_train \
-      --model-dir exp/twin/nano --prompt-conf conf/nano/train.yaml --section stage3 \
+      --model-dir exp/nano/twin --prompt-conf conf/nano/train.yaml --section stage3 \
       --terms downloads/mini_corpus/domain_terms.txt --set prompt.hotword_share=0.5 \
       --out dump/nano/stage3_train.jsonl
 """

@@ -68,6 +68,9 @@ def layout() -> tuple[list[list[re.Pattern]], set[str], set[str]]:
     values: dict[str, set[str]] = {"model": set(FAMILIES)}
     for var, words in re.findall(r"\bfor (\w+) in ([^;\n]*)", text):
         values.setdefault(var, set()).update(words_of(words))
+    # one of a list's words: last_stage=${stage_names##* }, first=${stage_names%% *}
+    for var, lst in re.findall(r"^\s*(\w+)=\$\{(\w+)(?:##\* |%% \*)\}", text, re.M):
+        values.setdefault(var, set()).update(lists.get(lst, set()))
     values = {v: w for v, w in values.items() if w}
     # variables assigned a path under the recipe's directories: mexp=${expdir}/${model} ...
     derived: dict[str, set[str]] = {}

@@ -167,7 +167,7 @@ def test_hotword_section_compares_every_condition_with_off(tmp_path):
     norm = make_scoring_normalizer("full")
     m = TermMatcher(TERMS, normalizer=norm)
     # off: base's decodes (domain errors); on: stage3's (none on the domain)
-    scores = {c: score_dir(data / "domain_test" / "text", exp / f"decode_{d}" / "domain_test",
+    scores = {c: score_dir(data / "domain_test" / "text", exp / f"decode_{d}_default" / "domain_test",
                            norm, m, n_resamples=200)
               for c, d in (("off", "base"), ("on", "stage3"), ("distractors", "base"))}
     md = hotword_markdown("exp/nano/final_model", "domain_test", Path("terms.txt"), 5, 0, scores,
