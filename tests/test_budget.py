@@ -96,6 +96,7 @@ def fake_stage(d, n_epochs=5):
     return d
 
 
+@pytest.mark.slow
 def test_average_is_funasrs(tmp_path):
     """The recipe averages the files it chose exactly as funasr averages its own."""
     from funasr.train_utils.average_nbest_models import average_checkpoints

@@ -200,6 +200,7 @@ def test_embed_limit_and_bad_input(tmp_path):
     assert p.returncode == 1 and "nope" in p.stderr and not out.exists()
 
 
+@pytest.mark.slow
 def test_run_sh_stage7_writes_and_links_the_pages(tmp_path):
     """run.sh stage 7 alone, on a synthetic experiment (decodes of base and three stages)."""
     from test_results import make_exp

@@ -43,6 +43,7 @@ def funasr_model(twin):
     return AutoModel(model=str(twin), disable_update=True, device="cpu").model
 
 
+@pytest.mark.slow
 def test_the_trees_twin_maps_and_a_downsampling_one_is_refused(tmp_path):
     tree = load_arch(ROOT / "conf" / "nano" / "twin.yaml")
     twin = make_nano_twin(tmp_path / "twin", tree)
@@ -144,6 +145,7 @@ def test_transformers_decode_equals_funasrs(converted, tmp_path):
     assert identical_keys(ref, run.hyps) == list(ref), (ref, run.hyps)
 
 
+@pytest.mark.slow
 def test_decode_options_give_the_reference_decodes_prompt(converted):
     """Stage 6 run with --hotwords/--itn: the engine gets the same prompt (not the default)."""
     from funasr_recipe.decoding import decode, load_model

@@ -375,6 +375,7 @@ def fake_gpu(tmp_path):
     return {"PATH": f"{bindir}:/usr/bin:/bin"}
 
 
+@pytest.mark.slow
 def test_gpu_check_refuses_an_export_vllm_would_not_decode_as_funasr(exported, tmp_path):
     import shutil
     import subprocess

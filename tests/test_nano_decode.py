@@ -87,6 +87,7 @@ def test_paraformer_itn_is_applied_to_the_output():
     assert decode_tool.generate_options(args, {}) == ({}, False)
 
 
+@pytest.mark.slow
 def test_each_utterance_decodes_with_its_own_hotword_list(monkeypatch, nano_model):
     """hotword_eval: per-utterance lists (on, distractor-only) reach the prompt as
     build_prompt builds them for training; an empty list is the plain prompt."""

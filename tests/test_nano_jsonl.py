@@ -260,6 +260,7 @@ def make_lines(model_dir, d, out, *extra) -> tuple[list[dict], subprocess.Comple
     return [json.loads(x) for x in out.read_text(encoding="utf-8").splitlines()], r
 
 
+@pytest.mark.slow
 def test_hotword_share_and_distractors_are_honoured(model_dir, term_data, tmp_path):
     from funasr_recipe.nano import term_matcher, terms_in
 
@@ -298,6 +299,7 @@ def test_hotword_share_and_distractors_are_honoured(model_dir, term_data, tmp_pa
     assert other != lines
 
 
+@pytest.mark.slow
 def test_hotword_prompt_is_exactly_the_decoding_prompt(model_dir, term_data, tmp_path):
     """A training line's prompt is the text generate(hotwords=...) builds for
     the same list, as decode.py --hotwords passes it (FunASRNano.get_prompt)."""
@@ -317,6 +319,7 @@ def test_hotword_prompt_is_exactly_the_decoding_prompt(model_dir, term_data, tmp
         assert content.split("<|startofspeech|>")[0] == build_prompt(hotwords=words)
 
 
+@pytest.mark.slow
 def test_share_0_is_the_plain_jsonl_byte_for_byte(model_dir, term_data, tmp_path):
     d, terms, _ = term_data
     plain = tmp_path / "plain.jsonl"
@@ -330,6 +333,7 @@ def test_share_0_is_the_plain_jsonl_byte_for_byte(model_dir, term_data, tmp_path
                for x in plain.read_text(encoding="utf-8").splitlines())
 
 
+@pytest.mark.slow
 def test_hotword_settings_layers_and_errors(model_dir, term_data, tmp_path):
     from funasr_recipe.nano import hotword_settings
 

@@ -521,6 +521,7 @@ def test_srun_launcher_in_a_real_slurm_job(setup, tmp_path):
     assert chain["differ"] == [] and (out / "final.pt").is_file()
 
 
+@pytest.mark.slow
 def test_metrics_tsv_agrees_with_funasr_log_resumes_and_is_plotted(setup, tmp_path):
     """OUT/metrics.tsv (the recipe's Trainer): a row per step funasr logs, with
     its numbers; the valid sets before training (epoch 0) and after each epoch;
