@@ -21,18 +21,17 @@ import logging
 import sys
 import time
 
+from funasr_recipe import cli
 from funasr_recipe.corpus import POOLS, build_corpus, load_config, summary_line
-from funasr_recipe.errors import DataError
 
 logger = logging.getLogger("make_corpus")
 
 
-def get_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    parser = cli.parser(__doc__)
     parser.add_argument("--config", default="conf/corpus.yaml",
                         help="corpus config (YAML): seed, sizes, voices, held-out voices, rate "
-                             "and pitch ranges (default: %(default)s)")
+                             "and pitch ranges")
     parser.add_argument("--out", required=True, help="output directory (created if missing)")
     parser.add_argument("--seed", type=int, default=None,
                         help="override the config's seed (default: the config's)")
@@ -40,23 +39,15 @@ def get_parser() -> argparse.ArgumentParser:
                         help="override the config's num_general (default: the config's)")
     parser.add_argument("--num-domain", type=int, default=None,
                         help="override the config's num_domain (default: the config's)")
-    parser.add_argument("--nj", type=int, default=1,
-                        help="parallel synthesis processes (default: %(default)s)")
+    parser.add_argument("--nj", type=int, default=1, help="parallel synthesis processes")
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = get_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
-    try:
-        cfg = load_config(args.config, {"seed": args.seed, "num_general": args.num_general,
-                                        "num_domain": args.num_domain})
-        start = time.perf_counter()
-        manifest, skipped = build_corpus(cfg, args.out, nj=args.nj)
-    except DataError as e:
-        print(f"ERROR: {e}", file=sys.stderr)
-        return 1
+def body(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config, {"seed": args.seed, "num_general": args.num_general,
+                                    "num_domain": args.num_domain})
+    start = time.perf_counter()
+    manifest, skipped = build_corpus(cfg, args.out, nj=args.nj)
     if skipped:
         logger.info("%s already holds this corpus (same config, seed and counts): nothing to do",
                     args.out)
@@ -65,6 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     for pool in POOLS:
         print(summary_line(pool, manifest["pools"][pool]))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.run(body, build_parser(), argv)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,10 @@ from pathlib import Path
 from funasr_recipe import cli
 from funasr_recipe.normalize import LEVELS
 from funasr_recipe.decoding import DEFAULT_TAG
-from funasr_recipe.results import MINI_CORPUS_TERMS, make_results
+from funasr_recipe.results import make_results
+
+#: Where run.sh's mini corpus keeps its term list (make_corpus.py's output).
+MINI_CORPUS_TERMS = Path("downloads/mini_corpus/domain_terms.txt")
 
 log = logging.getLogger("make_results")
 

@@ -75,3 +75,18 @@ def test_tool_failures_are_recipe_errors() -> None:
         raise RunError("the trainer exited with code 3")
 
     assert cli.run(fail, cli.parser("x"), []) == 1
+
+
+def test_every_tool_is_a_thin_executable_cli() -> None:
+    """Each local/*.py is executable, builds its parser in build_parser() and runs
+    through cli.run (one way to report a RecipeError: 'ERROR: …', exit 1)."""
+    bad = []
+    for tool in sorted((ROOT / "local").glob("*.py")):
+        text = tool.read_text(encoding="utf-8")
+        why = [w for w, ok in (("not executable", os.access(tool, os.X_OK)),
+                               ("no build_parser()", "def build_parser(" in text),
+                               ("not through cli.run", "cli.run(" in text),
+                               ("no #! line", text.startswith("#!"))) if not ok]
+        if why:
+            bad.append(f"{tool.name}: {', '.join(why)}")
+    assert not bad, bad

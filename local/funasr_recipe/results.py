@@ -39,8 +39,6 @@ from .scoring import ScoreResult, score, write_details
 from .stats import (Interval, PairedResult, TermMatcher, TermReport, bootstrap_ci, error_stats,
                     format_error_stats, paired_results, read_terms, term_report)
 
-#: Where the mini corpus's term list is (make_corpus.py's default output).
-MINI_CORPUS_TERMS = Path("downloads/mini_corpus/domain_terms.txt")
 #: Where run.sh stage 7 writes the error browser's pages, under EXP.
 BROWSER_DIR = "error_browser"
 #: Where local/hotword_eval.py writes its decodes and section, under EXP.
