@@ -104,7 +104,9 @@ def nano_body(args) -> int:
 
     if args.model_dir is None or args.prompt_conf is None:
         raise DataError("--family nano needs --model-dir and --prompt-conf")
-    model_dir = check_model_dir(args.model_dir, "nano")
+    # the files the jsonl reads (the tokenizer); run.sh checked the classes at its start,
+    # and resolving them imports funasr (~10 s a process, 9 processes a run)
+    model_dir = check_model_dir(args.model_dir, "nano", classes=False)
     conf = load_yaml(args.prompt_conf)
     settings = prompt_settings(conf, args.prompt_conf)
     prompt = build_prompt(settings["language"], settings["itn"])

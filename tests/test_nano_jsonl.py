@@ -151,6 +151,22 @@ def test_cli_writes_nano_lines_and_reports_dropped(model_dir, data_dir, tmp_path
 
 
 @pytest.mark.slow
+def test_cli_does_not_import_funasr(model_dir, data_dir, tmp_path):
+    """Stage 3 starts make_jsonl once per data set: importing funasr (to resolve the
+    config's classes, which run.sh checked at its start) cost ~10 s a process."""
+    d, _ = data_dir
+    r = subprocess.run([sys.executable, "-X", "importtime", str(TOOL), "--family", "nano",
+                        "--data-dir", str(d), "--model-dir", str(model_dir), "--prompt-conf",
+                        str(TRAIN_YAML), "--out", str(tmp_path / "t.jsonl")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    imported = {line.rsplit("|", 1)[-1].strip() for line in r.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "transformers" in imported          # the tokenizer: the check sees imports
+    assert "funasr" not in imported
+
+
+@pytest.mark.slow
 def test_cli_takes_language_and_itn_from_the_conf(model_dir, data_dir, tmp_path):
     d, _ = data_dir
     conf = tmp_path / "train.yaml"
