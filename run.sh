@@ -27,6 +27,7 @@ decode_conf=          # decoding settings [conf/<model>/decode.yaml]
 train_args=           # one-off training overrides "k=v k2=v2" (funasr keys, every training stage)
 decode_args=          # one-off decoding overrides "k=v ..." (keys of the decode conf)
 lm_conf=conf/nano/lm.yaml      # nano mini recipe: text-only pre-training of the twin's LLM
+encoder_conf=conf/nano/encoder.yaml  # nano mini recipe: CTC pre-training of the twin's encoder
 test_sets="general_test domain_test"   # sets decoded and scored
 terms=                # domain term list for term recall (mini corpus: its own list)
 train_threads=$(nproc)  # torch threads for training; each training job asks the backend for as many CPUs
@@ -96,6 +97,7 @@ Options (default in brackets):
                         "train_conf.max_epoch=2 optim_conf.lr=0.0001" (no spaces in values)
   --decode-args "K=V .." one-off decoding overrides, e.g. "batch_size=4"
   --lm-conf FILE        nano mini recipe: text-only pre-training of the twin's LLM [${lm_conf}]
+  --encoder-conf FILE   nano mini recipe: CTC pre-training of the twin's encoder [${encoder_conf}]
   --test-sets "A B"     sets decoded and scored [${test_sets}]
   --terms FILE          domain terms, one a line, for term recall in RESULTS.md
                         [mini corpus: its domain_terms.txt; own data: none]
@@ -144,7 +146,7 @@ cd "$(dirname "$0")"
 . ./cmd.sh
 . utils/parse_options.sh
 for opt in data general text general_text heldout_spk corpus_conf train_conf twin_conf decode_conf terms \
-           base_model stage_plan deepspeed corpus_dir datadir dumpdir expdir hotwords; do
+           lm_conf encoder_conf base_model stage_plan deepspeed corpus_dir datadir dumpdir expdir hotwords; do
   case "${given_opts}" in *" --${opt//_/-} "*) ;; *) continue ;; esac
   val=${!opt}
   [ -n "${val}" ] && [ "${val#/}" = "${val}" ] || continue
@@ -393,6 +395,18 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
           --report "domain_valid=${datadir}/domain_valid/text" --out "${mexp}/lm_pretrain"
       grep -E '^LM ' "${mexp}/logs/pretrain_llm.log" | sed 's/^/  /' || true
       pretrain_init=(--init "${mexp}/lm_pretrain/init.pt")
+    fi
+    if [ "${model}" = nano ]; then
+      # A real encoder hears speech; the twin's learns to, with CTC, on the general pool only.
+      log "  the twin's encoder: CTC pre-training on ${datadir}/general_train -> ${mexp}/encoder_pretrain (log: ${mexp}/logs/pretrain_encoder.log)"
+      run_job "${mexp}/logs/pretrain_encoder.log" \
+        python local/pretrain_encoder.py --model-dir "${mexp}/twin" "${pretrain_init[@]}" \
+          --conf "${encoder_conf}" --train-dir "${datadir}/general_train" \
+          --report "general_valid=${datadir}/general_valid" \
+          --report "domain_valid=${datadir}/domain_valid" \
+          --threads "${train_threads}" --out "${mexp}/encoder_pretrain"
+      grep -E '^encoder ' "${mexp}/logs/pretrain_encoder.log" | sed 's/^/  /' || true
+      pretrain_init=(--init "${mexp}/encoder_pretrain/init.pt")
     fi
     run_job_with "${train_job[*]}" "${mexp}/logs/pretrain.log" \
       python local/train.py --family "${model}" --conf "${train_conf}" --section pretrain \

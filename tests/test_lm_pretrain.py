@@ -118,6 +118,23 @@ def test_copy_examples_put_the_sentence_where_the_audio_goes(tokenizer):
     noisy = [copy_example(tokenizer, text, prompt, SYSTEM_PROMPT, rng, 0.5, 1, [7])[0]
              for _ in range(20)]
     assert any(7 in s for s in noisy) and any(len(s) < len(cids) - 2 for s in noisy)
+    # stretched as audio is: each token 3..9 slots (mean 6), itself at most twice, then fillers
+    for _ in range(20):
+        sids, _ = copy_example(tokenizer, text, prompt, SYSTEM_PROMPT, rng, 0.0, 2, [7], 6)
+        slots = sids[n_before:-n_target - n_after]
+        assert [t for i, t in enumerate(slots) if t != FILLER_ID and (i == 0 or slots[i - 1] != t)
+                ] == target[:-1]
+        n = len(target) - 1
+        assert 3 * n <= len(slots) <= 9 * n + 8
+        runs = "".join("f" if t == FILLER_ID else "t" for t in slots).split("f")
+        assert max(len(r) for r in runs) <= 2
+    # units as the encoder hears them: 学校 (one Qwen3 token) copied as 学 and 校
+    cids, clabels = copy_example(tokenizer, "他们去学校", prompt, SYSTEM_PROMPT, random.Random(1),
+                                 0.0, 1, [7], 0, "chars")
+    slots = [t for t in cids[n_before:] if t != FILLER_ID][:5]
+    assert slots == [t for ch in "他们去学校" for t in tokenizer.encode(ch)]
+    assert tokenizer.encode("学校") != tokenizer.encode("学") + tokenizer.encode("校")
+    assert tokenizer.decode([t for t in clabels if t >= 0]) == "他们去学校<|im_end|>"
 
 
 def test_copy_keys_are_optional_and_checked(tmp_path):
@@ -131,6 +148,9 @@ def test_copy_keys_are_optional_and_checked(tmp_path):
         load_lm_conf(tmp_path / "lm.yaml")
     (tmp_path / "lm.yaml").write_text(yaml.safe_dump(dict(base, softmax="sampled")))
     with pytest.raises(DataError, match="softmax"):
+        load_lm_conf(tmp_path / "lm.yaml")
+    (tmp_path / "lm.yaml").write_text(yaml.safe_dump(dict(base, copy_units="words")))
+    with pytest.raises(DataError, match="copy_units"):
         load_lm_conf(tmp_path / "lm.yaml")
     (tmp_path / "lm.yaml").write_text(yaml.safe_dump(dict(base, copy_max_repeat=0)))
     with pytest.raises(DataError, match="copy_max_repeat"):
@@ -165,6 +185,48 @@ def test_target_loss_equals_the_full_causal_lm_loss(tokenizer):
         few, _ = target_loss(llm, ids, mask, labels, vocab=own)
     torch.testing.assert_close(every, full)
     assert few < full - 1
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_compact_vocab_trains_as_the_full_table_would(tokenizer, tied):
+    """softmax: corpus on the cut-down table = the same steps on the full table."""
+    import copy
+
+    from funasr_recipe.lm_pretrain import CompactVocab
+
+    llm_full = tiny_llm()
+    if not tied:
+        llm_full.config.tie_word_embeddings = False
+        llm_full.lm_head.weight = torch.nn.Parameter(llm_full.lm_head.weight.detach().clone()
+                                                     + 0.01)
+    llm_small = copy.deepcopy(llm_full)
+    ex = [chat_example(tokenizer, t, build_prompt(), SYSTEM_PROMPT)
+          for t in ("请给病人做心电图", "this costs five dollars", "明天下午三点开会")]
+    ids, mask, labels = collate(ex)
+    vocab = torch.tensor(sorted({t for _, y in ex for t in y if t >= 0}))
+    opt_full = torch.optim.AdamW(llm_full.parameters(), lr=0.01, weight_decay=0.0)
+    compact = CompactVocab(llm_small, [0, *ids.flatten().tolist()])
+    opt_small = torch.optim.AdamW(compact.parameters(), lr=0.01, weight_decay=0.0)
+    for _ in range(3):
+        loss_full, n = target_loss(llm_full, ids, mask, labels, vocab=vocab)
+        opt_full.zero_grad(set_to_none=True)
+        loss_full.backward()
+        opt_full.step()
+        loss_small, m = compact.loss(ids, mask, labels, vocab)
+        opt_small.zero_grad(set_to_none=True)
+        loss_small.backward()
+        opt_small.step()
+        torch.testing.assert_close(loss_small, loss_full)
+        assert m == n
+    compact.write_back()
+    assert llm_small.get_input_embeddings() is compact.full
+    small_state, full_state = llm_small.state_dict(), llm_full.state_dict()
+    assert small_state.keys() == full_state.keys()
+    for k, v in full_state.items():
+        torch.testing.assert_close(small_state[k], v, msg=k)
+    assert (llm_small.lm_head.weight is llm_small.get_input_embeddings().weight) == tied
+    with pytest.raises(ValueError, match="outside the compact"):
+        compact.remap(torch.tensor([151935]))
 
 
 @pytest.mark.slow

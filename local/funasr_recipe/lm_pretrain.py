@@ -63,11 +63,14 @@ class LMConf:
     copy_fraction: float = 0.0
     copy_noise: float = 0.0
     copy_max_repeat: int = 1
+    copy_slots_per_token: int = 0
+    copy_units: str = "tokens"
     softmax: str = "full"
 
 
 #: Keys that may be left out of the LM config (their defaults: no copy examples).
-OPTIONAL = {"copy_fraction": 0.0, "copy_noise": 0.0, "copy_max_repeat": 1, "softmax": "full"}
+OPTIONAL = {"copy_fraction": 0.0, "copy_noise": 0.0, "copy_max_repeat": 1,
+            "copy_slots_per_token": 0, "copy_units": "tokens", "softmax": "full"}
 
 
 def load_lm_conf(path: str | os.PathLike) -> LMConf:
@@ -83,7 +86,7 @@ def load_lm_conf(path: str | os.PathLike) -> LMConf:
         raise DataError(f"{path}: missing key(s) {', '.join(missing)}")
     raw = {**OPTIONAL, **raw}
     ints = ("seed", "num_general", "num_domain", "num_domain_extra", "epochs", "batch_size",
-            "warmup_steps", "copy_max_repeat")
+            "warmup_steps", "copy_max_repeat", "copy_slots_per_token")
     for key in ints:
         v = raw[key]
         if not isinstance(v, int) or isinstance(v, bool) or (v < 0 and key != "seed"):
@@ -92,6 +95,9 @@ def load_lm_conf(path: str | os.PathLike) -> LMConf:
         raise DataError(f"{path}: 'batch_size' must be at least 1, got {raw['batch_size']}")
     if raw["softmax"] not in ("full", "corpus"):
         raise DataError(f"{path}: 'softmax' must be 'full' or 'corpus', got {raw['softmax']!r}")
+    if raw["copy_units"] not in ("tokens", "chars"):
+        raise DataError(f"{path}: 'copy_units' must be 'tokens' or 'chars', got "
+                        f"{raw['copy_units']!r}")
     if raw["copy_max_repeat"] < 1:
         raise DataError(f"{path}: 'copy_max_repeat' must be at least 1, got "
                         f"{raw['copy_max_repeat']}")
@@ -212,7 +218,8 @@ FILLER_ID = 0  # the id funasr's dataset puts in the audio slots before the enco
 
 
 def copy_example(tokenizer, text: str, prompt: str, system: str, rng: random.Random,
-                 noise: float, max_repeat: int, vocab: Sequence[int]
+                 noise: float, max_repeat: int, vocab: Sequence[int],
+                 slots_per_token: int = 0, units: str = "tokens"
                  ) -> tuple[list[int], list[int]]:
     """``(input_ids, labels)`` of ``text`` as the assistant turn, with a noisy,
     stretched copy of its tokens where the audio slots are in the Nano prompt.
@@ -227,18 +234,39 @@ def copy_example(tokenizer, text: str, prompt: str, system: str, rng: random.Ran
     token, with probability ``noise``, dropped or replaced by a random one of
     ``vocab``: the LLM learns to copy through noise with its knowledge of the
     language. Text only: the sentence, never audio.
+
+    ``units="chars"``: the copy holds the sentence unit by unit as the encoder
+    hears it (:func:`.encoder_pretrain.units_of`: each CJK character, every
+    other word, each tokenised alone), not the target's multi-character
+    tokens: the LLM learns to write 学校 from 学 and 校.
+
+    ``slots_per_token`` > 0: the copy is stretched as the audio is, each token
+    taking ``slots_per_token // 2 .. slots_per_token * 3 // 2`` slots (the token
+    1..``max_repeat`` times, fillers after it), so that the LLM learns to find
+    token ``i`` where the audio has it (an audio slot is one 60 ms frame; the
+    mini corpus's speech has about 6 frames per Qwen3 token).
     """
     before = tokenizer.encode(f"<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n"
                               f"{prompt}")
     after = tokenizer.encode("<|im_end|>\n<|im_start|>assistant\n")
     target = tokenizer.encode(f"{text}<|im_end|>")
+    source = target[:-1]
+    if units == "chars":
+        from .encoder_pretrain import units_of
+
+        source = [t for u in units_of(text) for t in tokenizer.encode(u)]
     slots = [FILLER_ID] * rng.randint(0, 4)
-    for tok in target[:-1]:
+    for tok in source:
         r = rng.random()
         if r < noise / 2:
             continue
         if r < noise:
             tok = rng.choice(vocab)
+        if slots_per_token > 0:
+            k = rng.randint(max(1, slots_per_token // 2), slots_per_token * 3 // 2)
+            r = min(k, rng.randint(1, max_repeat))
+            slots += [tok] * r + [FILLER_ID] * (k - r)
+            continue
         slots += [tok] * rng.randint(1, max_repeat)
         if rng.random() < 0.1:
             slots += [FILLER_ID] * rng.randint(1, 2)
@@ -282,6 +310,75 @@ def target_loss(llm, ids, mask, labels, reduction: str = "mean", vocab=None):
         logits = (h @ llm.lm_head.weight[vocab].T).float()
         target = torch.searchsorted(vocab, target)
     return F.cross_entropy(logits, target, reduction=reduction), int(where.sum())
+
+
+class CompactVocab:
+    """``llm``'s token tables cut down to ``ids`` for ``softmax: corpus`` training.
+
+    With the softmax over the corpus's ids only, every other row of the
+    151,936-row embedding (and output layer) gets no gradient, so AdamW
+    (weight decay 0) never moves it; yet the dense gradient of the full table
+    and the optimiser's pass over it cost most of a step. Here the model trains
+    on a table of the ``ids`` rows only (inputs and labels remapped), the same
+    arithmetic as on the full table; :meth:`write_back` copies the rows back
+    (done before every evaluation and at the end, with the full tables restored).
+    """
+
+    def __init__(self, llm, ids: Sequence[int]):
+        import torch
+
+        self.llm = llm
+        self.ids = torch.tensor(sorted(set(ids)), dtype=torch.long)
+        self.full = llm.get_input_embeddings()
+        vocab_size = self.full.weight.shape[0]
+        self.lookup = torch.full((vocab_size,), -1, dtype=torch.long)
+        self.lookup[self.ids] = torch.arange(len(self.ids))
+        self.small = torch.nn.Embedding(len(self.ids), self.full.weight.shape[1])
+        with torch.no_grad():
+            self.small.weight.copy_(self.full.weight[self.ids])
+        self.tied = llm.lm_head.weight is self.full.weight
+        self.head = None if self.tied else torch.nn.Parameter(
+            llm.lm_head.weight.detach()[self.ids].clone())
+        llm.set_input_embeddings(self.small)
+
+    def parameters(self) -> list:
+        """What the optimiser updates: the model's weights with the small tables."""
+        out = [p for p in self.llm.parameters() if p is not self.llm.lm_head.weight
+               and p is not self.full.weight]
+        return out + ([] if self.head is None else [self.head])
+
+    def remap(self, ids):
+        out = self.lookup[ids]
+        if bool((out < 0).any()):
+            raise ValueError("a token id outside the compact vocabulary")
+        return out
+
+    def loss(self, ids, mask, labels, vocab):
+        """:func:`target_loss` with the softmax over ``vocab`` (full-table ids)."""
+        import torch
+        import torch.nn.functional as F
+
+        hidden = self.llm.model(input_ids=self.remap(ids), attention_mask=mask).last_hidden_state
+        shift = labels[:, 1:]
+        where = shift != -100
+        h, target = hidden[:, :-1][where], shift[where]
+        out = self.small.weight if self.head is None else self.head
+        logits = (h @ out[self.remap(vocab)].T).float()
+        return F.cross_entropy(logits, torch.searchsorted(vocab, target)), int(where.sum())
+
+    def write_back(self) -> None:
+        """Copy the trained rows into the full tables and restore them in ``llm``."""
+        import torch
+
+        with torch.no_grad():
+            self.full.weight[self.ids] = self.small.weight
+            if self.head is not None:
+                self.llm.lm_head.weight[self.ids] = self.head
+        self.llm.set_input_embeddings(self.full)
+
+    def resume(self) -> None:
+        """Train on the small tables again after :meth:`write_back`."""
+        self.llm.set_input_embeddings(self.small)
 
 
 # ----------------------------------------------------------------------------
@@ -332,7 +429,17 @@ def train_lm(llm, train: Sequence[tuple[list[int], list[int]]], conf: LMConf,
     import torch
 
     torch.manual_seed(conf.seed)
-    opt = torch.optim.AdamW(llm.parameters(), lr=conf.lr, weight_decay=conf.weight_decay)
+    vocab = compact = None
+    params = list(llm.parameters())
+    if conf.softmax == "corpus":
+        vocab = torch.tensor(sorted({t for _, y in train for t in y if t != -100}))
+        compact = CompactVocab(llm, [0, *vocab.tolist(), *(t for x, _ in train for t in x)])
+        params = compact.parameters()
+        log.info("LM training softmax over the corpus's %d token ids, on a %d-row table "
+                 "(evaluation: all %d)", len(vocab), len(compact.ids),
+                 compact.full.weight.shape[0])
+        compact.write_back()
+    opt = torch.optim.AdamW(params, lr=conf.lr, weight_decay=conf.weight_decay)
     steps_per_epoch = math.ceil(len(train) / conf.batch_size)
     total = max(1, steps_per_epoch * conf.epochs)
 
@@ -343,11 +450,6 @@ def train_lm(llm, train: Sequence[tuple[list[int], list[int]]], conf: LMConf,
         return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, p)))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
-    vocab = None
-    if conf.softmax == "corpus":
-        vocab = torch.tensor(sorted({t for _, y in train for t in y if t != -100}))
-        log.info("LM training softmax over the corpus's %d token ids (evaluation: all)",
-                 len(vocab))
     rng = random.Random(conf.seed)
     rows = []
     row = {"epoch": 0, "train_loss": math.nan, "seconds": 0.0,
@@ -357,15 +459,18 @@ def train_lm(llm, train: Sequence[tuple[list[int], list[int]]], conf: LMConf,
     llm.train()
     t0 = time.time()
     for epoch in range(1, conf.epochs + 1):
+        if compact is not None:
+            compact.resume()
         order = list(range(len(train)))
         rng.shuffle(order)
         tot, n = 0.0, 0
         for i in range(0, len(order), conf.batch_size):
             batch = collate([train[j] for j in order[i:i + conf.batch_size]])
-            loss, k = target_loss(llm, *batch, vocab=vocab)
+            loss, k = (target_loss(llm, *batch) if compact is None
+                       else compact.loss(*batch, vocab))
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(llm.parameters(), 5.0)
+            torch.nn.utils.clip_grad_norm_(params, 5.0)
             opt.step()
             sched.step()
             tot, n = tot + loss.item() * k, n + k
@@ -373,6 +478,8 @@ def train_lm(llm, train: Sequence[tuple[list[int], list[int]]], conf: LMConf,
             if step % 20 == 0:
                 log.info("LM epoch %d, step %d/%d: loss %.3f, %.0f s", epoch, step,
                          steps_per_epoch, tot / max(1, n), time.time() - t0)
+        if compact is not None:
+            compact.write_back()
         row = {"epoch": epoch, "train_loss": tot / max(1, n),
                "seconds": round(time.time() - t0, 1),
                **{f"{k}_loss": evaluate_lm(llm, v, conf.batch_size)
@@ -458,12 +565,15 @@ def pretrain(model_dir: str | os.PathLike, conf: LMConf, prompt: str, system: st
                         if y != -100})
         picked = [t for t in train_texts if rng.random() < conf.copy_fraction]
         train_examples += [copy_example(tok, t, prompt, system, rng, conf.copy_noise,
-                                        conf.copy_max_repeat, vocab) for t in picked]
+                                        conf.copy_max_repeat, vocab, conf.copy_slots_per_token,
+                                        conf.copy_units) for t in picked]
         counts["copy_examples"] = len(picked)
     reports = {"heldout": examples(held_texts)}
     if conf.copy_fraction > 0:
         reports["heldout_copy"] = [copy_example(tok, t, prompt, system, rng, conf.copy_noise,
-                                                conf.copy_max_repeat, vocab) for t in held_texts]
+                                                conf.copy_max_repeat, vocab,
+                                                conf.copy_slots_per_token, conf.copy_units)
+                                   for t in held_texts]
     for name, path in report_files.items():
         reports[name] = examples(sorted(read_transcripts([path])))
     rows = train_lm(llm, train_examples, conf, reports, out / "log.tsv")
@@ -479,6 +589,6 @@ def pretrain(model_dir: str | os.PathLike, conf: LMConf, prompt: str, system: st
 
 
 __all__ = ["LM_FILES", "LMConf", "load_lm_conf", "read_transcripts", "lm_texts",
-           "chat_example", "copy_example", "collate", "target_loss", "llm_from_twin",
+           "chat_example", "copy_example", "collate", "target_loss", "CompactVocab", "llm_from_twin",
            "evaluate_lm", "train_lm",
            "install_llm", "pretrain"]

@@ -1,0 +1,339 @@
+"""CTC pre-training of the Fun-ASR-Nano twin's audio encoder.
+
+A real Fun-ASR-Nano-2512 starts from an encoder that already hears speech
+(SenseVoice's, trained with CTC on tens of thousands of hours); the twin's
+starts random, and learning to hear through the LLM's loss alone is slow (the
+LLM writes fluent sentences long before the encoder tells it which). This
+module makes the twin's encoder that kind of encoder, on the **general pool's
+audio only** (the domain's audio is first heard in fine-tuning stage 1):
+
+* :func:`build_encoder`: the model dir's own frontend and encoder classes
+  (funasr's ``WavFrontend`` and ``SenseVoiceEncoderSmall`` from its
+  ``config.yaml``), with the encoder weights of an initial checkpoint;
+* :func:`read_set`: a Kaldi data dir's audio as funasr's training loads it
+  (``load_audio_text_image_video`` + ``extract_fbank``), with CTC targets;
+* :func:`train_ctc`: the encoder with a throw-away linear CTC head over the
+  units of the training transcripts (each CJK character one unit, other words
+  whole), AdamW with a one-cycle schedule; after every few epochs the greedy
+  CTC error rate on the report sets (scored by :mod:`.scoring`) is logged;
+* :func:`install_encoder`: the initial checkpoint with its ``audio_encoder.*``
+  weights replaced. The head is not kept: ``model.pt`` has exactly the
+  release's keys.
+
+Settings: ``conf/nano/encoder.yaml`` (:func:`load_encoder_conf`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import re
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from .atomic import atomic_write
+from .config import load_yaml
+from .errors import DataError
+
+log = logging.getLogger(__name__)
+
+#: Files a finished pre-training directory holds (``encoder_info.json`` last).
+ENCODER_FILES = ("log.tsv", "units.txt", "init.pt", "encoder_info.json")
+
+
+@dataclass(frozen=True)
+class EncoderConf:
+    """The settings of ``conf/nano/encoder.yaml``."""
+
+    seed: int
+    epochs: int
+    batch_size: int
+    lr: float
+    warmup_fraction: float
+    weight_decay: float
+    time_masks: int
+    time_mask_width: int
+    report_every: int
+
+
+def load_encoder_conf(path: str | os.PathLike) -> EncoderConf:
+    """Read and check ``path``; every key is required, none unknown."""
+    raw = load_yaml(path)
+    fields = EncoderConf.__dataclass_fields__
+    unknown = sorted(set(raw) - set(fields))
+    missing = sorted(set(fields) - set(raw))
+    if unknown:
+        raise DataError(f"{path}: unknown key(s) {', '.join(unknown)}; allowed: "
+                        f"{', '.join(fields)}")
+    if missing:
+        raise DataError(f"{path}: missing key(s) {', '.join(missing)}")
+    for key in ("seed", "epochs", "batch_size", "time_masks", "time_mask_width",
+                "report_every"):
+        v = raw[key]
+        if not isinstance(v, int) or isinstance(v, bool) or (v < 0 and key != "seed"):
+            raise DataError(f"{path}: '{key}' must be a non-negative integer, got {v!r}")
+    for key in ("batch_size", "report_every"):
+        if raw[key] < 1:
+            raise DataError(f"{path}: '{key}' must be at least 1, got {raw[key]}")
+    for key in ("lr", "warmup_fraction", "weight_decay"):
+        v = raw[key]
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
+            raise DataError(f"{path}: '{key}' must be a non-negative number, got {v!r}")
+    if not 0 < raw["warmup_fraction"] < 1:
+        raise DataError(f"{path}: 'warmup_fraction' must be within (0, 1), got "
+                        f"{raw['warmup_fraction']!r}")
+    return EncoderConf(**{k: (float(raw[k]) if fields[k].type == "float" else raw[k])
+                          for k in fields})
+
+
+_UNIT = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]|[^\s\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+
+
+def units_of(text: str) -> list[str]:
+    """CTC units of a transcript: each CJK character, and every other word whole."""
+    return _UNIT.findall(text)
+
+
+# ----------------------------------------------------------------------------
+# Model and data
+
+def build_encoder(model_dir: str | os.PathLike, state: dict):
+    """``(frontend, encoder)``: the classes the model dir's ``config.yaml`` names,
+    built as funasr's ``FunASRNano`` builds them, the encoder with the
+    ``audio_encoder.*`` weights of ``state``."""
+    import funasr.models  # noqa: F401  (registers the classes)
+    from funasr.register import tables
+
+    conf = load_yaml(Path(model_dir) / "config.yaml")
+    frontend_class = tables.frontend_classes.get(conf.get("frontend"))
+    encoder_class = tables.encoder_classes.get(conf.get("audio_encoder"))
+    if frontend_class is None or encoder_class is None:
+        raise DataError(f"{model_dir}/config.yaml: frontend {conf.get('frontend')!r} or "
+                        f"audio_encoder {conf.get('audio_encoder')!r} is not a funasr class")
+    frontend = frontend_class(**conf.get("frontend_conf", {}))
+    econf = {k: v for k, v in conf.get("audio_encoder_conf", {}).items()
+             if k not in ("freeze", "freeze_layer_num", "feat_permute", "hub")}
+    encoder = encoder_class(input_size=frontend.output_size(), **econf)
+    own = {k[len("audio_encoder."):]: v for k, v in state.items()
+           if k.startswith("audio_encoder.")}
+    missing, unexpected = encoder.load_state_dict(own, strict=False)
+    if missing or unexpected:
+        raise DataError(f"{model_dir}: the checkpoint's audio_encoder.* weights do not fit "
+                        f"config.yaml (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return frontend, encoder
+
+
+@dataclass
+class Utterance:
+    key: str
+    feats: Any          #: (frames, dim) float tensor
+    units: list[str]
+    text: str
+
+
+def read_set(data_dir: str | os.PathLike, frontend) -> list[Utterance]:
+    """Every utterance of a Kaldi data dir, its audio loaded and turned into
+    features exactly as funasr's Nano training does (dither included)."""
+    from funasr.utils.load_utils import extract_fbank, load_audio_text_image_video
+
+    from .tables import read_table
+
+    d = Path(data_dir)
+    wav = read_table(d / "wav.scp")
+    text = read_table(d / "text", allow_empty_value=True)
+    out = []
+    for key in sorted(wav):
+        if key not in text:
+            raise DataError(f"{d}/text: no transcript for {key} (wav.scp has it)")
+        audio = load_audio_text_image_video(wav[key], fs=16000)
+        feats, _ = extract_fbank(audio, data_type="sound", frontend=frontend, is_final=True)
+        out.append(Utterance(key, feats[0], units_of(text[key]), text[key]))
+    if not out:
+        raise DataError(f"{d}: no utterance")
+    return out
+
+
+def _batch(items: Sequence[Utterance]):
+    import torch
+
+    n = max(u.feats.shape[0] for u in items)
+    x = torch.zeros(len(items), n, items[0].feats.shape[1])
+    for i, u in enumerate(items):
+        x[i, :u.feats.shape[0]] = u.feats
+    return x, torch.tensor([u.feats.shape[0] for u in items])
+
+
+def greedy_error_rate(encoder, head, units: Sequence[str], data: Sequence[Utterance],
+                      batch_size: int = 32) -> float:
+    """Greedy CTC decoding of ``data``, scored as ``local/score.py`` scores (%)."""
+    import torch
+
+    from .scoring import score
+
+    was_training = encoder.training
+    encoder.eval()
+    refs, hyps = {}, {}
+    with torch.no_grad():
+        for i in range(0, len(data), batch_size):
+            items = data[i:i + batch_size]
+            h, hl = encoder(*_batch(items))
+            best = head(h).argmax(-1)
+            for j, u in enumerate(items):
+                out, prev = [], 0
+                for s in best[j, :int(hl[j])].tolist():
+                    if s != prev and s != 0:
+                        out.append(units[s - 1])
+                    prev = s
+                refs[u.key], hyps[u.key] = u.text, " ".join(out)
+    encoder.train(was_training)
+    return score(refs, hyps).wer
+
+
+def train_ctc(encoder, train: Sequence[Utterance], conf: EncoderConf,
+              reports: dict[str, Sequence[Utterance]],
+              log_tsv: str | os.PathLike | None = None) -> tuple[list[dict[str, Any]], list[str]]:
+    """Train ``encoder`` in place with a linear CTC head over the units of
+    ``train``; returns the rows logged (every ``report_every`` epochs and the
+    last: train loss, seconds, greedy error rate of each report set) and the
+    units (head output ``i + 1`` is ``units[i]``; 0 is the blank)."""
+    import torch
+    import torch.nn.functional as F
+
+    torch.manual_seed(conf.seed)
+    units = sorted({x for u in train for x in u.units})
+    index = {x: i + 1 for i, x in enumerate(units)}
+    head = torch.nn.Linear(encoder.output_size(), len(units) + 1)
+    params = [p for p in encoder.parameters()] + list(head.parameters())
+    for p in params:
+        p.requires_grad_(True)
+    encoder.train()
+    opt = torch.optim.AdamW(params, lr=conf.lr, weight_decay=conf.weight_decay)
+    steps = max(1, conf.epochs * math.ceil(len(train) / conf.batch_size))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=conf.lr, total_steps=steps,
+                                                pct_start=conf.warmup_fraction)
+    rng = random.Random(conf.seed)
+
+    def report(epoch, loss, seconds):
+        row = {"epoch": epoch, "train_loss": loss, "seconds": round(seconds, 1),
+               **{f"{k}_error": greedy_error_rate(encoder, head, units, v)
+                  for k, v in reports.items()}}
+        log.info("encoder epoch %d: %s", epoch, row)
+        return row
+
+    rows = [report(0, math.nan, 0.0)]
+    t0 = time.time()
+    for epoch in range(1, conf.epochs + 1):
+        order = list(range(len(train)))
+        rng.shuffle(order)
+        tot = 0.0
+        for i in range(0, len(order), conf.batch_size):
+            items = [train[j] for j in order[i:i + conf.batch_size]]
+            x, lens = _batch(items)
+            for b in range(x.shape[0]):       # time masking (SpecAugment's)
+                for _ in range(conf.time_masks):
+                    w = rng.randint(0, conf.time_mask_width)
+                    s = rng.randint(0, max(0, int(lens[b]) - w))
+                    x[b, s:s + w] = 0.0
+            h, hl = encoder(x, lens)
+            logp = head(h).log_softmax(-1).transpose(0, 1)
+            targets = [torch.tensor([index[x] for x in u.units]) for u in items]
+            loss = F.ctc_loss(logp, torch.cat(targets), hl,
+                              torch.tensor([len(t) for t in targets]), zero_infinity=True)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 5.0)
+            opt.step()
+            sched.step()
+            tot += loss.item() * len(items)
+        if epoch % conf.report_every == 0 or epoch == conf.epochs:
+            rows.append(report(epoch, tot / len(train), time.time() - t0))
+    encoder.eval()
+    if log_tsv is not None:
+        cols = list(rows[0])
+        with atomic_write(log_tsv) as f:
+            f.write("\t".join(cols) + "\n")
+            for r in rows:
+                f.write("\t".join(f"{r[c]:.4f}" if isinstance(r[c], float) else str(r[c])
+                                  for c in cols) + "\n")
+    return rows, units
+
+
+def install_encoder(state: dict, encoder, out: str | os.PathLike) -> int:
+    """Write ``out``: ``state`` (a Nano ``model.pt`` state dict) with every
+    ``audio_encoder.*`` weight taken from ``encoder``; returns how many."""
+    import torch
+
+    new = dict(state)
+    trained = encoder.state_dict()
+    replaced = 0
+    for k in state:
+        if k.startswith("audio_encoder."):
+            src = trained.get(k[len("audio_encoder."):])
+            if src is None:
+                raise DataError(f"trained encoder lacks {k[len('audio_encoder.'):]}")
+            new[k] = src.detach().to(state[k].dtype).clone()
+            replaced += 1
+    with atomic_write(out, "wb") as f:
+        torch.save({"state_dict": new}, f)
+    return replaced
+
+
+def pretrain(model_dir: str | os.PathLike, init: str | os.PathLike, conf: EncoderConf,
+             train_dir: str | os.PathLike, out: str | os.PathLike,
+             report_dirs: dict[str, str | os.PathLike] | None = None) -> dict[str, Any]:
+    """The whole step: features, CTC training, ``out/init.pt`` (``init`` with the
+    trained encoder); skipped when ``out`` already holds a result made from the
+    same inputs. Returns ``encoder_info.json``'s content."""
+    import torch
+
+    from . import stamp
+    from .checkpoint import load_state
+    from .stamp import AUDIO_OF
+
+    model_dir, out = Path(model_dir).resolve(), Path(out)
+    report_dirs = dict(report_dirs or {})
+    dirs = [Path(train_dir), *map(Path, report_dirs.values())]
+    inputs = [model_dir / "config.yaml", Path(init)]
+    for d in dirs:
+        inputs += [d / "text", f"{AUDIO_OF}{d / 'wav.scp'}"]
+    opts = [f"conf={json.dumps(asdict(conf), sort_keys=True)}",
+            f"reports={','.join(sorted(report_dirs))}"]
+    why = stamp.check(out, inputs, opts, outputs=[out / f for f in ENCODER_FILES])
+    if not why:
+        log.info("%s: encoder pre-training complete for these inputs, skipped", out)
+        return json.loads((out / "encoder_info.json").read_text(encoding="utf-8"))
+    log.info("%s: (re)doing the encoder pre-training: %s", out, "; ".join(why))
+    out.mkdir(parents=True, exist_ok=True)
+    stamp.clear(out)
+
+    state = load_state(init)
+    frontend, encoder = build_encoder(model_dir, state)
+    t0 = time.time()
+    train = read_set(train_dir, frontend)
+    reports = {name: read_set(d, frontend) for name, d in report_dirs.items()}
+    feat_seconds = round(time.time() - t0, 1)
+    log.info("features of %d training and %d report utterances: %.1f s", len(train),
+             sum(map(len, reports.values())), feat_seconds)
+    rows, units = train_ctc(encoder, train, conf, reports, out / "log.tsv")
+    with atomic_write(out / "units.txt") as f:
+        f.writelines(u + "\n" for u in units)
+    replaced = install_encoder(state, encoder, out / "init.pt")
+    info = {"model_dir": str(model_dir), "init": str(init), "conf": asdict(conf),
+            "train_utterances": len(train), "units": len(units),
+            "feature_seconds": feat_seconds, "encoder_weights_replaced": replaced,
+            "epochs": rows, "threads": torch.get_num_threads()}
+    with atomic_write(out / "encoder_info.json") as f:
+        json.dump(info, f, ensure_ascii=False, indent=1)
+        f.write("\n")
+    stamp.mark(out, inputs, opts)
+    return info
+
+
+__all__ = ["ENCODER_FILES", "EncoderConf", "load_encoder_conf", "units_of", "build_encoder",
+           "Utterance", "read_set", "greedy_error_rate", "train_ctc", "install_encoder",
+           "pretrain"]
