@@ -483,6 +483,8 @@ if [ ${stop_stage} -ge 6 ]; then
   dec_opts+=("${decode_set[@]}")
   # nano: the prompt the model was trained with (train conf); decoding settings apart
   dec_confs=("${decode_conf}")
+  # a hotword file's content, not only its name, decides whether a decode is stale
+  [ -f "${hotwords}" ] && dec_confs+=("${hotwords}")
   [ "${model}" = nano ] && dec_confs+=("${train_conf}") && dec_opts+=(--conf "${train_conf}")
   # decodes with other options sit side by side: decode_<model>_<tag>
   if [ -z "${decode_tag}" ]; then
@@ -543,8 +545,10 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
   # hotwords (issue 16): the final model on the domain test set with hotwords off, on
   # (its terms + distractors), distractors only and the whole term list; RESULTS.md
   # includes the section (local/hotword_eval.py)
+  hot_opt=(--no-hotwords)   # RESULTS.md shows a hotword comparison only if this run made or checked it
   if [ "${model}" = nano ] && [ -n "${terms}" ] && [ "${terms}" != none ] \
       && echo " ${test_sets} " | grep -q " domain_test "; then
+    hot_opt=()
     hdir=${mexp}/hotwords
     hmodel=${stage_names##* }
     sig=(--inputs "${mexp}/${hmodel}/model" "${datadir}/domain_test" "${terms}" "${train_conf}"
@@ -566,7 +570,7 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
     python local/make_results.py --family "${model}" --exp "${mexp}" \
       --models "$(echo ${models} | tr ' ' ,)" --sets "$(echo ${test_sets} | tr ' ' ,)" \
       --data "${datadir}" --mix-summary "${datadir}/mix_summary.tsv" "${pretrain_opt[@]}" \
-      --terms "${terms:-none}" --tag "${decode_tag}"
+      --terms "${terms:-none}" --tag "${decode_tag}" "${hot_opt[@]}"
   sed -n '/^| model/,$p' "${mexp}/RESULTS.md"
 fi
 
@@ -623,7 +627,7 @@ if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
         [ -n "${itn}" ] && eng_opts+=(--itn "${itn}")
       fi
       sig=(--inputs "${m}" "${datadir}/${set}" "audio-of:${datadir}/${set}/wav.scp"
-             "${export_conf}" --opts "engine=${engine}" "precision=${precision}"
+             "${export_conf}" "${dec_confs[@]}" --opts "engine=${engine}" "precision=${precision}"
              "prompt=${hotwords}|${language}|${itn}" --outputs "${out}/text")
       if is_done "${out}" "${sig[@]}"; then
         log "  ${engine} ${precision} ${set}: complete for the same inputs, skipped"

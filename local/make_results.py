@@ -63,6 +63,9 @@ def build_parser():
     ap.add_argument("--tag", default=DEFAULT_TAG,
                     help="decode tag of the main tables (EXP/decode_<model>_<tag>; "
                          "local/decode.py --print-tag) [%(default)s]")
+    ap.add_argument("--no-hotwords", action="store_true",
+                    help="leave out EXP/hotwords/RESULTS.md (run.sh: when this run did not "
+                         "make or check the hotword comparison)")
     ap.add_argument("--out", type=Path, default=None, help="output (default: EXP/RESULTS.md)")
     return ap
 
@@ -82,7 +85,8 @@ def body(args) -> int:
                       args.data, args.mix_summary, args.pretrain_data,
                       args.out or args.exp / "RESULTS.md", terms=_terms(args.terms),
                       n_resamples=args.bootstrap, seed=args.seed, norm=args.norm,
-                      general_set=args.general_set, domain_set=args.domain_set, tag=args.tag)
+                      general_set=args.general_set, domain_set=args.domain_set, tag=args.tag,
+                      hotwords=not args.no_hotwords)
     print(md)
     return 0
 

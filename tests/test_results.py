@@ -187,3 +187,7 @@ def test_hotword_section_compares_every_condition_with_off(tmp_path):
     out = make_results("nano", exp, ["base"], ["domain_test"], data, data / "mix_summary.tsv",
                        None, exp / "RESULTS.md", n_resamples=20)
     assert "## Hotwords: does the model use them?" in out
+    # ... and not when this run did not make or check it (run.sh: --no-hotwords)
+    out = make_results("nano", exp, ["base"], ["domain_test"], data, data / "mix_summary.tsv",
+                       None, exp / "RESULTS.md", n_resamples=20, hotwords=False)
+    assert "## Hotwords" not in out

@@ -196,8 +196,8 @@ def results_markdown(family: str, exp: Path, models: list[str], sets: list[str],
                      sig: list[tuple[str, str, str, PairedResult]] | None = None,
                      plot_name: str | None = None, n_resamples: int = 1000,
                      seed: int = 0, tag: str = DEFAULT_TAG,
-                     other_tags: dict[str, dict[str, dict[str, DecodeScore]]] | None = None
-                     ) -> str:
+                     other_tags: dict[str, dict[str, dict[str, DecodeScore]]] | None = None,
+                     hotwords: bool = True) -> str:
     """RESULTS.md of a family (see module doc). ``scores`` are the decodes
     tagged ``tag``; ``other_tags`` ``{tag: {model: {set: score}}}`` are shown
     side by side with them."""
@@ -295,7 +295,7 @@ def results_markdown(family: str, exp: Path, models: list[str], sets: list[str],
                   "[vocab_audit.tsv](vocab_audit.tsv)):", "", "```",
                   audit.read_text(encoding="utf-8").rstrip("\n"), "```"]
     hot = exp / HOTWORD_DIR / "RESULTS.md"
-    if hot.is_file():  # local/hotword_eval.py (nano with a term list)
+    if hotwords and hot.is_file():  # local/hotword_eval.py (nano with a term list)
         lines += ["", hot.read_text(encoding="utf-8").rstrip("\n")]
     pages = [s for s in sets if (exp / BROWSER_DIR / f"{s}.html").is_file()]
     if pages:
@@ -350,11 +350,14 @@ def make_results(family: str, exp: Path, models: list[str], sets: list[str], dat
                  mix_summary: Path, pretrain_data: Path | None, out: Path,
                  terms: Path | None = None, n_resamples: int = 1000, seed: int = 0,
                  norm: str = "full", general_set: str = "general_test",
-                 domain_set: str = "domain_test", tag: str = DEFAULT_TAG) -> str:
+                 domain_set: str = "domain_test", tag: str = DEFAULT_TAG,
+                 hotwords: bool = True) -> str:
     """Score every decode tagged ``tag``, write RESULTS.md (and
     ``stage_tradeoff.png`` beside it when both ``general_set`` and
     ``domain_set`` are scored). The decodes of the same models with other tags
-    (every set decoded) are scored too and shown side by side."""
+    (every set decoded) are scored too and shown side by side. ``hotwords``:
+    include the hotword comparison of ``EXP/hotwords/`` (False when this run
+    did not make or check it, so a stale one never shows)."""
     check_tag(tag)
     normalizer = make_scoring_normalizer(norm)
     matcher = TermMatcher(read_terms(terms), normalizer=normalizer) if terms else None
@@ -386,7 +389,7 @@ def make_results(family: str, exp: Path, models: list[str], sets: list[str], dat
     sig = significance(models, sets, scores, n_resamples, seed)
     md = results_markdown(family, exp, models, sets, scores, read_mix_summary(mix_summary),
                           pretrain_hours, data, terms, sig, plot_name, n_resamples, seed,
-                          tag, other_tags)
+                          tag, other_tags, hotwords)
     with atomic_write(out) as f:
         f.write(md)
     return md
