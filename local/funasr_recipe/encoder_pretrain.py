@@ -30,7 +30,6 @@ import logging
 import math
 import os
 import random
-import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -39,6 +38,7 @@ from typing import Any, Sequence
 from .atomic import atomic_write
 from .config import load_yaml
 from .errors import DataError
+from .text import tokenize
 
 log = logging.getLogger(__name__)
 
@@ -91,12 +91,10 @@ def load_encoder_conf(path: str | os.PathLike) -> EncoderConf:
                           for k in fields})
 
 
-_UNIT = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]|[^\s\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
-
-
 def units_of(text: str) -> list[str]:
-    """CTC units of a transcript: each CJK character, and every other word whole."""
-    return _UNIT.findall(text)
+    """CTC units of a transcript: each CJK character, and every other word whole
+    (the scoring tokens, :func:`.text.tokenize`)."""
+    return tokenize(text)
 
 
 # ----------------------------------------------------------------------------
