@@ -48,15 +48,9 @@ def body(args) -> int:
     import torch
 
     from funasr_recipe.encoder_pretrain import load_encoder_conf, pretrain
-    from funasr_recipe.errors import DataError
 
     torch.set_num_threads(max(1, args.threads))
-    reports = {}
-    for item in args.report:
-        name, sep, path = item.partition("=")
-        if not sep or not name:
-            raise DataError(f"--report {item}: expected NAME=DATA_DIR")
-        reports[name] = path
+    reports = cli.named_paths(args.report, "--report", "DATA_DIR")
     init = args.init or args.model_dir / "model.pt"
     info = pretrain(args.model_dir, init, load_encoder_conf(args.conf), args.train_dir,
                     args.out, reports)

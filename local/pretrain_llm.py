@@ -47,17 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
 def body(args) -> int:
     import torch
 
-    from funasr_recipe.errors import DataError
     from funasr_recipe.lm_pretrain import load_lm_conf, pretrain
     from funasr_recipe.nano import SYSTEM_PROMPT, load_prompt
 
     torch.set_num_threads(max(1, args.threads))
-    reports = {}
-    for item in args.report:
-        name, sep, path = item.partition("=")
-        if not sep or not name:
-            raise DataError(f"--report {item}: expected NAME=TEXT_FILE")
-        reports[name] = path
+    reports = cli.named_paths(args.report, "--report", "TEXT_FILE")
     info = pretrain(args.model_dir, load_lm_conf(args.conf), load_prompt(args.prompt_conf),
                     SYSTEM_PROMPT, args.exclude, args.out, reports)
     first, last = info["epochs"][0], info["epochs"][-1]

@@ -79,4 +79,30 @@ def readable(path: str | os.PathLike) -> bool:
     return True
 
 
-__all__ = ["WRAPPER_KEYS", "load_state", "readable"]
+
+
+def replace_weights(state: dict, module, prefix: str, out: str | os.PathLike) -> int:
+    """Write ``out`` (funasr's ``{"state_dict": ...}``): ``state`` with every
+    ``<prefix>.*`` weight taken from ``module``'s state dict (in ``state``'s
+    dtype); returns how many were replaced. The other weights are kept as they are."""
+    import torch
+
+    from .atomic import atomic_write
+
+    new = dict(state)
+    trained = module.state_dict()
+    head = prefix + "."
+    replaced = 0
+    for k in state:
+        if k.startswith(head):
+            src = trained.get(k[len(head):])
+            if src is None:
+                raise DataError(f"the trained {prefix} lacks {k[len(head):]}")
+            new[k] = src.detach().to(state[k].dtype).clone()
+            replaced += 1
+    with atomic_write(out, "wb") as f:
+        torch.save({"state_dict": new}, f)
+    return replaced
+
+
+__all__ = ["WRAPPER_KEYS", "load_state", "readable", "replace_weights"]

@@ -46,3 +46,17 @@ def run(body: Callable[[argparse.Namespace], int | None], ap: argparse.ArgumentP
     except RecipeError as e:
         print(f"ERROR: {e}", file=sys.stderr)
         return 1
+
+
+def named_paths(items: Sequence[str], option: str, what: str) -> dict[str, str]:
+    """``NAME=PATH`` option values (repeatable ``--report`` etc.) as a dict; a
+    value without ``=`` or a name is a :class:`DataError` naming it."""
+    from .errors import DataError
+
+    out = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name:
+            raise DataError(f"{option} {item}: expected NAME={what}")
+        out[name] = path
+    return out

@@ -36,8 +36,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .atomic import atomic_write
+from .checkpoint import replace_weights
 from .config import load_yaml
 from .errors import DataError
+from .tables import write_rows_tsv
 from .text import tokenize
 
 log = logging.getLogger(__name__)
@@ -252,33 +254,14 @@ def train_ctc(encoder, train: Sequence[Utterance], conf: EncoderConf,
             rows.append(report(epoch, tot / len(train), time.time() - t0))
     encoder.eval()
     if log_tsv is not None:
-        cols = list(rows[0])
-        with atomic_write(log_tsv) as f:
-            f.write("\t".join(cols) + "\n")
-            for r in rows:
-                f.write("\t".join(f"{r[c]:.4f}" if isinstance(r[c], float) else str(r[c])
-                                  for c in cols) + "\n")
+        write_rows_tsv(log_tsv, rows)
     return rows, units
 
 
 def install_encoder(state: dict, encoder, out: str | os.PathLike) -> int:
     """Write ``out``: ``state`` (a Nano ``model.pt`` state dict) with every
     ``audio_encoder.*`` weight taken from ``encoder``; returns how many."""
-    import torch
-
-    new = dict(state)
-    trained = encoder.state_dict()
-    replaced = 0
-    for k in state:
-        if k.startswith("audio_encoder."):
-            src = trained.get(k[len("audio_encoder."):])
-            if src is None:
-                raise DataError(f"trained encoder lacks {k[len('audio_encoder.'):]}")
-            new[k] = src.detach().to(state[k].dtype).clone()
-            replaced += 1
-    with atomic_write(out, "wb") as f:
-        torch.save({"state_dict": new}, f)
-    return replaced
+    return replace_weights(state, encoder, "audio_encoder", out)
 
 
 def pretrain(model_dir: str | os.PathLike, init: str | os.PathLike, conf: EncoderConf,

@@ -36,7 +36,9 @@ from typing import Any, Iterable, Sequence
 from . import corpus
 from .config import load_yaml
 from .atomic import atomic_write
+from .checkpoint import replace_weights
 from .errors import DataError
+from .tables import write_rows_tsv
 from .textfile import read_lines
 
 log = logging.getLogger(__name__)
@@ -487,33 +489,14 @@ def train_lm(llm, train: Sequence[tuple[list[int], list[int]]], conf: LMConf,
         rows.append(row)
         log.info("LM epoch %d: %s", epoch, row)
     if log_tsv is not None:
-        cols = list(rows[0])
-        with atomic_write(log_tsv) as f:
-            f.write("\t".join(cols) + "\n")
-            for r in rows:
-                f.write("\t".join(f"{r[c]:.4f}" if isinstance(r[c], float) else str(r[c])
-                                  for c in cols) + "\n")
+        write_rows_tsv(log_tsv, rows)
     return rows
 
 
 def install_llm(state: dict, llm, out: str | os.PathLike) -> int:
     """Write ``out``: ``state`` (a Nano ``model.pt`` state dict) with every
     ``llm.*`` weight taken from ``llm``; returns how many were replaced."""
-    import torch
-
-    new = dict(state)
-    trained = llm.state_dict()
-    replaced = 0
-    for k in state:
-        if k.startswith("llm."):
-            src = trained.get(k[len("llm."):])
-            if src is None:
-                raise DataError(f"trained LLM lacks {k[len('llm.'):]}")
-            new[k] = src.detach().to(state[k].dtype).clone()
-            replaced += 1
-    with atomic_write(out, "wb") as f:
-        torch.save({"state_dict": new}, f)
-    return replaced
+    return replace_weights(state, llm, "llm", out)
 
 
 def pretrain(model_dir: str | os.PathLike, conf: LMConf, prompt: str, system: str,

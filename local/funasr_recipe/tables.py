@@ -81,3 +81,13 @@ def write_jsonl(path: str | os.PathLike, objs: Iterable[dict]) -> int:
             f.write(dump_jsonl_line(obj) + "\n")
             n += 1
     return n
+
+
+def write_rows_tsv(path: str | os.PathLike, rows: list[dict]) -> None:
+    """A log table: the first row's keys as the header, floats with 4 decimals."""
+    cols = list(rows[0])
+    with atomic_write(path) as f:
+        f.write("\t".join(cols) + "\n")
+        for r in rows:
+            f.write("\t".join(f"{r[c]:.4f}" if isinstance(r[c], float) else str(r[c])
+                              for c in cols) + "\n")
