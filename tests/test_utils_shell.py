@@ -270,6 +270,16 @@ def test_run_pl_default_max_jobs_run_is_the_cpu_count(tmp_path: Path, cpus: int,
     assert peak_overlap([tmp_path / f"log/t.{i}.log" for i in range(1, jobs + 1)]) == peak
 
 
+def test_run_pl_counts_cpus_whatever_omp_num_threads_says(tmp_path: Path) -> None:
+    # GNU nproc prints OMP_NUM_THREADS when it is set, and path.sh sets it to 1
+    # for the jobs' torch: the array must still run as many jobs as CPUs
+    env = fake_tool(tmp_path, "nproc", 'echo "${OMP_NUM_THREADS:-3}"')
+    env.update(OMP_NUM_THREADS="1", OMP_THREAD_LIMIT="1")
+    r = run([RUN_PL, "JOB=1:3", "log/t.JOB.log", SPAN_CMD], cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr
+    assert peak_overlap([tmp_path / f"log/t.{i}.log" for i in range(1, 4)]) == 3
+
+
 def test_run_pl_default_max_jobs_run_with_gpus(tmp_path: Path) -> None:
     env = fake_tool(tmp_path, "nvidia-smi", "echo 'GPU 0: X'; echo 'GPU 1: X'")
     r = run([RUN_PL, "--gpu", "1", "JOB=1:4", "log/t.JOB.log", SPAN_CMD], cwd=tmp_path, env=env)

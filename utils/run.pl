@@ -212,6 +212,11 @@ if (!defined $max_jobs_run) {
         $max_jobs_run = count_lines_of('nvidia-smi', '-L') || 1;
     } else {
         my $n = 0;
+        # GNU nproc honours OMP_NUM_THREADS (path.sh sets it to 1 for each
+        # job's torch): the CPUs are counted without it, or every array would
+        # run one job at a time
+        local %ENV = %ENV;
+        delete @ENV{qw(OMP_NUM_THREADS OMP_THREAD_LIMIT)};
         if (open(my $p, '-|', 'nproc')) {
             my $out = <$p>;
             close($p);
