@@ -502,28 +502,38 @@ fi
 if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
   for m in ${models}; do
     mdir=${mexp}/${m}/model
+    # the sets still to decode with this model, decoded in one job array: each
+    # job loads the model once and decodes its part of every set
+    todo=(); io=()
     for set in ${test_sets}; do
       out=${mexp}/decode_${m}_${decode_tag}/${set}
-      sig=(--inputs "${mdir}" "${datadir}/${set}" "audio-of:${datadir}/${set}/wav.scp"
-             "${dec_confs[@]}" --opts "${dec_opts[@]/#/opt=}" --outputs "${out}/text")
-      if is_done "${out}" "${sig[@]}"; then
+      if is_done "${out}" --inputs "${mdir}" "${datadir}/${set}" \
+          "audio-of:${datadir}/${set}/wav.scp" "${dec_confs[@]}" \
+          --opts "${dec_opts[@]/#/opt=}" --outputs "${out}/text"; then
         log "Stage 6: ${out} complete for the same inputs, skipped"
         continue
       fi
-      log "Stage 6: decode ${set} with ${m} -> ${out}/text (logs: ${out}/log/decode.*.log)"
       rm -f "${out}"/text.*
-      if ! ${decode_cmd} JOB=1:"${decode_nj}" "${out}/log/decode.JOB.log" \
-          python local/decode.py --family "${model}" --model-dir "${mdir}" \
-            --data-dir "${datadir}/${set}" --out "${out}" --decode-conf "${decode_conf}" \
-            --nj "${decode_nj}" --job JOB "${dec_opts[@]}"; then
-        log "Error: decoding failed; see ${out}/log/"; exit 1
-      fi
+      todo+=("${set}"); io+=(--data-dir "${datadir}/${set}" --out "${out}")
+    done
+    [ ${#todo[@]} -eq 0 ] && continue
+    logs=${mexp}/decode_${m}_${decode_tag}/log
+    log "Stage 6: decode ${todo[*]} with ${m} -> ${mexp}/decode_${m}_${decode_tag}/<set>/text (logs: ${logs}/decode.*.log)"
+    if ! ${decode_cmd} JOB=1:"${decode_nj}" "${logs}/decode.JOB.log" \
+        python local/decode.py --family "${model}" --model-dir "${mdir}" "${io[@]}" \
+          --decode-conf "${decode_conf}" --nj "${decode_nj}" --job JOB "${dec_opts[@]}"; then
+      log "Error: decoding failed; see ${logs}/"; exit 1
+    fi
+    for set in "${todo[@]}"; do
+      out=${mexp}/decode_${m}_${decode_tag}/${set}
       sort -m "${out}"/text.* > "${out}/text.tmp" && mv "${out}/text.tmp" "${out}/text"
       if [ "${timestamps}" = true ]; then
         sort -m "${out}"/timestamps.* > "${out}/timestamps.tmp" && mv "${out}/timestamps.tmp" "${out}/timestamps"
       fi
       rm -f "${out}"/text.[0-9]* "${out}"/timestamps.[0-9]*
-      mark_done "${out}" "${sig[@]}"
+      mark_done "${out}" --inputs "${mdir}" "${datadir}/${set}" \
+        "audio-of:${datadir}/${set}/wav.scp" "${dec_confs[@]}" \
+        --opts "${dec_opts[@]/#/opt=}" --outputs "${out}/text"
     done
   done
 fi

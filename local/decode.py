@@ -6,6 +6,11 @@ Writes OUT/text (Kaldi 'key text', every key of the data dir) and with
 --job J it decodes only the J-th of N parts and writes OUT/text.J (run.sh
 runs the parts through ${decode_cmd} and merges them in key order); the parts
 are whole batches of the full set, so the merged output equals a 1-job run.
+Several sets decode with one model load: repeat --data-dir and --out in pairs
+(the N-th --out receives the N-th --data-dir; with --job, each set's J-th
+part); run.sh decodes all of a model's test sets in one job array, so the
+start-up (importing funasr, building the model) is paid once per job, not once
+per set.
 --vad segments long recordings with silero-vad (its weights ship with its
 package) so several-minute files decode without running out of memory.
 
@@ -55,9 +60,10 @@ def build_parser():
     ap.add_argument("--model-dir", type=Path, default=None, help="funasr model dir (required)")
     ap.add_argument("--checkpoint", type=Path, default=None,
                     help="weights to use instead of MODEL_DIR/model.pt")
-    ap.add_argument("--data-dir", type=Path, default=None,
-                    help="Kaldi data dir to decode (required)")
-    ap.add_argument("--out", type=Path, default=None, help="output dir (required)")
+    ap.add_argument("--data-dir", type=Path, action="append", default=[],
+                    help="Kaldi data dir to decode (required; repeatable, paired with --out)")
+    ap.add_argument("--out", type=Path, action="append", default=[],
+                    help="output dir (required; one per --data-dir, in the same order)")
     ap.add_argument("--conf", type=Path, default=None,
                     help="nano: the train config whose 'prompt' section the model was "
                          "trained with")
@@ -113,21 +119,37 @@ def body(args) -> int:
         print(tag_of(args, conf, dec))
         return 0
     missing = [f"--{n.replace('_', '-')}" for n in ("model_dir", "data_dir", "out")
-               if getattr(args, n) is None]
+               if not getattr(args, n)]
     if missing:
         raise DataError(f"{', '.join(missing)} required (or --print-tag)")
+    if len(args.data_dir) != len(args.out):
+        raise DataError(f"{len(args.data_dir)} --data-dir but {len(args.out)} --out: give "
+                        "one --out for each --data-dir, in the same order")
+    if len(set(args.out)) != len(args.out):
+        raise DataError("the same --out twice: each set needs its own output dir")
     batch_size = args.batch_size or int(dec.get("batch_size", 16))
     model_dir = check_model_dir(args.model_dir, args.family)
-    utts = load_datadir(args.data_dir, require_text=False)
-    items = [Item(u.key, u.wav, u.dur) for u in utts]
-    batches = duration_batches(items, batch_size)
-    suffix = ""
-    if args.job is not None:
-        batches = job_batches(batches, args.job, args.nj)
-        items = [it for batch in batches for it in batch]
-        suffix = f".{args.job}"
+    # every set is read and checked before the model is built: a bad data dir
+    # fails in a second, not after the start-up
+    work = []
+    for data_dir, out in zip(args.data_dir, args.out):
+        utts = load_datadir(data_dir, require_text=False)
+        batches = duration_batches([Item(u.key, u.wav, u.dur) for u in utts], batch_size)
+        if args.job is not None:
+            batches = job_batches(batches, args.job, args.nj)
+        work.append((data_dir, out, batches))
+    suffix = "" if args.job is None else f".{args.job}"
     model = load_model(model_dir, args.checkpoint, args.device, args.threads,
                        float(dec.get("dither", 0.0)), args.vad, args.vad_max_segment_ms)
+    for data_dir, out, batches in work:
+        decode_one(args, model, options, post_itn, dec, data_dir, out, batches, suffix)
+    return 0
+
+
+def decode_one(args, model, options: dict, post_itn: bool, dec: dict, data_dir: Path,
+               out: Path, batches: list[list[Item]], suffix: str) -> None:
+    """Decode one set's ``batches`` with the loaded ``model`` into ``out``."""
+    items = [it for batch in batches for it in batch]
     t = time.perf_counter()
     results = decode(model, batches, args.timestamps, args.vad, options,
                      feature_workers=0 if args.vad else int(dec.get("feature_workers", 0)))
@@ -137,10 +159,9 @@ def body(args) -> int:
             r["text"] = itn(join_cjk(str(r.get("text", ""))))
     elapsed = time.perf_counter() - t
     audio = sum(it.dur for it in items)
-    write_results(results, args.out, args.timestamps, suffix)
-    log.info("decoded %d utterances (%.1f s of audio) in %.1f s, RTF %.3f", len(items), audio,
-             elapsed, elapsed / audio if audio else 0.0)
-    return 0
+    write_results(results, out, args.timestamps, suffix)
+    log.info("%s: decoded %d utterances (%.1f s of audio) in %.1f s, RTF %.3f", data_dir,
+             len(items), audio, elapsed, elapsed / audio if audio else 0.0)
 
 
 def main(argv=None) -> int:

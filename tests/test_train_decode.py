@@ -275,6 +275,17 @@ def test_export_decode_and_results(setup, tmp_path):
                                             for j in (1, 2))],
                             capture_output=True, text=True, env=dict(os.environ, LC_ALL="C"))
     assert merged.stdout == (tmp_path / "dec" / "text").read_text(encoding="utf-8")
+    # two sets with one model load (--data-dir/--out pairs, as run.sh decodes a model's
+    # test sets): each set's output is what its own decode gave
+    r = run_tool("decode.py", "--model-dir", model, "--batch-size", 3,
+                 "--data-dir", setup["data"], "--out", tmp_path / "two" / "a",
+                 "--data-dir", tmp_path / "eqdata", "--out", tmp_path / "two" / "b")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (tmp_path / "two" / "a" / "text").read_text() == (tmp_path / "dec" / "text").read_text()
+    assert (tmp_path / "two" / "b" / "text").read_text(encoding="utf-8") == outs[1]
+    r = run_tool("decode.py", "--model-dir", model, "--data-dir", setup["data"],
+                 "--data-dir", tmp_path / "eqdata", "--out", tmp_path / "two" / "c")
+    assert r.returncode != 0 and "one --out for each --data-dir" in r.stderr
     # RESULTS.md from the decodes
     exp = tmp_path / "exp"
     data = tmp_path / "data_root"
