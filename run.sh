@@ -50,6 +50,8 @@ split_seed=0          # seed of the split
 skip_bad=false        # true: leave bad input items out (listed in data/*/dropped.tsv)
 resample=false        # true: convert non-16 kHz/mono audio instead of rejecting it
 nj=2                  # parallel jobs for data preparation
+jsonl_shards=1        # K > 1: each stage's training jsonl also in K shards, read one a slice
+                      # (funasr's data_split_num: a training job holds one shard's index)
 corpus_dir=downloads/mini_corpus   # where the mini corpus is synthesised
 datadir=data          # Kaldi data dirs
 dumpdir=dump          # jsonl for training
@@ -127,6 +129,10 @@ Options (default in brackets):
   --skip-bad BOOL       drop bad items (listed in dropped.tsv) instead of stopping [${skip_bad}]
   --resample BOOL       convert non-16 kHz/mono audio instead of rejecting it [${resample}]
   --nj N                parallel jobs [${nj}]
+  --jsonl-shards K      K > 1: stage 3 also writes each stage's training jsonl as K shards
+                        (dump/<model>/<stage>_train.list), and stage 5 trains from the list,
+                        one shard a slice (dataset_conf.data_split_num K): for sets of
+                        millions of lines [${jsonl_shards}]
   --corpus-dir DIR      where the mini corpus goes [${corpus_dir}]
   --datadir DIR         data dirs [${datadir}]
   --dumpdir DIR         jsonl [${dumpdir}]
@@ -165,6 +171,9 @@ esac
 if [ "${extend_vocab}" = true ] && [ "${model}" != paraformer ]; then
   log "Error: --extend-vocab true: Paraformer only (Fun-ASR-Nano's Qwen3 tokenizer has no unknown words)"; exit 1
 fi
+case "${jsonl_shards}" in
+  ''|*[!0-9]*|0) log "Error: --jsonl-shards '${jsonl_shards}': a whole number, 1 (no shards) or more"; exit 1 ;;
+esac
 if [ -n "${data}" ] && [ -z "${general}" ]; then
   log "Error: --data needs --general (the general pool mixed in by the stage plan)"; exit 1
 fi
@@ -348,9 +357,14 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
     # nano, a stage's training set: its prompts may carry hotword lists (the stage's
     # prompt.hotword_* keys, --train-args; built from the term list)
     set_opts=()
+    # a stage's training set: also in shards when asked
+    if [ "${jsonl_shards}" -gt 1 ] && [ "${set%_train}" != "${set}" ] \
+        && echo " ${stage_names} " | grep -q " ${set%_train} "; then
+      set_opts+=(--shards "${jsonl_shards}")
+    fi
     if [ "${model}" = nano ] && [ "${set%_train}" != "${set}" ] \
         && echo " ${stage_names} " | grep -q " ${set%_train} "; then
-      set_opts=(--section "${set%_train}")
+      set_opts+=(--section "${set%_train}")
       # only --train-args' prompt.* items shape the jsonl (the rest are funasr's)
       for kv in "${kvs_train[@]}"; do
         [ "${kv#prompt.}" = "${kv}" ] || set_opts+=(--set "${kv}")
@@ -446,10 +460,12 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
   init=${base_model}/model.pt
   for s in ${stage_names}; do
     log "Stage 5: fine-tune ${s} from ${init} (log: ${mexp}/logs/train_${s}.log)"
+    train_list=${dumpdir}/${model}/${s}_train.jsonl
+    [ "${jsonl_shards}" -gt 1 ] && train_list=${dumpdir}/${model}/${s}_train.list
     run_job_with "${train_job[*]}" "${mexp}/logs/train_${s}.log" \
       python local/train.py --family "${model}" --conf "${train_conf}" --section "${s}" \
         --model-dir "${base_model}" --init "${init}" \
-        --train "${dumpdir}/${model}/${s}_train.jsonl" \
+        --train "${train_list}" \
         --valid "${dumpdir}/${model}/domain_valid.jsonl" \
         --extra-valid "general=${dumpdir}/${model}/general_valid.jsonl" --plan "${stage_plan}" \
         --out "${mexp}/${s}" --threads "${train_threads}" "${train_opts[@]}" "${train_set[@]}"

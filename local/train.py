@@ -48,6 +48,7 @@ from funasr_recipe import cli
 from funasr_recipe.budget import CHECKPOINT as BUDGET_CHECKPOINT
 from funasr_recipe.budget import apply_budget, budget_lines, stage_budget
 from funasr_recipe.errors import DataError
+from funasr_recipe.jsonl import SPLIT_KEY, read_shard_list
 from funasr_recipe.modeldir import (FAMILIES, check_model_dir, inspect_model_dir,
                                     training_overrides)
 from funasr_recipe.nano_slots import use_low_frame_rate
@@ -71,7 +72,9 @@ def build_parser():
                     help="model dir giving config, tokens and frontend files (++model=)")
     ap.add_argument("--init", type=Path, default=None,
                     help="checkpoint to start from (default: MODEL_DIR/model.pt)")
-    ap.add_argument("--train", type=Path, required=True, help="training jsonl")
+    ap.add_argument("--train", type=Path, required=True,
+                    help="training jsonl, or a list of its shards (X.list of make_jsonl.py "
+                         "--shards K: dataset_conf.data_split_num becomes K)")
     ap.add_argument("--valid", type=Path, required=True,
                     help="validation jsonl: selects and averages checkpoints")
     ap.add_argument("--extra-valid", action="append", default=[], metavar="NAME=JSONL",
@@ -111,6 +114,8 @@ def body(args) -> int:
     for p in (args.train, args.valid):
         if not p.is_file():
             raise DataError(f"{p}: jsonl not found (run the jsonl stage first)")
+    # a list of shards (make_jsonl.py --shards): funasr reads one a slice
+    shards = read_shard_list(args.train) if args.train.suffix == ".list" else []
     extra = {}
     for item in args.extra_valid:
         name, sep, path = item.partition("=")
@@ -129,6 +134,8 @@ def body(args) -> int:
     # prompt.* keys (nano hotword lists) shape the jsonl (make_jsonl.py --section), not
     # funasr's trainer: the jsonl's content is in the stage's signature
     settings = {k: v for k, v in settings.items() if not k.startswith("prompt.")}
+    if shards and not any(item.startswith(f"{SPLIT_KEY}=") for item in args.set):
+        settings[SPLIT_KEY] = len(shards)  # one slice a shard, unless --set says otherwise
     checkpoint = avg_checkpoint_name(settings)
     budget, on_over = stage_budget(args.plan, args.section) if args.plan else (None, "")
     if budget is not None and "general" not in extra:
@@ -162,7 +169,7 @@ def body(args) -> int:
     budget_opts = [] if budget is None else [f"{BUDGET_OPT}general_budget={budget}",
                                              f"{BUDGET_OPT}on_over_budget={on_over}"]
     signature = stage_signature(model_dir, init, args.train, args.valid,
-                                funasr_args + budget_opts, extra.values())
+                                funasr_args + budget_opts, extra.values(), shards)
     chosen = checkpoint if budget is None else BUDGET_CHECKPOINT
     why = stage_changes(out, signature, chosen)
     if not why:

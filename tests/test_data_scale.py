@@ -269,8 +269,9 @@ def test_shards_hold_every_line_once_dealt_round_robin(tmp_path):
 
 @pytest.mark.slow
 def test_training_reads_the_shards(tmp_path):
-    """A tiny twin trained on a shard list with data_split_num = 2: funasr
-    loads one shard per slice, and both slices are trained on."""
+    """A tiny twin trained on a shard list: train.py sets data_split_num to
+    the number of shards, funasr loads one shard per slice, and both slices
+    are trained on; the shards' content is an input of the stage."""
     from funasr_recipe.twin_paraformer import load_arch, make_paraformer_twin
     from helpers import ROOT
 
@@ -290,8 +291,7 @@ def test_training_reads_the_shards(tmp_path):
                     .replace("train_conf.max_epoch: 6", "train_conf.max_epoch: 1"))
     out = tmp_path / "stage1"
     r = run_tool("train.py", "--conf", conf, "--section", "stage1", "--model-dir", twin,
-                 "--train", listing, "--valid", jsonl, "--out", out, "--threads", "1",
-                 "--set", "dataset_conf.data_split_num=2")
+                 "--train", listing, "--valid", jsonl, "--out", out, "--threads", "1")
     log = r.stdout + r.stderr
     assert r.returncode == 0, log[-3000:]
     # the one epoch loaded the training index twice, one shard each time
@@ -300,3 +300,18 @@ def test_training_reads_the_shards(tmp_path):
         shard = f"{folder.resolve()}/{i:05d}.jsonl"
         assert f"data_split_num: 2, data_split_i: {i}, \nfile_list: ['{shard}\\n']" in log
     assert (out / "final.pt").exists()
+    # the shards are inputs: a changed shard makes the stage run again, the same skips
+    r = run_tool("train.py", "--conf", conf, "--section", "stage1", "--model-dir", twin,
+                 "--train", listing, "--valid", jsonl, "--out", out, "--threads", "1")
+    assert r.returncode == 0 and "complete for the same inputs, skipped" in r.stderr + r.stdout
+    shard0 = folder / "00000.jsonl"
+    shard0.write_text(shard0.read_text().splitlines()[0] + "\n")
+    r = run_tool("train.py", "--conf", conf, "--section", "stage1", "--model-dir", twin,
+                 "--train", listing, "--valid", jsonl, "--out", out, "--threads", "1")
+    log = r.stdout + r.stderr
+    assert r.returncode == 0, log[-3000:]
+    assert "complete for the same inputs, skipped" not in log and "00000.jsonl" in log
+    shard0.unlink()
+    r = run_tool("train.py", "--conf", conf, "--section", "stage1", "--model-dir", twin,
+                 "--train", listing, "--valid", jsonl, "--out", out, "--threads", "1")
+    assert r.returncode != 0 and f"{listing}:1: shard" in r.stderr, r.stderr[-2000:]

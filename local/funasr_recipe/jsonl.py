@@ -104,6 +104,29 @@ def shard_paths(out: Path) -> tuple[Path, Path]:
     return out.with_name(stem + ".list"), out.with_name(stem + ".shards")
 
 
+#: funasr's setting for the number of slices a training list is read in
+SPLIT_KEY = "dataset_conf.data_split_num"
+
+
+def read_shard_list(listing: Path) -> list[Path]:
+    """The shard files a list (``x.list`` of :func:`write_jsonl`) names, each
+    checked to exist; a missing one is named with its line."""
+    from .textfile import read_lines
+
+    shards = []
+    for n, line in read_lines(listing, normalise=True):
+        if not line.strip():
+            continue
+        shard = Path(line.strip())
+        if not shard.is_file():
+            raise DataError(f"{listing}:{n}: shard {shard} not found (re-run the jsonl "
+                            f"stage, which writes the shards and their list together)")
+        shards.append(shard)
+    if not shards:
+        raise DataError(f"{listing}: names no shard")
+    return shards
+
+
 def write_jsonl(out: Path, lines: Iterable[str], shards: int = 1) -> int:
     """Write ``lines`` to the jsonl ``out`` and, with ``shards`` > 1, the same
     lines dealt round robin (line i to shard i mod K, so every shard holds an

@@ -609,11 +609,13 @@ _NOT_IN_IDENTITY = ("++train_conf.max_epoch=", BUDGET_OPT)
 
 
 def stage_signature(model_dir: Path, init: Path | None, train: Path, valid: Path,
-                    args: list[str], extra_valid: Iterable[str | Path] = ()) -> dict[str, Any]:
-    """A stage's inputs (model dir, initial checkpoint, data, by content) and
-    options (funasr's overrides), as :mod:`.stamp` records them."""
-    inputs = [str(model_dir), *([str(init)] if init else []), str(train), str(valid),
-              *map(str, extra_valid)]
+                    args: list[str], extra_valid: Iterable[str | Path] = (),
+                    train_shards: Iterable[str | Path] = ()) -> dict[str, Any]:
+    """A stage's inputs (model dir, initial checkpoint, data, by content; with
+    a shard list, the shards it names too) and options (funasr's overrides),
+    as :mod:`.stamp` records them."""
+    inputs = [str(model_dir), *([str(init)] if init else []), str(train),
+              *map(str, train_shards), str(valid), *map(str, extra_valid)]
     return {"inputs": inputs, "opts": [a for a in args if not a.startswith(_NOT_IN_SIGNATURE)]}
 
 
