@@ -357,13 +357,14 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
     # nano, a stage's training set: its prompts may carry hotword lists (the stage's
     # prompt.hotword_* keys, --train-args; built from the term list)
     set_opts=()
+    stage_train=false
+    [ "${set%_train}" != "${set}" ] && echo " ${stage_names} " | grep -q " ${set%_train} " \
+      && stage_train=true
     # a stage's training set: also in shards when asked
-    if [ "${jsonl_shards}" -gt 1 ] && [ "${set%_train}" != "${set}" ] \
-        && echo " ${stage_names} " | grep -q " ${set%_train} "; then
+    if [ "${stage_train}" = true ] && [ "${jsonl_shards}" -gt 1 ]; then
       set_opts+=(--shards "${jsonl_shards}")
     fi
-    if [ "${model}" = nano ] && [ "${set%_train}" != "${set}" ] \
-        && echo " ${stage_names} " | grep -q " ${set%_train} "; then
+    if [ "${model}" = nano ] && [ "${stage_train}" = true ]; then
       set_opts+=(--section "${set%_train}")
       # only --train-args' prompt.* items shape the jsonl (the rest are funasr's)
       for kv in "${kvs_train[@]}"; do
@@ -515,6 +516,12 @@ if [ ${stop_stage} -ge 6 ]; then
   log "decode tag: ${decode_tag} (decode dirs: ${mexp}/decode_<model>_${decode_tag})"
 fi
 
+# sig: the stamp of model ${mdir}'s decode of test set $1 into ${out}
+decode_sig() {
+  sig=(--inputs "${mdir}" "${datadir}/$1" "audio-of:${datadir}/$1/wav.scp" "${dec_confs[@]}"
+       --opts "${dec_opts[@]/#/opt=}" --outputs "${out}/text")
+}
+
 if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
   for m in ${models}; do
     mdir=${mexp}/${m}/model
@@ -523,9 +530,8 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
     todo=(); io=()
     for set in ${test_sets}; do
       out=${mexp}/decode_${m}_${decode_tag}/${set}
-      if is_done "${out}" --inputs "${mdir}" "${datadir}/${set}" \
-          "audio-of:${datadir}/${set}/wav.scp" "${dec_confs[@]}" \
-          --opts "${dec_opts[@]/#/opt=}" --outputs "${out}/text"; then
+      decode_sig "${set}"
+      if is_done "${out}" "${sig[@]}"; then
         log "Stage 6: ${out} complete for the same inputs, skipped"
         continue
       fi
@@ -547,9 +553,8 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
         sort -m "${out}"/timestamps.* > "${out}/timestamps.tmp" && mv "${out}/timestamps.tmp" "${out}/timestamps"
       fi
       rm -f "${out}"/text.[0-9]* "${out}"/timestamps.[0-9]*
-      mark_done "${out}" --inputs "${mdir}" "${datadir}/${set}" \
-        "audio-of:${datadir}/${set}/wav.scp" "${dec_confs[@]}" \
-        --opts "${dec_opts[@]/#/opt=}" --outputs "${out}/text"
+      decode_sig "${set}"
+      mark_done "${out}" "${sig[@]}"
     done
   done
 fi

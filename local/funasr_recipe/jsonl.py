@@ -24,6 +24,7 @@ from .atomic import atomic_write
 from .errors import DataError
 from .modeldir import FAMILIES as MODEL_FAMILIES
 from .tables import dump_jsonl_line, read_table, sort_keys
+from .textfile import read_lines
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +112,6 @@ SPLIT_KEY = "dataset_conf.data_split_num"
 def read_shard_list(listing: Path) -> list[Path]:
     """The shard files a list (``x.list`` of :func:`write_jsonl`) names, each
     checked to exist; a missing one is named with its line."""
-    from .textfile import read_lines
-
     shards = []
     for n, line in read_lines(listing, normalise=True):
         if not line.strip():
