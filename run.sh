@@ -643,33 +643,44 @@ if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
   if ! runs=$(python local/export_runs.py --conf "${export_conf}" --family "${model}"); then
     log "Error: ${export_conf}: see above"; exit 1
   fi
+  # one stamp signature per (engine run, set), for is_done and mark_done alike
+  engine_sig() {
+    sig=(--inputs "${m}" "${datadir}/$1" "audio-of:${datadir}/$1/wav.scp"
+         "${export_conf}" "${dec_confs[@]}" --opts "engine=${engine}" "precision=${precision}"
+         "prompt=${hotwords}|${language}|${itn}" --outputs "${rdir}/$1/text")
+  }
   for run in ${runs}; do
     engine=${run%%:*}
     precision=${run##*:}
+    rdir=${xdir}/decode_${engine}_${precision}
+    m=${engine_model}
+    [ "${engine}" = pytorch ] && m=${mexp}/final_model   # the reference, for its RTF
+    # nano: the prompt options the reference decode (stage 6) had
+    eng_opts=()
+    if [ "${engine}" = transformers ]; then
+      [ -n "${hotwords}" ] && eng_opts+=(--hotwords "${hotwords}")
+      [ -n "${language}" ] && eng_opts+=(--language "${language}")
+      [ -n "${itn}" ] && eng_opts+=(--itn "${itn}")
+    fi
+    # the run's pending test sets in one job: the engine loads the model once
+    pending=() pairs=()
     for set in ${test_sets}; do
-      out=${xdir}/decode_${engine}_${precision}/${set}
-      m=${engine_model}
-      [ "${engine}" = pytorch ] && m=${mexp}/final_model   # the reference, for its RTF
-      # nano: the prompt options the reference decode (stage 6) had
-      eng_opts=()
-      if [ "${engine}" = transformers ]; then
-        [ -n "${hotwords}" ] && eng_opts+=(--hotwords "${hotwords}")
-        [ -n "${language}" ] && eng_opts+=(--language "${language}")
-        [ -n "${itn}" ] && eng_opts+=(--itn "${itn}")
-      fi
-      sig=(--inputs "${m}" "${datadir}/${set}" "audio-of:${datadir}/${set}/wav.scp"
-             "${export_conf}" "${dec_confs[@]}" --opts "engine=${engine}" "precision=${precision}"
-             "prompt=${hotwords}|${language}|${itn}" --outputs "${out}/text")
-      if is_done "${out}" "${sig[@]}"; then
+      engine_sig "${set}"
+      if is_done "${rdir}/${set}" "${sig[@]}"; then
         log "  ${engine} ${precision} ${set}: complete for the same inputs, skipped"
         continue
       fi
-      log "  decode ${set} through ${engine} (${precision}) -> ${out}/text"
-      run_job_with "${decode_cmd}" "${out}/log/decode.log" \
-        python local/engine_decode.py --engine "${engine}" --precision "${precision}" \
-          --model "${m}" --conf "${export_conf}" --data-dir "${datadir}/${set}" \
-          --out "${out}" "${eng_opts[@]}"
-      mark_done "${out}" "${sig[@]}"
+      pending+=("${set}")
+      pairs+=(--data-dir "${datadir}/${set}" --out "${rdir}/${set}")
+    done
+    [ ${#pending[@]} -eq 0 ] && continue
+    log "  decode ${pending[*]} through ${engine} (${precision}) -> ${rdir}/ (log: ${rdir}/log/decode.log)"
+    run_job_with "${decode_cmd}" "${rdir}/log/decode.log" \
+      python local/engine_decode.py --engine "${engine}" --precision "${precision}" \
+        --model "${m}" --conf "${export_conf}" "${pairs[@]}" "${eng_opts[@]}"
+    for set in "${pending[@]}"; do
+      engine_sig "${set}"
+      mark_done "${rdir}/${set}" "${sig[@]}"
     done
   done
   run_job "${mexp}/logs/export_parity.log" \

@@ -60,10 +60,7 @@ def build_parser():
     ap.add_argument("--model-dir", type=Path, default=None, help="funasr model dir (required)")
     ap.add_argument("--checkpoint", type=Path, default=None,
                     help="weights to use instead of MODEL_DIR/model.pt")
-    ap.add_argument("--data-dir", type=Path, action="append", default=[],
-                    help="Kaldi data dir to decode (required; repeatable, paired with --out)")
-    ap.add_argument("--out", type=Path, action="append", default=[],
-                    help="output dir (required; one per --data-dir, in the same order)")
+    cli.add_set_options(ap)
     ap.add_argument("--conf", type=Path, default=None,
                     help="nano: the train config whose 'prompt' section the model was "
                          "trained with")
@@ -122,17 +119,13 @@ def body(args) -> int:
                if not getattr(args, n)]
     if missing:
         raise DataError(f"{', '.join(missing)} required (or --print-tag)")
-    if len(args.data_dir) != len(args.out):
-        raise DataError(f"{len(args.data_dir)} --data-dir but {len(args.out)} --out: give "
-                        "one --out for each --data-dir, in the same order")
-    if len(set(args.out)) != len(args.out):
-        raise DataError("the same --out twice: each set needs its own output dir")
+    pairs = cli.set_pairs(args.data_dir, args.out)
     batch_size = args.batch_size or int(dec.get("batch_size", 16))
     model_dir = check_model_dir(args.model_dir, args.family)
     # every set is read and checked before the model is built: a bad data dir
     # fails in a second, not after the start-up
     work = []
-    for data_dir, out in zip(args.data_dir, args.out):
+    for data_dir, out in pairs:
         utts = load_datadir(data_dir, require_text=False)
         batches = duration_batches([Item(u.key, u.wav, u.dur) for u in utts], batch_size)
         if args.job is not None:

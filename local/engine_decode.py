@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Decode a data dir through a serving engine; write OUT/text and OUT/run.json (timing).
+"""Decode data dirs through a serving engine; write OUT/text and OUT/run.json (timing).
 
 Engines: funasr-onnx and sherpa-onnx (MODEL: an ONNX export dir from
 local/export_onnx.py; --precision fp32 or int8), transformers (MODEL: a
@@ -8,7 +8,8 @@ funasr model dir; the recipe's own decode, for its RTF). Utterances go in
 duration-sorted batches of --batch-size; OUT/text holds 'key text' lines in
 the recipe's text form, OUT/run.json the decoding time (model loading
 excluded), audio time, threads and RTF. local/export_parity.py compares them
-with the recipe's PyTorch decode.
+with the recipe's PyTorch decode. Several sets share one model load: repeat
+--data-dir and --out in pairs (each set is timed on its own).
 
 Example:
   local/engine_decode.py --engine sherpa-onnx --precision int8 \\
@@ -27,7 +28,7 @@ from funasr_recipe.config import load_yaml
 from funasr_recipe.datadir import load_datadir
 from funasr_recipe.decoding import Item, read_hotwords
 from funasr_recipe.errors import DataError
-from funasr_recipe.engines import ENGINES, PRECISIONS, export_refused, run_engine
+from funasr_recipe.engines import ENGINES, PRECISIONS, export_refused, run_engine_sets
 from funasr_recipe.parity import write_run
 
 log = logging.getLogger("engine_decode")
@@ -38,8 +39,7 @@ def build_parser():
     ap.add_argument("--engine", choices=sorted(ENGINES), required=True, help="serving engine")
     ap.add_argument("--model", type=Path, required=True, help="export dir (or model dir)")
     ap.add_argument("--precision", choices=PRECISIONS, default="fp32", help="weights")
-    ap.add_argument("--data-dir", type=Path, required=True, help="Kaldi data dir to decode")
-    ap.add_argument("--out", type=Path, required=True, help="output dir")
+    cli.add_set_options(ap)
     ap.add_argument("--conf", type=Path, default=None,
                     help="export settings (conf/export.yaml): batch_size and threads")
     ap.add_argument("--batch-size", type=int, default=None,
@@ -60,12 +60,16 @@ def body(args) -> int:
     conf = load_yaml(args.conf) if args.conf else {}
     args.batch_size = args.batch_size or int(conf.get("batch_size", 8))
     args.threads = args.threads or int(conf.get("threads", 1))
+    if not args.data_dir:
+        raise DataError("--data-dir and --out required (in pairs)")
+    pairs = cli.set_pairs(args.data_dir, args.out)
     refused = export_refused(args.model)
     if refused:
         # the model does not map onto this engine's format: nothing to decode, and the
         # parity table says why instead of claiming anything
-        write_run(args.out, {}, {"engine": args.engine, "precision": args.precision,
-                                 "refused": refused, "threads": args.threads, "rtf": 0.0})
+        for _, out in pairs:
+            write_run(out, {}, {"engine": args.engine, "precision": args.precision,
+                                "refused": refused, "threads": args.threads, "rtf": 0.0})
         log.warning("%s: not exported (%s); no decode", args.model, "; ".join(refused))
         return 0
     prompt = {}
@@ -75,20 +79,21 @@ def body(args) -> int:
                             "(engine transformers)")
         prompt = {"hotwords": read_hotwords(args.hotwords), "language": args.language,
                   "itn": None if args.itn is None else args.itn == "true"}
-    utts = load_datadir(args.data_dir, require_text=False)
-    items = [Item(u.key, u.wav, u.dur) for u in utts]
-    run = run_engine(args.engine, args.model, items, args.precision, args.threads,
-                     args.batch_size, int(conf.get("repeats", 1)),
-                     **({"prompt": prompt} if prompt else {}))
-    write_run(args.out, run.hyps, {"engine": run.engine, "precision": run.precision,
-                                   "model": str(args.model.resolve()),
-                                   "data_dir": str(args.data_dir.resolve()),
-                                   "utterances": len(items), "seconds": run.seconds,
-                                   "audio_seconds": run.audio_seconds, "threads": run.threads,
-                                   "batch_size": args.batch_size, "rtf": run.rtf, **run.extra})
-    log.info("%s %s: decoded %d utterances (%.1f s of audio) in %.2f s, RTF %.4f (%d thread(s))",
-             run.engine, run.precision, len(items), run.audio_seconds, run.seconds, run.rtf,
-             run.threads)
+    sets = [[Item(u.key, u.wav, u.dur) for u in load_datadir(d, require_text=False)]
+            for d, _ in pairs]
+    runs = run_engine_sets(args.engine, args.model, sets, args.precision, args.threads,
+                           args.batch_size, int(conf.get("repeats", 1)),
+                           **({"prompt": prompt} if prompt else {}))
+    for (data_dir, out), items, run in zip(pairs, sets, runs):
+        write_run(out, run.hyps, {"engine": run.engine, "precision": run.precision,
+                                  "model": str(args.model.resolve()),
+                                  "data_dir": str(data_dir.resolve()),
+                                  "utterances": len(items), "seconds": run.seconds,
+                                  "audio_seconds": run.audio_seconds, "threads": run.threads,
+                                  "batch_size": args.batch_size, "rtf": run.rtf, **run.extra})
+        log.info("%s %s %s: decoded %d utterances (%.1f s of audio) in %.2f s, RTF %.4f "
+                 "(%d thread(s))", data_dir, run.engine, run.precision, len(items),
+                 run.audio_seconds, run.seconds, run.rtf, run.threads)
     return 0
 
 

@@ -38,6 +38,24 @@ def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
         raise
 
 
+@contextlib.contextmanager
+def atomic_dir(out: str | os.PathLike) -> Iterator[Path]:
+    """Build a directory that takes the place of ``out`` whole: yields a new empty
+    directory beside ``out`` (same filesystem); when the block ends it is put in
+    place of ``out`` (:func:`replace_dir`), when the block raises it is removed and
+    ``out`` is left as it was. Its name holds no suffix of ``out``'s (funasr's ONNX
+    exporter rewrites every ``.onnx`` in a path)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".staging-", dir=out.parent))
+    tmp.chmod(0o755)
+    try:
+        yield tmp
+        replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
 
 def replace_dir(tmp: str | os.PathLike, out: str | os.PathLike) -> None:
     """Put the finished directory ``tmp`` in place of ``out`` (made beside it, so a

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 from typing import Callable, Sequence
 
 from .errors import RecipeError
@@ -60,3 +61,25 @@ def named_paths(items: Sequence[str], option: str, what: str) -> dict[str, str]:
             raise DataError(f"{option} {item}: expected NAME={what}")
         out[name] = path
     return out
+
+
+def add_set_options(ap: argparse.ArgumentParser) -> None:
+    """``--data-dir``/``--out`` in pairs: several sets through one model load (one
+    start-up of funasr or of an engine per job, not per set)."""
+    ap.add_argument("--data-dir", type=Path, action="append", default=[],
+                    help="Kaldi data dir to decode (required; repeatable, paired with --out)")
+    ap.add_argument("--out", type=Path, action="append", default=[],
+                    help="output dir (required; one per --data-dir, in the same order)")
+
+
+def set_pairs(data_dirs: Sequence[Path], outs: Sequence[Path]) -> list[tuple[Path, Path]]:
+    """The ``(data dir, out)`` pairs of :func:`add_set_options`; counts that differ or an
+    ``--out`` given twice are a :class:`DataError`."""
+    from .errors import DataError
+
+    if len(data_dirs) != len(outs):
+        raise DataError(f"{len(data_dirs)} --data-dir but {len(outs)} --out: give "
+                        "one --out for each --data-dir, in the same order")
+    if len({Path(o).resolve() for o in outs}) != len(outs):
+        raise DataError("the same --out twice: each set needs its own output dir")
+    return list(zip(data_dirs, outs))

@@ -244,10 +244,18 @@ ENGINES = {"pytorch": pytorch_decoder, "funasr-onnx": funasr_onnx_decoder,
 def run_engine(engine: str, model: Path, items: list[Item], precision: str = "fp32",
                threads: int = 1, batch_size: int = 8, repeats: int = 1, **kwargs) -> EngineRun:
     """Decode ``items`` with ``engine`` (see :data:`ENGINES`) from ``model`` (an export dir,
-    or for ``pytorch``/``transformers`` a model dir). Timed without model loading and
-    after one untimed warm-up utterance;
-    with ``repeats`` > 1 the whole set is decoded that many times and the
-    median time kept (every repeat must give the same hypotheses)."""
+    or for ``pytorch``/``transformers`` a model dir): :func:`run_engine_sets` of one set."""
+    return run_engine_sets(engine, model, [items], precision, threads, batch_size, repeats,
+                           **kwargs)[0]
+
+
+def run_engine_sets(engine: str, model: Path, sets: list[list[Item]], precision: str = "fp32",
+                    threads: int = 1, batch_size: int = 8, repeats: int = 1,
+                    **kwargs) -> list[EngineRun]:
+    """Decode each list of ``sets`` with ``engine`` from ``model``, loaded once; one
+    :class:`EngineRun` per set. Each set is timed on its own, without model loading and
+    after one untimed warm-up utterance; with ``repeats`` > 1 each set is decoded that
+    many times and the median time kept (every repeat must give the same hypotheses)."""
     import statistics
 
     if engine not in ENGINES:
@@ -258,24 +266,29 @@ def run_engine(engine: str, model: Path, items: list[Item], precision: str = "fp
 
     torch.set_num_threads(threads)
     decoder = ENGINES[engine](Path(model), precision, threads, batch_size, **kwargs)
-    batches = duration_batches(items, batch_size)
-    if batches:  # warm-up, untimed: first-call costs (numba JIT of librosa, allocations)
-        decoder(batches[-1][:1])
-    times, first = [], None
-    for _ in range(repeats):
-        hyps: dict[str, str] = {}
-        t = time.perf_counter()
-        for batch in batches:
-            hyps.update(decoder(batch))
-        times.append(time.perf_counter() - t)
-        if first is None:
-            first = hyps
-        elif hyps != first:
-            raise DataError(f"{engine} {precision}: a repeated decode of the same audio gave "
-                            f"other hypotheses (is the frontend dithering?)")
-    missing = [it.key for it in items if it.key not in first]
-    if missing:
-        raise DataError(f"{engine}: no hypothesis for {len(missing)} utterance(s), e.g. "
-                        f"{missing[0]}")
-    return EngineRun(engine, precision, first, statistics.median(times),
-                     sum(it.dur for it in items), threads, {"repeats": repeats, "times": times})
+    all_batches = [duration_batches(items, batch_size) for items in sets]
+    warm = next((b for b in all_batches if b), None)
+    if warm:  # warm-up, untimed: first-call costs (numba JIT of librosa, allocations)
+        decoder(warm[-1][:1])
+    runs = []
+    for items, batches in zip(sets, all_batches):
+        times, first = [], None
+        for _ in range(repeats):
+            hyps: dict[str, str] = {}
+            t = time.perf_counter()
+            for batch in batches:
+                hyps.update(decoder(batch))
+            times.append(time.perf_counter() - t)
+            if first is None:
+                first = hyps
+            elif hyps != first:
+                raise DataError(f"{engine} {precision}: a repeated decode of the same audio "
+                                f"gave other hypotheses (is the frontend dithering?)")
+        missing = [it.key for it in items if it.key not in first]
+        if missing:
+            raise DataError(f"{engine}: no hypothesis for {len(missing)} utterance(s), e.g. "
+                            f"{missing[0]}")
+        runs.append(EngineRun(engine, precision, first, statistics.median(times),
+                              sum(it.dur for it in items), threads,
+                              {"repeats": repeats, "times": times}))
+    return runs

@@ -6,11 +6,10 @@ import hashlib
 import json
 import logging
 import shutil
-import tempfile
 from pathlib import Path
 
 from . import stamp
-from .atomic import atomic_write, replace_dir
+from .atomic import atomic_dir, atomic_write
 from .errors import DataError
 from .checkpoint import load_state
 from .training import state_checksum
@@ -63,9 +62,7 @@ def export_model(model_dir: Path, checkpoint: Path, out: Path, state: dict | Non
             "checksum": state_checksum(state)}
     if config_text is not None:
         info["config_sha256"] = hashlib.sha256(config_text.encode()).hexdigest()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         for src in sorted(model_dir.iterdir()):
             if src.name in SKIP or src.name.startswith("model.pt") or src.name.startswith("."):
                 continue
@@ -81,10 +78,6 @@ def export_model(model_dir: Path, checkpoint: Path, out: Path, state: dict | Non
         with atomic_write(tmp / "export.json") as f:
             json.dump(info, f, indent=1)
         stamp.mark(tmp, *export_inputs(model_dir, checkpoint, config_text))
-        replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     log.info("exported %s + %s -> %s", model_dir, checkpoint, out)
     return out
 

@@ -39,14 +39,12 @@ from __future__ import annotations
 import json
 import logging
 import re
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .atomic import atomic_write, replace_dir
+from .atomic import atomic_dir, atomic_write
 from .errors import DataError
 
 log = logging.getLogger(__name__)
@@ -257,10 +255,7 @@ def export_nano_hf(model_dir: Path, out: Path, prompt: dict[str, Any]) -> dict:
     st = (model_dir / "model.pt").stat()
     info["source"] = f"{st.st_size} {st.st_mtime_ns}"
     why = unmappable(config)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".export-tmp-", dir=out.parent))
-    tmp.chmod(0o755)
-    try:
+    with atomic_dir(out) as tmp:
         if why:
             info["refused"] = why
             log.warning("%s does not map onto transformers' Fun-ASR-Nano: %s", model_dir,
@@ -315,10 +310,6 @@ def export_nano_hf(model_dir: Path, out: Path, prompt: dict[str, Any]) -> dict:
                     sorted({k.split('.')[0] + '.' + k.split('.')[1] for k in skipped})))
         with atomic_write(tmp / "export.json") as f:
             json.dump(info, f, indent=1, ensure_ascii=False)
-        replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return info
 
 

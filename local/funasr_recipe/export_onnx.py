@@ -38,14 +38,13 @@ import contextlib
 import json
 import logging
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Iterator
 
 import yaml
 
 from . import stamp
-from .atomic import atomic_write, replace_dir
+from .atomic import atomic_dir, atomic_write
 from .errors import DataError
 
 log = logging.getLogger(__name__)
@@ -229,9 +228,7 @@ def export_paraformer_onnx(model_dir: Path, out: Path, dither: float = 0.0,
         # funasr names the int8 file model_path.replace(".onnx", "_quant.onnx")
         raise DataError(f"{out}: funasr's exporter cannot write under a path containing "
                         f"'.onnx' ({out.parent.resolve()}); choose another output dir")
-    tmp = Path(tempfile.mkdtemp(prefix=".export-tmp-", dir=out.parent))
-    tmp.chmod(0o755)
-    try:
+    with atomic_dir(out) as tmp:
         with torchscript_onnx_exporter():
             am.export(type="onnx", quantize=quantize, output_dir=str(tmp), device="cpu")
         for name in ONNX_FILES.values():
@@ -252,10 +249,6 @@ def export_paraformer_onnx(model_dir: Path, out: Path, dither: float = 0.0,
             json.dump({"from_model_dir": str(model_dir.resolve()), "dither": dither,
                        "files": sorted(p.name for p in tmp.iterdir() if p.suffix == ".onnx")},
                       f, indent=1)
-        replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     stamp.mark(out, [model_dir], opts)
     log.info("exported %s -> %s (%s)", model_dir, out,
              ", ".join(n for n in ONNX_FILES.values() if (out / n).is_file()))

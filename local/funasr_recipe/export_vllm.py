@@ -53,14 +53,12 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .atomic import atomic_write, replace_dir
+from .atomic import atomic_dir, atomic_write
 from .errors import DataError
 from .export_hf import prompt_text
 
@@ -207,10 +205,7 @@ def export_nano_vllm(model_dir: Path, out: Path, prompt: dict[str, Any]) -> dict
         "trained_prompt": prompt_text(settings["language"], settings["itn"]),
         "vllm_prompt": VLLM_PROMPT,
         "unservable": unservable(config, qwen, settings)}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".export-tmp-", dir=out.parent))
-    tmp.chmod(0o755)
-    try:
+    with atomic_dir(out) as tmp:
         state, skipped = vllm_state(load_state(model_dir / "model.pt"), tied)
         missing = [p for p in ("audio_encoder.", "audio_adaptor.", "llm.model.")
                    if not any(k.startswith(p) for k in state)]
@@ -245,8 +240,4 @@ def export_nano_vllm(model_dir: Path, out: Path, prompt: dict[str, Any]) -> dict
                     torch=torch.__version__)
         with atomic_write(tmp / "export.json") as f:
             json.dump(info, f, indent=1, ensure_ascii=False)
-        replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return info

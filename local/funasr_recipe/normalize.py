@@ -33,12 +33,12 @@ import re
 from typing import Callable
 
 from .errors import RunError
-from .text import _CJK_RANGES, collapse_whitespace, remove_punct, to_halfwidth
+from .text import CJK_RANGES, collapse_whitespace, remove_punct, to_halfwidth
 
 #: Normalisation levels, from none to the most.
 LEVELS = ("none", "basic", "full")
 
-_CJK_RE = re.compile(f"[{_CJK_RANGES}]")
+_CJK_RE = re.compile(f"[{CJK_RANGES}]")
 _HAS_DIGIT_RE = re.compile(r"\d")
 
 

@@ -27,7 +27,7 @@ from typing import Callable
 # Han ideographs (unified, extension A, extensions B.., compatibility),
 # ideographic zero and iteration marks, hiragana, katakana (full and half
 # width), hangul syllables and jamo.
-_CJK_RANGES = (
+CJK_RANGES = (
     "\u3400-\u4dbf"          # CJK Unified Ideographs Extension A
     "\u4e00-\u9fff"          # CJK Unified Ideographs
     "\uf900-\ufaff"          # CJK Compatibility Ideographs
@@ -41,7 +41,7 @@ _CJK_RANGES = (
     "\u3130-\u318f"          # Hangul compatibility Jamo
     "\uac00-\ud7af"          # Hangul syllables
 )
-_TOKEN_RE = re.compile(f"[{_CJK_RANGES}]|[^\\s{_CJK_RANGES}]+")
+_TOKEN_RE = re.compile(f"[{CJK_RANGES}]|[^\\s{CJK_RANGES}]+")
 
 # U+FF01..U+FF5E are the full-width forms of U+0021..U+007E; U+3000 is the
 # ideographic space.
@@ -130,7 +130,7 @@ def normalize(text: str, lowercase: bool = True, remove_punct: bool = True,
     return make_normalizer(lowercase, remove_punct, fullwidth_to_halfwidth)(text)
 
 
-_CJK_SPACE_RE = re.compile(f"(?<=[{_CJK_RANGES}]) +(?=[{_CJK_RANGES}])")
+_CJK_SPACE_RE = re.compile(f"(?<=[{CJK_RANGES}]) +(?=[{CJK_RANGES}])")
 
 
 def join_cjk(text: str) -> str:

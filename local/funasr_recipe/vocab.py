@@ -38,7 +38,6 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,7 +45,7 @@ from typing import Iterable, Sequence
 
 import yaml
 
-from .atomic import atomic_write, replace_dir
+from .atomic import atomic_dir, atomic_write
 from .errors import DataError
 from .tables import read_table
 from .textfile import read_lines
@@ -545,9 +544,7 @@ def extend_model_dir(vocab: ModelVocab, new_tokens: Sequence[str], out: str | os
     grown: list[str] = []
     if new_tokens:
         state, grown = grow_state(state, config, old_n, new_n)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         for f in sorted(src.iterdir()):
             if f.is_file() and f.name not in ("model.pt", "vocab_extend.json") \
                     and not f.name.startswith("."):
@@ -576,10 +573,6 @@ def extend_model_dir(vocab: ModelVocab, new_tokens: Sequence[str], out: str | os
         with atomic_write(tmp / "vocab_extend.json") as f:
             json.dump(info, f, ensure_ascii=False, indent=1)
             f.write("\n")
-        replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     log.info("extended %s -> %s: %d tokens added (%s), grew %s", src, out, len(new_tokens),
              " ".join(new_tokens[:20]), ", ".join(grown))
     return info
