@@ -201,7 +201,8 @@ def body(args) -> int:
     if budget is not None:
         choice = apply_budget(out, budget, on_over,
                               int(settings.get("train_conf.avg_nbest_model", 10)),
-                              str(settings.get("train_conf.avg_keep_nbest_models_type", "acc")))
+                              str(settings.get("train_conf.avg_keep_nbest_models_type", "acc")),
+                              init=init)
         for line in budget_lines(choice):
             log.info("%s", line)
     write_chain(out, report, chosen)

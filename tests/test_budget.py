@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from funasr_recipe.budget import apply_budget, average, choose, stage_budget
+from funasr_recipe.budget import ON_OVER_BUDGET, apply_budget, average, choose, stage_budget
 from funasr_recipe.errors import DataError, RunError
 from funasr_recipe.metrics import MetricsFile, Row, read_metrics
 
@@ -53,6 +53,8 @@ def test_no_epoch_within_the_budget_follows_the_fallback():
     c = choose(rows(over), budget=0.05, n=2, on_over="unconstrained")
     assert c["chosen"] == c["unconstrained"] == [5, 4] and c["fallback"] == "unconstrained"
     assert "no epoch within the budget" in c["reason"]
+    c = choose(rows(over), budget=0.05, n=2, on_over="start")
+    assert c["chosen"] == [] and c["fallback"] == "start" and "starting point" in c["reason"]
     c = choose(rows(over), budget=0.05, n=2, on_over="best_general")
     assert c["chosen"] == [2, 1] and c["fallback"] == "best_general"
     with pytest.raises(RunError, match=r"no epoch keeps the general valid loss within the "
@@ -70,7 +72,7 @@ def test_stage_budget_from_the_plan(tmp_path):
     from helpers import ROOT
     for st in ("stage1", "stage2", "stage3"):
         b, on_over = stage_budget(ROOT / "conf" / "stages.yaml", st)
-        assert (b is None or b >= 0) and on_over in ("unconstrained", "best_general", "error")
+        assert (b is None or b >= 0) and on_over in ON_OVER_BUDGET
     plan = tmp_path / "stages.yaml"
     plan.write_text("on_over_budget: best_general\nstages:\n  - {name: a, general: 1, domain: 1,"
                     " general_budget: 0.1}\n  - {name: b, general: 0, domain: 1}\n")
@@ -137,3 +139,42 @@ def test_results_states_the_choice(tmp_path):
     md = "\n".join(budget_section(tmp_path))
     assert "## Checkpoint choice under the forgetting budget" in md
     assert "| stage3 | 0.05 | 2.0000 -> 2.1000 | 1, 2 | 2, 1 | 5, 4 | the 2 best of 2" in md
+
+
+def test_over_budget_start_restores_the_stage_start_in_the_stage_layout(tmp_path):
+    """on_over_budget: start writes the stage's initial weights in the layout of the
+    stage's own checkpoints: a LoRA stage's lora_B at zero, so that merging the adapter
+    gives back exactly the starting weights; every other weight from the start."""
+    from funasr_recipe.lora import LoraSettings, merge_lora_state
+    from funasr_recipe.results import budget_section
+
+    g = torch.Generator().manual_seed(0)
+    init = {"enc.w": torch.randn(3, 2, generator=g), "llm.q_proj.weight": torch.randn(4, 4, generator=g)}
+    torch.save({"state_dict": init}, tmp_path / "init.pt")
+    d = tmp_path / "stage3"
+    d.mkdir()
+    for e in range(1, 6):   # trained: every weight moved, the adapter non-zero
+        torch.save({"state_dict": {"enc.w": init["enc.w"] + e,
+                                   "llm.q_proj.weight": init["llm.q_proj.weight"],
+                                   "llm.q_proj.lora_A": torch.randn(2, 4, generator=g),
+                                   "llm.q_proj.lora_B": torch.randn(4, 2, generator=g)}},
+                   d / f"model.pt.ep{e}")
+    m = MetricsFile(d / "metrics.tsv")
+    for r in rows([2.3, 2.2, 2.5, 2.6, 2.7]):
+        m.append(r)
+    with pytest.raises(RunError, match="initial checkpoint"):
+        apply_budget(d, 0.05, "start", 2, "loss")
+    rep = apply_budget(d, 0.05, "start", 2, "loss", init=tmp_path / "init.pt")
+    assert rep["chosen"] == [] and rep["start_checkpoint"] == str((tmp_path / "init.pt").resolve())
+    state = torch.load(d / "model.pt.budget", weights_only=True)["state_dict"]
+    assert set(state) == {"enc.w", "llm.q_proj.weight", "llm.q_proj.lora_A", "llm.q_proj.lora_B"}
+    assert torch.equal(state["enc.w"], init["enc.w"])
+    assert not state["llm.q_proj.lora_B"].any()
+    merged, _ = merge_lora_state(state, LoraSettings(2, 4, 0.0, ("q_proj",)))
+    assert torch.equal(merged["llm.q_proj.weight"], init["llm.q_proj.weight"])
+    assert "| stage3 | 0.05 | 2.0000 -> 2.1000 | none | the start | 5, 4 |" in \
+        "\n".join(budget_section(tmp_path))
+    # a start that lacks one of the stage's weights cannot stand in for it
+    torch.save({"state_dict": {"enc.w": init["enc.w"]}}, tmp_path / "short.pt")
+    with pytest.raises(RunError, match="short.pt: no llm.q_proj.weight"):
+        apply_budget(d, 0.05, "start", 2, "loss", init=tmp_path / "short.pt")

@@ -11,6 +11,9 @@ the mean of each float tensor, the sum of integer ones
 (``funasr/train_utils/average_nbest_models.py``). When no epoch is within the
 budget, ``on_over_budget`` says what happens:
 
+``start``          the stage's starting point (its initial checkpoint, in the stage's
+                   own layout: a LoRA stage's adapters at zero, so merging them
+                   changes nothing): the stage passes its input on, said so
 ``unconstrained``  funasr's own choice (the best on the domain valid set), said so
 ``best_general``   the ``avg_nbest_model`` epochs with the lowest general valid loss
 ``error``          stop, naming the numbers
@@ -31,7 +34,7 @@ from .config import load_yaml
 from .errors import DataError, RunError
 from .metrics import MAIN_SET, read_metrics
 
-ON_OVER_BUDGET = ("unconstrained", "best_general", "error")
+ON_OVER_BUDGET = ("start", "unconstrained", "best_general", "error")
 CHECKPOINT = "model.pt.budget"
 REPORT = "budget.json"
 
@@ -120,6 +123,10 @@ def choose(rows, *, budget: float, n: int, rank_by: str = "loss", on_over: str =
                        f"epoch {worst:.4f}); on_over_budget: error. Raise general_budget, "
                        f"mix more general data into the stage (conf/stages.yaml), or lower "
                        f"its learning rate")
+    elif on_over == "start":
+        chosen, fallback = [], on_over
+        reason = (f"no epoch within the budget (general valid loss <= {limit:.4f}): the "
+                  f"stage's starting point, as if it had not trained (on_over_budget: start)")
     elif on_over == "best_general":
         chosen, fallback = best(cands, "general_loss", 1), on_over
         reason = (f"no epoch within the budget (general valid loss <= {limit:.4f}): the "
@@ -159,20 +166,57 @@ def average(paths: list[Path], dest: Path) -> Path:
     return dest
 
 
+def start_state(template: Path, init: Path, dest: Path) -> Path:
+    """The stage's starting point as a checkpoint of the stage's own layout: every
+    weight of ``template`` (one of the stage's epoch checkpoints) taken from the
+    initial checkpoint ``init``, but a LoRA layer's ``lora_B``, which is zero at the
+    start as funasr initialises it (``lora_A`` is then inert, and kept)."""
+    import torch
+
+    from .checkpoint import load_state
+
+    tmpl, start = load_state(template), load_state(init)
+    state, missing = {}, []
+    for k, v in tmpl.items():
+        if k in start:
+            state[k] = start[k].to(v.dtype) if hasattr(v, "dtype") else start[k]
+        elif k.endswith(".lora_B"):
+            state[k] = torch.zeros_like(v)
+        elif k.endswith(".lora_A"):
+            state[k] = v
+        else:
+            missing.append(k)
+    if missing:
+        raise RunError(f"{init}: no {missing[0]} (and {len(missing) - 1} more of the stage's "
+                       f"weights): cannot restore the stage's start from it")
+    with atomic_write(dest, "wb") as f:
+        torch.save({"state_dict": state}, f)
+    return dest
+
+
 def apply_budget(out: Path, budget: float, on_over: str, n: int, rank_by: str,
-                 general: str = "general") -> dict[str, Any]:
+                 general: str = "general", init: Path | None = None) -> dict[str, Any]:
     """Choose (:func:`choose`) from ``out/metrics.tsv``, average the chosen
-    epochs into ``out/model.pt.budget`` and record it all in ``out/budget.json``."""
+    epochs into ``out/model.pt.budget`` (with none chosen, ``on_over_budget: start``:
+    the stage's initial checkpoint ``init``, :func:`start_state`) and record it all
+    in ``out/budget.json``."""
     out = Path(out)
     available = {p.name for p in out.glob("model.pt.ep*") if p.name.count(".") == 2}
     report = choose(read_metrics(out / "metrics.tsv"), budget=budget, n=n, rank_by=rank_by,
                     on_over=on_over, available=available, general=general)
-    # in funasr's order (its ranking sorts by the metric, highest first), so that the
-    # same epochs give the very same floats as its model.pt.avgN
-    key = "domain_acc" if rank_by == "acc" else "domain_loss"
-    metric = {e["epoch"]: e[key] for e in report["epochs"]}
-    order = sorted(sorted(report["chosen"]), key=lambda e: metric[e], reverse=True)
-    average([checkpoint_file(out, f"model.pt.ep{e}") for e in order], out / CHECKPOINT)
+    if report["chosen"]:
+        # in funasr's order (its ranking sorts by the metric, highest first), so that the
+        # same epochs give the very same floats as its model.pt.avgN
+        key = "domain_acc" if rank_by == "acc" else "domain_loss"
+        metric = {e["epoch"]: e[key] for e in report["epochs"]}
+        order = sorted(sorted(report["chosen"]), key=lambda e: metric[e], reverse=True)
+        average([checkpoint_file(out, f"model.pt.ep{e}") for e in order], out / CHECKPOINT)
+    else:
+        if init is None:
+            raise RunError("on_over_budget: start needs the stage's initial checkpoint")
+        last = max(e["epoch"] for e in report["epochs"] if e.get("on_disk", True))
+        start_state(checkpoint_file(out, f"model.pt.ep{last}"), Path(init), out / CHECKPOINT)
+        report["start_checkpoint"] = str(Path(init).resolve())
     report["checkpoint"] = CHECKPOINT
     with atomic_write(out / REPORT) as f:
         json.dump(report, f, indent=1)
@@ -189,10 +233,10 @@ def budget_lines(report: dict[str, Any]) -> list[str]:
                     f"{e.get('general_loss')} ({'' if rise is None else f'{rise:+.1%}'}), "
                     f"{'within' if e['within'] else 'over'}"
                     f"{'' if e.get('on_disk', True) else ', checkpoint not kept'}")
-    rows.append(f"chosen epochs {report['chosen']} (without the budget: "
+    rows.append(f"chosen epochs {report['chosen'] or 'none: the start'} (without the budget: "
                 f"{report['unconstrained']}): {report['reason']}")
     return rows
 
 
 __all__ = ["ON_OVER_BUDGET", "CHECKPOINT", "REPORT", "stage_budget", "choose",
-           "checkpoint_file", "average", "apply_budget", "budget_lines"]
+           "checkpoint_file", "average", "start_state", "apply_budget", "budget_lines"]

@@ -341,7 +341,7 @@ def budget_section(exp: Path) -> list[str]:
         within = [str(e["epoch"]) for e in r.get("epochs", []) if e.get("within")]
         lines.append(f"| {stage} | {r['budget']:g} | {r['start_general_loss']:.4f} -> "
                      f"{r['limit']:.4f} | {', '.join(within) or 'none'} | "
-                     f"{', '.join(map(str, r['chosen']))} | "
+                     f"{', '.join(map(str, r['chosen'])) or 'the start'} | "
                      f"{', '.join(map(str, r['unconstrained']))} | {r['reason']} |")
     return lines
 
