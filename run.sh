@@ -24,7 +24,8 @@ corpus_conf=conf/corpus.yaml   # mini corpus settings
 train_conf=           # training settings [conf/<model>/train.yaml]
 twin_conf=            # tiny twin architecture [conf/<model>/twin.yaml]
 decode_conf=          # decoding settings [conf/<model>/decode.yaml]
-train_args=           # one-off training overrides "k=v k2=v2" (funasr keys, every training stage)
+train_args=           # one-off training overrides "k=v k2=v2" (funasr keys, every training
+                      # stage; "stage1:k=v" that stage only, "pretrain:k=v" the twin's pre-training)
 decode_args=          # one-off decoding overrides "k=v ..." (keys of the decode conf)
 lm_conf=conf/nano/lm.yaml      # nano mini recipe: text-only pre-training of the twin's LLM
 encoder_conf=conf/nano/encoder.yaml  # nano mini recipe: CTC pre-training of the twin's encoder
@@ -96,7 +97,9 @@ Options (default in brackets):
   --twin-conf FILE      tiny twin architecture [conf/<model>/twin.yaml]
   --decode-conf FILE    decoding settings (batch size, dither) [conf/<model>/decode.yaml]
   --train-args "K=V .." one-off funasr overrides for every training stage, e.g.
-                        "train_conf.max_epoch=2 optim_conf.lr=0.0001" (no spaces in values)
+                        "train_conf.max_epoch=2 optim_conf.lr=0.0001" (no spaces in values);
+                        STAGE:K=V for one stage ("stage3:optim_conf.lr=0.0001",
+                        "pretrain:train_conf.max_epoch=12"), over the unscoped ones
   --decode-args "K=V .." one-off decoding overrides, e.g. "batch_size=4"
   --lm-conf FILE        nano mini recipe: text-only pre-training of the twin's LLM [${lm_conf}]
   --encoder-conf FILE   nano mini recipe: CTC pre-training of the twin's encoder [${encoder_conf}]
@@ -219,7 +222,7 @@ fi
 plan_opts=()
 [ -n "${base_model}" ] || plan_opts=(--pretrain)
 if ! stage_names=$(python local/check_plan.py --plan "${stage_plan}" --train-conf "${train_conf}" \
-    "${plan_opts[@]}"); then
+    "${plan_opts[@]}" "${train_set[@]}"); then
   log "Error: the stage plan ${stage_plan} and the train config ${train_conf} disagree (see above)"
   exit 1
 fi
@@ -366,9 +369,13 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
     fi
     if [ "${model}" = nano ] && [ "${stage_train}" = true ]; then
       set_opts+=(--section "${set%_train}")
-      # only --train-args' prompt.* items shape the jsonl (the rest are funasr's)
+      # only --train-args' prompt.* items for this stage (unscoped or "<stage>:")
+      # shape the jsonl (the rest are funasr's)
       for kv in "${kvs_train[@]}"; do
-        [ "${kv#prompt.}" = "${kv}" ] || set_opts+=(--set "${kv}")
+        k=${kv%%=*}
+        case "${k}" in *:*) [ "${k%%:*}" = "${set%_train}" ] || continue ;; esac
+        k=${k#*:}
+        [ "${k#prompt.}" = "${k}" ] || set_opts+=(--set "${kv}")
       done
       if [ -n "${terms}" ] && [ "${terms}" != none ]; then
         set_opts+=(--terms "${terms}"); sig+=("${terms}")

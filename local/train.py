@@ -47,6 +47,7 @@ from pathlib import Path
 from funasr_recipe import cli
 from funasr_recipe.budget import CHECKPOINT as BUDGET_CHECKPOINT
 from funasr_recipe.budget import apply_budget, budget_lines, stage_budget
+from funasr_recipe.config import parse_overrides
 from funasr_recipe.errors import DataError
 from funasr_recipe.jsonl import SPLIT_KEY, read_shard_list
 from funasr_recipe.modeldir import (FAMILIES, check_model_dir, inspect_model_dir,
@@ -103,8 +104,10 @@ def build_parser():
                          "(general_budget, on_over_budget) chooses the epochs to average "
                          "within it, from OUT/metrics.tsv (needs --extra-valid general=...)")
     ap.add_argument("--worker-report", type=Path, default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="extra funasr override for this run only (repeatable)")
+    ap.add_argument("--set", action="append", default=[], metavar="[SECTION:]KEY=VALUE",
+                    help="extra funasr override for this run only (repeatable; with "
+                         "SECTION: only when --section is SECTION, e.g. "
+                         "pretrain:train_conf.max_epoch=12)")
     return ap
 
 
@@ -126,15 +129,12 @@ def body(args) -> int:
     settings = section_settings(conf, args.section, args.conf)
     # the model dir's known config fixes (announced), and Nano's audio slot count
     settings = training_overrides(model_dir, args.family, settings)
-    for item in args.set:
-        k, sep, v = item.partition("=")
-        if not sep:
-            raise DataError(f"--set {item}: expected KEY=VALUE")
-        settings[k] = v
+    sets = parse_overrides(args.set, args.section, ["pretrain", *conf["stages"]])
+    settings.update(sets)
     # prompt.* keys (nano hotword lists) shape the jsonl (make_jsonl.py --section), not
     # funasr's trainer: the jsonl's content is in the stage's signature
     settings = {k: v for k, v in settings.items() if not k.startswith("prompt.")}
-    if shards and not any(item.startswith(f"{SPLIT_KEY}=") for item in args.set):
+    if shards and SPLIT_KEY not in sets:
         settings[SPLIT_KEY] = len(shards)  # one slice a shard, unless --set says otherwise
     checkpoint = avg_checkpoint_name(settings)
     budget, on_over = stage_budget(args.plan, args.section) if args.plan else (None, "")

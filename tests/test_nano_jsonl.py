@@ -362,6 +362,10 @@ def test_hotword_settings_layers_and_errors(model_dir, term_data, tmp_path):
                                                     "hotword_distractors": 4, "hotword_seed": 0}
     assert hotword_settings(conf, section="s2", sets=["prompt.hotword_share=0.9"])[
         "hotword_share"] == 0.9
+    # a --train-args item scoped to a stage counts for that stage's set only
+    scoped = ["s1:prompt.hotword_share=0.7", "prompt.hotword_share=0.2"]
+    assert hotword_settings(conf, section="s1", sets=scoped)["hotword_share"] == 0.7
+    assert hotword_settings(conf, section="s2", sets=scoped)["hotword_share"] == 0.2
     with pytest.raises(DataError, match="prompt.hotword_share must be in"):
         hotword_settings(conf, section="s1", sets=["prompt.hotword_share=1.5"])
     with pytest.raises(DataError, match="may give only"):

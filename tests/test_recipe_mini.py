@@ -59,44 +59,38 @@ def helped(errors: dict[str, float], last: str, family: str) -> bool:
     return errors[last] <= errors["base"] - HELP_MARGIN[family]
 
 
+#: the reduced recipe's training, as a user shortens a run: run.sh --train-args
+#: (every stage 3 epochs, the twin's pre-training 12; Nano one epoch each)
+TRAIN_ARGS = {"paraformer": "train_conf.max_epoch=3 pretrain:train_conf.max_epoch=12",
+              "nano": "train_conf.max_epoch=1"}
+#: the negative control: stage 1 with every parameter frozen by lr 0
+FROZEN = "stage1:optim_conf.lr=0.0"
+
+
 def reduced_configs(tmp: Path) -> dict[str, Path]:
+    """The mini corpus and the Nano twin's pre-training at a smaller size, and a
+    one-stage plan for the negative control (these confs have no run.sh override)."""
     corpus = yaml.safe_load((ROOT / "conf" / "corpus.yaml").read_text())
     corpus.update(num_general=240, num_domain=150)
-    train = yaml.safe_load((ROOT / "conf" / "paraformer" / "train.yaml").read_text())
-    train["pretrain"]["train_conf.max_epoch"] = 12
-    for stage in train["stages"].values():
-        stage["train_conf.max_epoch"] = 3
-    nano = yaml.safe_load((ROOT / "conf" / "nano" / "train.yaml").read_text())
-    nano["pretrain"]["train_conf.max_epoch"] = 1
-    for stage in nano["stages"].values():
-        stage["train_conf.max_epoch"] = 1
     lm = yaml.safe_load((ROOT / "conf" / "nano" / "lm.yaml").read_text())
     lm.update(num_general=500, num_domain=500, num_domain_extra=200, epochs=1, batch_size=32,
               warmup_steps=5)
     encoder = yaml.safe_load((ROOT / "conf" / "nano" / "encoder.yaml").read_text())
     encoder.update(epochs=2, report_every=2)
-    # the negative control: stage 1 with every parameter frozen by lr 0
-    frozen = {fam: dict(cfg, stages={"stage1": dict(cfg["stages"]["stage1"],
-                                                       **{"optim_conf.lr": 0.0})})
-              for fam, cfg in (("paraformer", train), ("nano", nano))}
     plan = yaml.safe_load((ROOT / "conf" / "stages.yaml").read_text())
     plan["stages"] = plan["stages"][:1]
-    paths = {"corpus": tmp / "corpus.yaml", "train": tmp / "train.yaml",
-             "nano": tmp / "nano_train.yaml", "lm": tmp / "lm.yaml",
-             "encoder": tmp / "encoder.yaml",
-             "frozen_paraformer": tmp / "frozen_paraformer.yaml",
-             "frozen_nano": tmp / "frozen_nano.yaml", "plan1": tmp / "stages1.yaml"}
-    for name, obj in (("corpus", corpus), ("train", train), ("nano", nano), ("lm", lm),
-                      ("encoder", encoder),
-                      ("frozen_paraformer", frozen["paraformer"]),
-                      ("frozen_nano", frozen["nano"]), ("plan1", plan)):
+    paths = {"corpus": tmp / "corpus.yaml", "lm": tmp / "lm.yaml",
+             "encoder": tmp / "encoder.yaml", "plan1": tmp / "stages1.yaml"}
+    for name, obj in (("corpus", corpus), ("lm", lm), ("encoder", encoder), ("plan1", plan)):
         paths[name].write_text(yaml.safe_dump(obj, allow_unicode=True))
     return paths
 
 
-def run_recipe(tmp: Path, conf: dict[str, Path], *extra: str) -> subprocess.CompletedProcess:
-    cmd = ["bash", str(ROOT / "run.sh"), "--corpus-conf", str(conf["corpus"]),
-           "--train-conf", str(conf["train"]), "--corpus-dir", str(tmp / "corpus"),
+def run_recipe(tmp: Path, conf: dict[str, Path], *extra: str, family: str = "paraformer",
+               train_args: str = "") -> subprocess.CompletedProcess:
+    cmd = ["bash", str(ROOT / "run.sh"), "--model", family,
+           "--corpus-conf", str(conf["corpus"]), "--corpus-dir", str(tmp / "corpus"),
+           "--train-args", f"{TRAIN_ARGS[family]} {train_args}".strip(),
            "--datadir", str(tmp / "data"), "--dumpdir", str(tmp / "dump"),
            "--expdir", str(tmp / "exp"), "--lm-conf", str(conf["lm"]),
            "--encoder-conf", str(conf["encoder"]), *extra]
@@ -138,6 +132,10 @@ def test_data_stages(recipe):
             jsonl.read_text().splitlines())
         log = (tmp / "exp" / "paraformer" / "logs" / f"train_{s}.log").read_text()
         assert f"{s}_train.list" in log and "data_split_num: 2, data_split_i: 1" in log
+        # --train-args: the unscoped epochs for the stages, pretrain:'s for the base
+        assert "++train_conf.max_epoch=3" in log and "max_epoch=12" not in log
+    log = (tmp / "exp" / "paraformer" / "logs" / "pretrain.log").read_text()
+    assert "++train_conf.max_epoch=12" in log
 
 
 def test_chain_was_verified(recipe):
@@ -221,7 +219,7 @@ def test_rerun_skips_finished_stages(recipe):
 def nano_recipe(recipe):
     """The Fun-ASR-Nano recipe on the same data dirs (stages 3-7), one epoch a stage."""
     tmp, conf, _ = recipe
-    r = run_recipe(tmp, dict(conf, train=conf["nano"]), "--model", "nano", "--stage", "3")
+    r = run_recipe(tmp, conf, "--stage", "3", family="nano")
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
     return tmp, r
 
@@ -304,11 +302,10 @@ def test_negative_control_frozen_stage_does_not_pass(recipe, family, request):
         request.getfixturevalue("nano_recipe")
     tmp, conf, _ = recipe
     ctrl = tmp / f"control_{family}"
-    r = run_recipe(tmp, dict(conf, train=conf[f"frozen_{family}"]), "--model", family,
-                   "--stage", "5", "--stop-stage", "7",
+    r = run_recipe(tmp, conf, "--stage", "5", "--stop-stage", "7",
                    "--base-model", str(tmp / "exp" / family / "base" / "model"),
                    "--stage-plan", str(conf["plan1"]), "--test-sets", "domain_test",
-                   "--expdir", str(ctrl))
+                   "--expdir", str(ctrl), family=family, train_args=FROZEN)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
     errors = domain_errors(ctrl / family, ("base", "stage1"))
     print(f"{family} negative control (lr 0) domain-test error: {errors}")

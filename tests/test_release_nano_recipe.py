@@ -73,13 +73,9 @@ def release_dir(out: Path, copy_name: str) -> Path:
 def run_recipe(tmp: Path, model_dir: Path, expdir: Path, *extra: str):
     corpus = yaml.safe_load((ROOT / "conf" / "corpus.yaml").read_text())
     corpus.update(num_general=80, num_domain=50)
-    train = yaml.safe_load((ROOT / "conf" / "nano" / "train.yaml").read_text())
-    for stage in train["stages"].values():
-        stage["train_conf.max_epoch"] = 1
     (tmp / "corpus.yaml").write_text(yaml.safe_dump(corpus, allow_unicode=True))
-    (tmp / "train.yaml").write_text(yaml.safe_dump(train, allow_unicode=True))
     cmd = ["bash", str(ROOT / "run.sh"), "--model", "nano", "--base-model", str(model_dir),
-           "--corpus-conf", str(tmp / "corpus.yaml"), "--train-conf", str(tmp / "train.yaml"),
+           "--corpus-conf", str(tmp / "corpus.yaml"), "--train-args", "train_conf.max_epoch=1",
            "--corpus-dir", str(tmp / "corpus"), "--datadir", str(tmp / "data"),
            "--dumpdir", str(tmp / "dump"), "--expdir", str(expdir), "--stop-stage", "5",
            *extra]

@@ -63,3 +63,35 @@ def test_decode_settings_come_from_the_decode_conf_with_overrides(tmp_path):
     bad.write_text("batch_size: 2\nbeam: 3\n")
     with pytest.raises(DataError, match="unknown decode setting"):
         decode_settings(bad, [])
+
+
+def test_train_args_scoped_to_a_section_win_over_the_rest_and_skip_other_sections():
+    import pytest
+
+    from funasr_recipe.config import parse_overrides
+    from funasr_recipe.errors import DataError
+    items = ["pretrain:train_conf.max_epoch=12", "train_conf.max_epoch=3",
+             "stage1:optim_conf.lr=0.0", "optim_conf.lr = 0.001"]
+    sections = ["pretrain", "stage1", "stage2"]
+    assert parse_overrides(items, "pretrain", sections) == {
+        "train_conf.max_epoch": "12", "optim_conf.lr": "0.001"}
+    assert parse_overrides(items, "stage1", sections) == {
+        "train_conf.max_epoch": "3", "optim_conf.lr": "0.0"}
+    assert parse_overrides(items, "stage2", sections) == {
+        "train_conf.max_epoch": "3", "optim_conf.lr": "0.001"}
+    # a path value may hold ':' and '='
+    assert parse_overrides(["init=/a:b=c"]) == {"init": "/a:b=c"}
+    with pytest.raises(DataError, match=r"no section 'stag1' \(have: pretrain, stage1, stage2\)"):
+        parse_overrides(["stag1:optim_conf.lr=0"], "stage1", sections)
+    with pytest.raises(DataError, match="have no sections; drop 'stage1:'"):
+        parse_overrides(["stage1:batch_size=4"])
+    with pytest.raises(DataError, match="expected KEY=VALUE"):
+        parse_overrides(["lr"], "stage1", sections)
+
+
+def test_a_train_args_scope_the_config_lacks_stops_the_run_at_once(tmp_path):
+    r = run_sh(tmp_path, "--train-args", "stage4:optim_conf.lr=0", "--stage", "1",
+               "--datadir", "data", "--expdir", "exp")
+    out = r.stdout + r.stderr
+    assert r.returncode == 1 and "Stage 1" not in out
+    assert "--train-args stage4:optim_conf.lr=0: no section 'stage4'" in out

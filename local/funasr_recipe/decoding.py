@@ -272,13 +272,12 @@ def decode_settings(path: str | os.PathLike | None, sets: list[str]) -> dict:
     """The decode conf's settings, updated by ``KEY=VALUE`` overrides (YAML values)."""
     import yaml
 
-    from .config import load_yaml
+    from .config import load_yaml, parse_overrides
 
     dec = dict(load_yaml(path) or {}) if path else {}
-    for item in sets:
-        k, sep, v = item.partition("=")
-        if not sep or k not in DECODE_KEYS:
-            raise DataError(f"--set {item}: expected KEY=VALUE with KEY one of "
+    for k, v in parse_overrides(sets, what="--set (--decode-args of run.sh)").items():
+        if k not in DECODE_KEYS:
+            raise DataError(f"--set {k}={v}: expected KEY=VALUE with KEY one of "
                             f"{', '.join(DECODE_KEYS)} (--decode-args of run.sh)")
         dec[k] = yaml.safe_load(v)
     unknown = [k for k in dec if k not in DECODE_KEYS]

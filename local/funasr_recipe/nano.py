@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from .audio import fbank_frames
-from .config import load_yaml
+from .config import load_yaml, parse_overrides
 from .errors import DataError
 from .tables import dump_jsonl_line, sort_keys
 from .jsonl import num_samples, read_pairs
@@ -122,13 +122,9 @@ def hotword_settings(conf: Mapping[str, Any], path: str | os.PathLike = "train.y
             raise DataError(f"{path}: no settings for '{section}' (have: pretrain, "
                             f"{', '.join(conf.get('stages') or {})})")
         layers += [("common", conf.get("common") or {}), (section, own)]
-    extra = {}
-    for item in sets:
-        k, sep, v = item.partition("=")
-        if not sep:
-            raise DataError(f"--set {item}: expected KEY=VALUE")
-        extra[k.strip()] = v.strip()
-    layers.append(("--set", extra))
+    # SECTION:KEY=VALUE items count for that stage's training set only
+    layers.append(("--set", parse_overrides(sets, section or "",
+                                            ["pretrain", *(conf.get("stages") or {})])))
     for where, layer in layers:
         for k, v in layer.items():
             if not k.startswith("prompt."):

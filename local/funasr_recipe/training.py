@@ -81,10 +81,13 @@ def section_settings(cfg: dict, section: str, path: str | Path = "train.yaml") -
 
 
 def check_plan(plan_path: str | Path, conf_path: str | Path,
-               pretrain: bool) -> list[str]:
+               pretrain: bool, sets: Iterable[str] = ()) -> list[str]:
     """The stage plan's stage names, once it is known that the train config has
     a section for each of them (and ``pretrain`` when the recipe pre-trains its
-    own base model): checked at the start of a run, not at stage 5."""
+    own base model), and that each ``SECTION:KEY=VALUE`` item of ``sets``
+    (run.sh ``--train-args``) names one of its sections: checked at the start of
+    a run, not at stage 5."""
+    from .config import parse_overrides
     from .mixing import load_plan
 
     names = [s.name for s in load_plan(plan_path).stages]
@@ -98,6 +101,7 @@ def check_plan(plan_path: str | Path, conf_path: str | Path,
     if pretrain and not isinstance(cfg.get("pretrain"), dict):
         raise DataError(f"{conf_path}: no 'pretrain' section, which the mini recipe's own "
                         f"base model needs; add one or pass --base-model")
+    parse_overrides(sets, "", ["pretrain", *cfg["stages"]], what="--train-args")
     return names
 
 
