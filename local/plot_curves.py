@@ -2,9 +2,10 @@
 """Plot the training curves of every stage of an experiment, headless.
 
 Reads each stage's EXP/<stage>/metrics.tsv, written by the recipe's trainer;
-for older runs without one, funasr's training logs (EXP/logs/pretrain.log,
-EXP/logs/train_<stage>.log; else EXP/<stage>/train.log; else TensorBoard events
-in EXP/<stage>/tensorboard). Writes, under --out:
+for older runs without one, funasr's training logs (the job logs run.sh keeps,
+EXP/logs/pretrain.log and EXP/logs/train_<stage>.log, which also give each
+stage's status and wall time; else EXP/<stage>/train.log; else TensorBoard
+events in EXP/<stage>/tensorboard). Writes, under --out:
 
   curves.png   train loss and accuracy per step, validation loss (and
                accuracy) per epoch of each valid set (domain, general),
@@ -28,7 +29,7 @@ import sys
 from pathlib import Path
 
 from funasr_recipe import cli
-from funasr_recipe.curves import load_experiment, summary_text, write_outputs
+from funasr_recipe.curves import find_job_logs, load_experiment, summary_text, write_outputs
 
 
 def build_parser():
@@ -37,8 +38,14 @@ def build_parser():
     ap.add_argument("--out", type=Path, default=None, help="output dir (default: EXP/curves)")
     ap.add_argument("--stages", default=None,
                     help="comma-separated stages in training order (default: pretrain, if "
-                         "logged, then every EXP/logs/train_<stage>.log and EXP/<stage>/"
-                         "metrics.tsv in natural order)")
+                         "logged, then every stage with a job log or an EXP/<stage>/"
+                         "metrics.tsv, in natural order)")
+    ap.add_argument("--job-logs", default="logs/train_{stage}.log",
+                    help="the stages' job logs, relative to EXP, {stage} the stage's name "
+                         "(default: run.sh's, %(default)s)")
+    ap.add_argument("--pretrain-log", default="logs/pretrain.log",
+                    help="the base-model pretraining's job log, relative to EXP (default: "
+                         "run.sh's, %(default)s)")
     ap.add_argument("--title", default="", help="plot title (default: the experiment dir)")
     return ap
 
@@ -46,7 +53,8 @@ def build_parser():
 def body(args) -> int:
     out = args.out or args.exp / "curves"
     stages = [s for s in args.stages.split(",") if s] if args.stages else None
-    curves = load_experiment(args.exp, stages)      # no logs at all: ERROR, exit 1
+    job_logs = find_job_logs(args.exp, args.job_logs, args.pretrain_log)
+    curves = load_experiment(args.exp, stages, job_logs)  # no logs at all: ERROR, exit 1
     print(summary_text(curves), end="")
     try:
         write_outputs(curves, out, args.title or f"training curves: {args.exp}")

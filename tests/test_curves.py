@@ -8,12 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from funasr_recipe.curves import (discover_stages, load_experiment, load_stage, offsets,
-                                  parse_log, read_log, read_tensorboard, summary_text)
+from funasr_recipe.curves import (discover_stages, find_job_logs, load_experiment, load_stage,
+                                  offsets, parse_log, read_log, read_tensorboard, summary_text)
 from funasr_recipe.errors import DataError
 from helpers import run_tool
 
 LOG = Path(__file__).resolve().parent / "data" / "train_stage1.log"
+
+
+def run_sh_logs(exp: Path) -> dict[str, Path]:
+    """The job logs as run.sh names them (local/plot_curves.py's defaults)."""
+    return find_job_logs(exp, "logs/train_{stage}.log", "logs/pretrain.log")
 
 
 def test_real_log():
@@ -90,8 +95,11 @@ def _exp_with_two_stages(tmp_path: Path) -> Path:
 
 def test_discover_and_continuous_axis(tmp_path):
     exp = _exp_with_two_stages(tmp_path)
-    assert discover_stages(exp) == ["pretrain", "stage2", "stage10"]
-    stages = [load_stage(exp, s) for s in discover_stages(exp)]
+    logs = run_sh_logs(exp)
+    assert discover_stages(exp, logs) == ["pretrain", "stage2", "stage10"]
+    # the package knows no layout: without the job logs, nothing is found
+    assert discover_stages(exp) == []
+    stages = [load_stage(exp, s, logs[s]) for s in discover_stages(exp, logs)]
     assert [s.last_step for s in stages] == [396, 193, 396]
     assert offsets(stages) == [0, 396, 589]
 
@@ -105,7 +113,7 @@ def test_fallback_to_funasr_log_and_tensorboard(tmp_path):
         "skipped\n# Ended (code 0) at Thu Jan 1 00:00:00 UTC 2026, elapsed time 1 seconds\n")
     (exp / "stage1").mkdir()
     shutil.copy(LOG, exp / "stage1" / "train.log")
-    st = load_stage(exp, "stage1")
+    st = load_stage(exp, "stage1", run_sh_logs(exp)["stage1"])
     assert len(st.train) == 39 and st.source.endswith("stage1/train.log")
     assert st.status == "finished" and "has 0 training points" in st.notes[0]
     # a log of a run cut off after 2 epochs and resumed an hour later: the
@@ -153,6 +161,26 @@ def test_cli_writes_png_summary_and_tables(tmp_path):
     assert valid[1].split("\t") == ["pretrain", "domain", "1", "130", "130", "1.3791", ""]
 
 
+def test_cli_other_job_log_layout(tmp_path):
+    """Job logs kept elsewhere (another driver than run.sh): --job-logs and
+    --pretrain-log name them; a pattern without {stage} is refused."""
+    exp = tmp_path / "exp"
+    (exp / "jobs").mkdir(parents=True)
+    shutil.copy(LOG, exp / "jobs" / "base.out")
+    shutil.copy(LOG, exp / "jobs" / "stage1.out")
+    assert find_job_logs(exp, "jobs/{stage}.out", "jobs/base.out") == {
+        "base": exp / "jobs" / "base.out", "stage1": exp / "jobs" / "stage1.out",
+        "pretrain": exp / "jobs" / "base.out"}
+    out = tmp_path / "curves"
+    p = run_tool("plot_curves.py", "--exp", exp, "--out", out, "--stages", "pretrain,stage1",
+                 "--job-logs", "jobs/{stage}.out", "--pretrain-log", "jobs/base.out")
+    assert p.returncode == 0, p.stderr
+    assert "== pretrain ==" in p.stdout and "== stage1 ==" in p.stdout
+    assert "finished" in p.stdout and "no training lines" not in p.stdout
+    p = run_tool("plot_curves.py", "--exp", exp, "--job-logs", "jobs/x.out")
+    assert p.returncode == 1 and "no {stage} in it" in p.stderr
+
+
 def test_cli_errors(tmp_path):
     p = run_tool("plot_curves.py", "--exp", tmp_path)
     assert p.returncode == 1 and "no training logs" in p.stderr
@@ -189,7 +217,7 @@ def test_stage_without_logged_steps_still_plots(tmp_path, validations, cut):
     assert p.returncode == 0, p.stderr
     assert "WARNING" not in p.stderr
     assert (out / "curves.png").read_bytes().startswith(b"\x89PNG")
-    st = load_stage(exp, "stage1")
+    st = load_stage(exp, "stage1", exp / "logs" / "train_stage1.log")
     assert st.train == [] and st.epochs_done == validations
     assert "== stage1 ==" in (out / "summary.txt").read_text()
 

@@ -6,8 +6,9 @@ Sources, per stage, first that has training lines wins:
    as it sees them (:mod:`funasr_recipe.metrics`); every run since it exists
    writes one. The sources below are read only for older runs (scraping
    funasr's log text), and the job log still gives status and wall time;
-1. ``EXP/logs/pretrain.log`` or ``EXP/logs/train_<stage>.log``: the job log
-   run.sh keeps (funasr's log lines behind run.pl's header and trailer);
+1. the stage's job log, where the caller keeps one (``job_logs``: run.sh's are
+   named by ``local/plot_curves.py``): funasr's log lines behind run.pl's
+   header and trailer;
 2. ``EXP/<stage>/train.log``: the log hydra writes in funasr's output dir
    (appended to when a run resumes; it survives a re-run that skipped the
    stage, which overwrites the job log);
@@ -50,7 +51,7 @@ import re
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Mapping
 
 from .atomic import atomic_write
 from .errors import DataError
@@ -296,16 +297,37 @@ def curves_from_tensorboard(scalars: dict[str, list[tuple[int, float]]], name: s
 
 # ---------------------------------------------------------------- a whole experiment
 
-def discover_stages(exp: Path) -> list[str]:
-    """``pretrain`` (if logged) then the ``train_<stage>.log`` stages and the
-    stage dirs with a ``metrics.tsv``, in natural order (stage2 before stage10)."""
-    logs = exp / "logs"
-    names = [p.name[len("train_"):-len(".log")] for p in logs.glob("train_*.log")]
+def find_job_logs(exp: Path, pattern: str, pretrain: str = "") -> dict[str, Path]:
+    """The job logs under ``exp`` by stage: the files matching ``pattern``
+    (relative to ``exp``, ``{stage}`` standing for the stage's name, e.g.
+    ``logs/train_{stage}.log``), and ``pretrain`` (a path relative to ``exp``)
+    as the ``pretrain`` stage's when given and present."""
+    head, found, tail = pattern.partition("{stage}")
+    if not found:
+        raise DataError(f"job log pattern {pattern!r}: no {{stage}} in it "
+                        f"(e.g. logs/train_{{stage}}.log)")
+    logs = {}
+    for p in exp.glob(head + "*" + tail):
+        rel = p.relative_to(exp).as_posix()
+        name = rel[len(head):len(rel) - len(tail)]
+        if p.is_file() and name and "/" not in name:
+            logs[name] = p
+    if pretrain and (exp / pretrain).is_file():
+        logs["pretrain"] = exp / pretrain
+    return logs
+
+
+def discover_stages(exp: Path, job_logs: Mapping[str, Path] | None = None) -> list[str]:
+    """``pretrain`` (if it left anything) then the stages with a job log (by
+    :func:`find_job_logs`) or a ``metrics.tsv``, in natural order (stage2
+    before stage10)."""
+    job_logs = job_logs or {}
+    names = [n for n in job_logs if n != "pretrain"]
     names += [p.parent.name for p in exp.glob("*/metrics.tsv")
               if p.parent.name not in names and p.parent.name != "pretrain"]
     names.sort(key=lambda s: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)])
-    if any((d / f).is_file() for d, f in ((logs, "pretrain.log"), (exp / "pretrain", "train.log"),
-                                           (exp / "pretrain", "metrics.tsv"))):
+    if "pretrain" in job_logs or any((exp / "pretrain" / f).is_file()
+                                     for f in ("train.log", "metrics.tsv")):
         names.insert(0, "pretrain")
     return names
 
@@ -334,7 +356,7 @@ def curves_from_metrics(path: Path, name: str, main_set: str = "valid") -> Stage
     return st
 
 
-def load_stage(exp: Path, name: str) -> StageCurves:
+def load_stage(exp: Path, name: str, job_log: Path | None = None) -> StageCurves:
     """A stage's curves from the ``metrics.tsv`` the recipe's Trainer wrote;
     for runs older than it, from funasr's logs, else its TensorBoard events.
     The job log still gives the status, wall time and planned epochs.
@@ -344,11 +366,10 @@ def load_stage(exp: Path, name: str) -> StageCurves:
     that of a re-run that skipped the stage has none, while funasr's log
     holds every run (a step logged twice keeps its last value).
     """
-    job_log = exp / "logs" / ("pretrain.log" if name == "pretrain" else f"train_{name}.log")
     own_log = exp / name / "train.log"
     main_set = valid_set_name(exp / name)
     notes = []
-    logs = [read_log(p, name, main_set) for p in (job_log, own_log) if p.is_file()]
+    logs = [read_log(p, name, main_set) for p in (job_log, own_log) if p and p.is_file()]
     metrics = exp / name / "metrics.tsv"
     if metrics.is_file():
         st = curves_from_metrics(metrics, name, main_set)
@@ -382,14 +403,17 @@ def load_stage(exp: Path, name: str) -> StageCurves:
     return st
 
 
-def load_experiment(exp: Path, stages: list[str] | None = None) -> list[StageCurves]:
-    """Every stage's curves, in training order."""
-    stages = stages or discover_stages(exp)
+def load_experiment(exp: Path, stages: list[str] | None = None,
+                    job_logs: Mapping[str, Path] | None = None) -> list[StageCurves]:
+    """Every stage's curves, in training order; ``job_logs`` by stage
+    (:func:`find_job_logs`)."""
+    job_logs = job_logs or {}
+    stages = stages or discover_stages(exp, job_logs)
     if not stages:
         raise DataError(f"no training logs under {exp} (<stage>/metrics.tsv, "
-                        f"logs/pretrain.log, logs/train_<stage>.log): run the training "
-                        f"stages first, or pass --stages")
-    return [load_stage(exp, s) for s in stages]
+                        f"<stage>/train.log or a job log): run the training stages "
+                        f"first, or pass --stages")
+    return [load_stage(exp, s, job_logs.get(s)) for s in stages]
 
 
 def offsets(stages: list[StageCurves]) -> list[int]:
