@@ -31,10 +31,10 @@ report=${exp}/${stage}/budget.json
 avgs=("${exp}/${stage}"/model.pt.avg*)
 avg=${avgs[0]}
 [ -f "${avg}" ] || { echo "$0: no model.pt.avg<N> in ${exp}/${stage}: funasr's own average is missing" >&2; exit 1; }
-base=$(readlink -f "${exp}/base/model")
-[ -d "${exp}/base_vocab" ] && base=${exp}/base_vocab
 out=${exp}/${stage}.unconstrained
-python local/export_model.py --model-dir "${base}" --checkpoint "${avg}" --out "${out}/model"
+# the stage's own model dir has the files it was trained with (the base's, or
+# base_vocab's): only the weights differ
+python local/export_model.py --model-dir "${exp}/${stage}/model" --checkpoint "${avg}" --out "${out}/model"
 for set in ${sets}; do
   mine=${exp}/decode_${stage}_default/${set}/text
   [ -f "${mine}" ] || { echo "$0: ${mine} not found: run stage 6 first" >&2; exit 1; }
