@@ -68,6 +68,7 @@ def test_copied_sources_are_in_the_build_context() -> None:
         assert not ignored(src, patterns), f"{src} is excluded by .dockerignore"
     for generated in ("exp", "data", "dump", "downloads", ".venv", ".git"):
         assert ignored(generated, patterns), f"{generated} is not in .dockerignore"
-    for needed in ("run.sh", "path.sh", "cmd.sh", "utils/run.pl", "conf/stages.yaml",
+    for needed in ("run.sh", "path.sh", "cmd.sh", "utils/run.pl", "utils/JobCommon.pm",
+                   "conf/stages.yaml",
                    "local/train.py"):
         assert not ignored(needed, patterns), needed

@@ -35,6 +35,28 @@ def test_file_content_changes_are_seen(tmp_path):
         f"missing output {tmp_path / 'nope'}"]
 
 
+def test_begin_skips_a_complete_step_and_prepares_an_incomplete_one(tmp_path, caplog):
+    src, out = tmp_path / "in.txt", tmp_path / "step"
+    src.write_text("a\n")
+    caplog.set_level("INFO", logger="funasr_recipe.stamp")
+    assert stamp.begin(out, [src], ["x=1"], what="pre-training")  # never made
+    assert out.is_dir() and "(re)doing the pre-training: missing output" in caplog.text
+    (out / "result.txt").write_text("done\n")
+    stamp.mark(out, [src], ["x=1"])
+    caplog.clear()
+    assert not stamp.begin(out, [src], ["x=1"], outputs=[out / "result.txt"], what="pre-training")
+    assert "pre-training complete for these inputs, skipped" in caplog.text
+    assert stamp.read(out) is not None  # a skipped step keeps its stamp
+    # a changed option redoes it, and the stale stamp goes first (a crash
+    # during the redo must not leave the old stamp over half-written files)
+    assert stamp.begin(out, [src], ["x=2"], outputs=[out / "result.txt"], what="pre-training")
+    assert stamp.read(out) is None
+    assert "options changed" in caplog.text
+    # a missing output redoes it, with the same stamp
+    stamp.mark(out, [src], ["x=2"])
+    assert stamp.begin(out, [src], ["x=2"], outputs=[out / "gone.txt"])
+
+
 def test_audio_by_size_and_time_and_dirs_file_by_file(tmp_path):
     folder, out = tmp_path / "pool", tmp_path / "out.jsonl"
     write_utt(folder, "spk", "u1", "你好")

@@ -159,6 +159,20 @@ def test_run_pl_any_range_name_pipes_and_stderr(tmp_path: Path) -> None:
     assert not (tmp_path / "log/1").exists()
 
 
+def test_job_backends_run_through_a_linked_utils_dir(tmp_path: Path) -> None:
+    """A Kaldi recipe links utils/ from elsewhere: the backends still find the
+    module they share (utils/JobCommon.pm), whatever the working directory."""
+    (tmp_path / "recipe").mkdir()
+    (tmp_path / "recipe" / "utils").symlink_to(UTILS)
+    for backend in ("run.pl", "slurm.pl", "queue.pl"):
+        r = run([f"utils/{backend}", "--help"], cwd=tmp_path / "recipe")
+        assert r.returncode == 0, (backend, r.stderr)
+        assert f"utils/{backend} [options] [VAR=START:END] LOGFILE COMMAND" in r.stdout
+    r = run(["recipe/utils/run.pl", "JOB=1:2", "log/JOB.log", "echo", "JOB"], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert check_log(tmp_path / "log/2.log", "echo 2", 0) == ["2"]
+
+
 def test_run_pl_single_job_and_cluster_options_ignored(tmp_path: Path) -> None:
     r = run([RUN_PL, "--gpu", "1", "--mem", "4G", "--time", "1:00:00", "a/b/c.log",
              "echo", "two  spaces", 'say "hi"'], cwd=tmp_path)

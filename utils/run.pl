@@ -39,26 +39,12 @@ use strict;
 use warnings;
 use File::Basename qw(dirname);
 use File::Path qw(make_path);
-use POSIX qw(setpgid strftime);
+use POSIX qw(setpgid);
+use FindBin qw($RealBin);
+use lib $RealBin;
+use JobCommon qw(command_of now option_value parse_job_args substitute report_failed);
 
 my $me = 'run.pl';
-
-# How the command words become the job's shell code (Kaldi's rule): exactly
-# one word after the log is shell code as it stands (pipes, redirections,
-# variables: run.pl log "a | b > c"); several words are a command and its
-# arguments, each passed exactly as given: quoted for bash where needed, so
-# that no path or name (; & | $ ` ' " ( ) * ...) is ever run as shell code.
-sub quote_word {
-    my ($w, $first) = @_;
-    return $w if $w =~ m{^[A-Za-z0-9_./:\@%+,^-]+$} || (!$first && $w =~ m{^[A-Za-z0-9_./:\@%+,^=-]+$});
-    $w =~ s/'/'\\''/g;
-    return "'$w'";
-}
-sub command_of {
-    my @w = @_;
-    return $w[0] if @w == 1;
-    return join(' ', map { quote_word($w[$_], $_ == 0) } 0 .. $#w);
-}
 
 sub usage {
     return <<"END";
@@ -84,9 +70,6 @@ sub usage_error {
     exit 1;
 }
 
-# Same format as date(1) in the C locale.
-sub now { return strftime('%a %b %e %H:%M:%S %Z %Y', localtime()); }
-
 my $max_jobs_run;
 my $num_threads = 1;
 my $gpu = 0;
@@ -99,13 +82,7 @@ while (@ARGV && $ARGV[0] =~ /^-/) {
         print usage();
         exit 0;
     }
-    my $value;
-    if ($opt =~ /^(--[^=]+)=(.*)$/s) {
-        ($opt, $value) = ($1, $2);
-    } else {
-        usage_error("option $opt needs a value") unless @ARGV;
-        $value = shift @ARGV;
-    }
+    ($opt, my $value) = option_value($opt, \@ARGV, \&usage_error);
     if ($opt eq '--max-jobs-run') {
         usage_error("--max-jobs-run needs a positive integer, got '$value'") unless $value =~ /^[1-9]\d*$/;
         $max_jobs_run = $value;
@@ -124,25 +101,9 @@ while (@ARGV && $ARGV[0] =~ /^-/) {
     }
 }
 
-my ($var, $first, $last);
-if (@ARGV && $ARGV[0] =~ /^([A-Za-z_]\w*)=(\d+)(?::(\d+))?$/) {
-    ($var, $first, $last) = ($1, $2, defined $3 ? $3 : $2);
-    shift @ARGV;
-    usage_error("empty job range $var=$first:$last (start is after end)") if $first > $last;
-}
-usage_error('expected LOGFILE and COMMAND') if @ARGV < 2;
-my $log_pattern = shift @ARGV;
-my @words = @ARGV;
-
-if (defined $var && $last > $first && index($log_pattern, $var) < 0) {
-    usage_error(($last - $first + 1) . " jobs would all write the log $log_pattern: put $var in its name");
-}
-
-sub substitute {
-    my ($text, $index) = @_;
-    $text =~ s/\Q$var\E/$index/g if defined $var;
-    return $text;
-}
+my $job = parse_job_args(\@ARGV, \&usage_error);
+my ($var, $first, $last, $log_pattern) = @$job{qw(var first last log_pattern)};
+my @words = @{ $job->{words} };
 
 # Runs one job (called in a child of the main process): writes the log header,
 # runs the command with its output appended to the log, writes the trailer.
@@ -264,7 +225,7 @@ for my $i (0 .. $#indices) {
     reap_one() while keys(%running) >= $max_jobs_run;
     last if defined $stop_signal;
     my $index = $indices[$i];
-    my $log = defined $index ? substitute($log_pattern, $index) : $log_pattern;
+    my $log = substitute($log_pattern, $var, $index);
     if ($pick ne 'all') {
         my $state = log_state($log);
         if ($state eq 'done' || ($state eq 'failed' && $pick ne 'failed')) {
@@ -272,7 +233,7 @@ for my $i (0 .. $#indices) {
             next;
         }
     }
-    my $cmd = command_of(map { defined $index ? substitute($_, $index) : $_ } @words);
+    my $cmd = command_of(map { substitute($_, $var, $index) } @words);
     my $pid = fork();
     die "$me: cannot fork: $!\n" unless defined $pid;
     if ($pid == 0) {
@@ -287,18 +248,11 @@ my @failed;
 for my $i (0 .. $#indices) {
     next if defined $codes[$i] && $codes[$i] == 0;
     my $index = $indices[$i];
-    push @failed, defined $index ? substitute($log_pattern, $index) : $log_pattern;
+    push @failed, substitute($log_pattern, $var, $index);
 }
 if (defined $stop_signal) {
     print STDERR "$me: stopped by SIG$stop_signal; see the logs in " . dirname($log_pattern) . "\n";
     exit 1;
 }
-if (@failed) {
-    if (defined $var) {
-        printf STDERR "%s: %d / %d failed, log is in %s\n", $me, scalar @failed, scalar @indices, join(' ', @failed);
-    } else {
-        print STDERR "$me: job failed, log is in $failed[0]\n";
-    }
-    exit 1;
-}
+exit 1 if report_failed($me, $var, \@failed, scalar @indices);
 exit 0;

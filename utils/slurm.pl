@@ -40,8 +40,10 @@ use Cwd qw(getcwd);
 use File::Basename qw(basename dirname);
 use File::Path qw(make_path);
 use File::Spec;
-use POSIX qw(strftime);
 use Time::HiRes qw(sleep time);
+use FindBin qw($RealBin);
+use lib $RealBin;
+use JobCommon qw(command_of now option_value parse_job_args substitute report_failed);
 
 my $me = basename($0);
 my %schedulers = (
@@ -102,24 +104,6 @@ sub fail {
     exit 1;
 }
 
-sub now { return strftime('%a %b %e %H:%M:%S %Z %Y', localtime()); }
-
-# run.pl's rule (Kaldi's) for the job's shell code: exactly one command word
-# is shell code as it stands; several words are a command and its arguments,
-# each quoted for bash where needed, so every word reaches the job exactly
-# as given (no path or name is ever run as shell code).
-sub quote_word {
-    my ($w, $first) = @_;
-    return $w if $w =~ m{^[A-Za-z0-9_./:\@%+,^-]+$} || (!$first && $w =~ m{^[A-Za-z0-9_./:\@%+,^=-]+$});
-    $w =~ s/'/'\\''/g;
-    return "'$w'";
-}
-sub command_of {
-    my @w = @_;
-    return $w[0] if @w == 1;
-    return join(' ', map { quote_word($w[$_], $_ == 0) } 0 .. $#w);
-}
-
 # A bash single-quoted literal of any string.
 sub shell_literal {
     my ($s) = @_;
@@ -156,13 +140,7 @@ while (@ARGV && $ARGV[0] =~ /^-/) {
         exit 0;
     }
     usage_error("bad option $opt (options look like --name VALUE)") unless $opt =~ /^--[A-Za-z]/;
-    my $value;
-    if ($opt =~ /^(--[^=]+)=(.*)$/s) {
-        ($opt, $value) = ($1, $2);
-    } else {
-        usage_error("option $opt needs a value") unless @ARGV;
-        $value = shift @ARGV;
-    }
+    ($opt, my $value) = option_value($opt, \@ARGV, \&usage_error);
     if ($opt eq '--max-jobs-run') {
         usage_error("--max-jobs-run needs a positive integer, got '$value'") unless $value =~ /^[1-9]\d*$/;
         $max_jobs_run = $value;
@@ -180,18 +158,9 @@ while (@ARGV && $ARGV[0] =~ /^-/) {
     }
 }
 
-my ($var, $first, $last);
-if (@ARGV && $ARGV[0] =~ /^([A-Za-z_]\w*)=(\d+)(?::(\d+))?$/) {
-    ($var, $first, $last) = ($1, $2, defined $3 ? $3 : $2);
-    shift @ARGV;
-    usage_error("empty job range $var=$first:$last (start is after end)") if $first > $last;
-}
-usage_error('expected LOGFILE and COMMAND') if @ARGV < 2;
-my $log_pattern = shift @ARGV;
-my @words = @ARGV;
-if (defined $var && $last > $first && index($log_pattern, $var) < 0) {
-    usage_error(($last - $first + 1) . " jobs would all write the log $log_pattern: put $var in its name");
-}
+my $job = parse_job_args(\@ARGV, \&usage_error);
+my ($var, $first, $last, $log_pattern) = @$job{qw(var first last log_pattern)};
+my @words = @{ $job->{words} };
 
 # ---------------------------------------------------------------- config
 # Returns the submit command words and the flags for the given options.
@@ -257,12 +226,6 @@ my ($command, $option_flags) = read_config($config);
 my $cwd = getcwd();
 sub absolute { my ($p) = @_; return File::Spec->file_name_is_absolute($p) ? $p : "$cwd/$p"; }
 
-sub substitute {
-    my ($text, $index) = @_;
-    $text =~ s/\Q$var\E/$index/g if defined $var;
-    return $text;
-}
-
 # The job's log directory holds q/ for every job of this call.
 my $logdir = dirname($log_pattern);
 my $qdir = absolute("$logdir/q");
@@ -274,7 +237,7 @@ $job_name = "j$job_name" unless $job_name =~ /^[A-Za-z]/;
 # task id (by the scheduler's placeholder for it), or with it appended.
 sub task_file {
     my ($task) = @_;
-    return defined $var && index($stem, $var) >= 0 ? substitute($stem, $task) : "$stem.$task";
+    return defined $var && index($stem, $var) >= 0 ? substitute($stem, $var, $task) : "$stem.$task";
 }
 
 # Array task ids: the job indices, shifted by one when the range starts at 0.
@@ -284,8 +247,8 @@ for my $index (defined $var ? ($first .. $last) : (undef)) {
     my $task = defined $index ? $index + $offset : 1;
     push @tasks, {
         task => $task,
-        log  => defined $index ? substitute($log_pattern, $index) : $log_pattern,
-        cmd  => command_of(map { defined $index ? substitute($_, $index) : $_ } @words),
+        log  => substitute($log_pattern, $var, $index),
+        cmd  => command_of(map { substitute($_, $var, $index) } @words),
         done => "$qdir/" . task_file($task) . ".done",
         out  => "$qdir/" . task_file($task) . ".out",
     };
@@ -458,12 +421,5 @@ for my $t (@tasks) {
         close($fh);
     }
 }
-if (@failed) {
-    if (defined $var) {
-        printf STDERR "%s: %d / %d failed, log is in %s\n", $me, scalar @failed, scalar @tasks, join(' ', @failed);
-    } else {
-        print STDERR "$me: job failed, log is in $failed[0]\n";
-    }
-    exit 1;
-}
+exit 1 if report_failed($me, $var, \@failed, scalar @tasks);
 exit 0;

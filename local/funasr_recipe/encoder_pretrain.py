@@ -284,13 +284,9 @@ def pretrain(model_dir: str | os.PathLike, init: str | os.PathLike, conf: Encode
         inputs += [d / "text", f"{AUDIO_OF}{d / 'wav.scp'}"]
     opts = [f"conf={json.dumps(asdict(conf), sort_keys=True)}",
             f"reports={','.join(sorted(report_dirs))}"]
-    why = stamp.check(out, inputs, opts, outputs=[out / f for f in ENCODER_FILES])
-    if not why:
-        log.info("%s: encoder pre-training complete for these inputs, skipped", out)
+    if not stamp.begin(out, inputs, opts, outputs=[out / f for f in ENCODER_FILES],
+                       what="encoder pre-training"):
         return json.loads((out / "encoder_info.json").read_text(encoding="utf-8"))
-    log.info("%s: (re)doing the encoder pre-training: %s", out, "; ".join(why))
-    out.mkdir(parents=True, exist_ok=True)
-    stamp.clear(out)
 
     state = load_state(init)
     frontend, encoder = build_encoder(model_dir, state)

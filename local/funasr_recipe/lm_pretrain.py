@@ -519,13 +519,9 @@ def pretrain(model_dir: str | os.PathLike, conf: LMConf, prompt: str, system: st
     inputs = [model_dir / "model.pt", *exclude_files, *report_files.values()]
     opts = [f"conf={json.dumps(asdict(conf), sort_keys=True, default=str)}", f"prompt={prompt}",
             f"system={system}", f"reports={','.join(sorted(report_files))}"]
-    why = stamp.check(out, inputs, opts, outputs=[out / f for f in LM_FILES])
-    if not why:
-        log.info("%s: LM pre-training complete for these inputs, skipped", out)
+    if not stamp.begin(out, inputs, opts, outputs=[out / f for f in LM_FILES],
+                       what="LM pre-training"):
         return json.loads((out / "lm_info.json").read_text(encoding="utf-8"))
-    log.info("%s: (re)doing the LM pre-training: %s", out, "; ".join(why))
-    out.mkdir(parents=True, exist_ok=True)
-    stamp.clear(out)
 
     exclude = read_transcripts(exclude_files)
     train_texts, held_texts, counts = lm_texts(conf, exclude)

@@ -30,12 +30,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from .atomic import atomic_write
 from .errors import DataError
+
+log = logging.getLogger(__name__)
 
 VERSION = 1
 AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".sph", ".aac",
@@ -204,5 +207,23 @@ def clear(out: str | os.PathLike, name: str = "stamp") -> None:
     stamp_path(out, name).unlink(missing_ok=True)
 
 
+def begin(out: str | os.PathLike, inputs: Iterable[str | os.PathLike] = (),
+          opts: Sequence[str] = (), outputs: Iterable[str | os.PathLike] = (),
+          what: str = "output", name: str = "stamp") -> bool:
+    """The prologue of a step that writes into the directory ``out``: False (and
+    a log line) when ``out`` is complete for these inputs and options; else
+    True, with the reasons logged, ``out`` created and its stamp removed (the
+    step rewrites it, then calls :func:`mark`)."""
+    out = Path(out)
+    why = check(out, inputs, opts, outputs, name)
+    if not why:
+        log.info("%s: %s complete for these inputs, skipped", out, what)
+        return False
+    log.info("%s: (re)doing the %s: %s", out, what, "; ".join(why))
+    out.mkdir(parents=True, exist_ok=True)
+    clear(out, name)
+    return True
+
+
 __all__ = ["AUDIO_SUFFIXES", "AUDIO_OF", "file_print", "input_print", "fingerprint",
-           "stamp_path", "read", "differences", "check", "mark", "clear"]
+           "stamp_path", "read", "differences", "check", "begin", "mark", "clear"]
