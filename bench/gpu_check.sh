@@ -15,7 +15,10 @@
 #    (temperature 0, one request per utterance),
 # 5. prints the parity table against the recipe's funasr decode
 #    (exp/nano/decode_<last stage>/<set>/text) with local/export_parity.py, and the
-#    decode RTF (wall time of the requests / audio time).
+#    decode RTF (wall time of the requests / audio time),
+# 6. measures training throughput (bench/train_throughput.py: hours of audio trained per
+#    hour, Paraformer and Nano as the recipe's stage 1 trains them, twin and published sizes,
+#    random weights) into exp/nano/gpu_check/train_throughput.json.
 # Without a GPU it says so and exits 2: CI cannot run it.
 set -euo pipefail
 exp=exp/nano
@@ -34,7 +37,7 @@ while [ $# -gt 0 ]; do
     --port) port=$2; shift 2 ;;
     --language) language=$2; shift 2 ;;
     --force) force=true; shift ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) echo "ERROR: unknown option $1 (see --help)" >&2; exit 1 ;;
   esac
 done
@@ -85,6 +88,7 @@ for w in json.load(open(sys.argv[1], encoding="utf-8")).get("unservable", []): p
   if [ "${up}" != true ]; then
     echo "ERROR: vllm serve did not come up; see ${work}/serve.log" >&2
     tail -n 30 "${work}/serve.log" >&2
+    kill "${server}" 2>/dev/null || true
     return 1
   fi
   local last set out
@@ -128,9 +132,14 @@ nano:
 parity: {fp32_min_identical_pct: 99.0, fp32_max_error_diff: 0.2, int8_max_error_diff: 1.0, norm: full}
 YAML
   # the table with the recipe's own environment (scoring as RESULTS.md)
+  local parity=0
   (. ./path.sh && python local/export_parity.py --conf "${work}/export.yaml" --family nano \
     --export "${exp}/export" --reference "${last}" --data "${data}" \
-    --sets "$(echo "${sets}" | tr ' ' ,)" --strict)
+    --sets "$(echo "${sets}" | tr ' ' ,)" --strict) || parity=$?
+  # the server holds most of the GPU's memory: stop it before the benches
+  kill "${server}" 2>/dev/null || true
+  wait "${server}" 2>/dev/null || true
+  return ${parity}
 }
 
 # The Paraformer decode at the published size (random weights) and the twin's, on
@@ -148,9 +157,27 @@ decode_pipeline_check() {
     --batch-size 16 --workers 4 --runs 3 --threads 4 --json "${exp}/gpu_check/decode_pipeline.json")
 }
 
+# Training throughput on the GPU: hours of audio trained per hour of wall time, for
+# Paraformer (full fine-tuning) and Fun-ASR-Nano (stage 1: the adaptor), at the twin's
+# size and the published one (random weights), fp32, funasr's own batches and step.
+train_throughput_check() {
+  echo "== training throughput on the GPU (bench/train_throughput.py)"
+  if ! (. ./path.sh && python -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)'); then
+    echo "ERROR: torch in the recipe's environment sees no CUDA device: training bench not run" >&2
+    return 1
+  fi
+  echo "GPU memory in use before the bench: $(nvidia-smi --query-gpu=memory.used,memory.total \
+    --format=csv,noheader | head -n 1)"
+  mkdir -p "${exp}/gpu_check"
+  (. ./path.sh && python bench/train_throughput.py --device cuda --family paraformer nano \
+    --size twin published --utts 80 --batch-size 8 --warmup 2 --steps 10 --runs 3 --threads 4 \
+    --json "${exp}/gpu_check/train_throughput.json")
+}
+
 # every check runs; the exit code is the first failure's
 rc=0
 vllm_check || rc=$?
 decode_pipeline_check || { r=$?; [ "${rc}" -ne 0 ] || rc=${r}; }
+train_throughput_check || { r=$?; [ "${rc}" -ne 0 ] || rc=${r}; }
 
 exit ${rc}
