@@ -23,12 +23,11 @@ import argparse
 from pathlib import Path
 
 from funasr_recipe import cli
-from funasr_recipe.resources import allocated_cpus
 
 
 def build_parser() -> argparse.ArgumentParser:
     ap = cli.parser(__doc__)
-    ap.add_argument("--model-dir", type=Path, required=True, help="the Nano twin's model dir")
+    cli.add_pretrain_options(ap)
     ap.add_argument("--init", type=Path, default=None,
                     help="checkpoint to start from and to copy the other weights of "
                          "(default: MODEL_DIR/model.pt)")
@@ -38,9 +37,6 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--report", action="append", default=[], metavar="NAME=DATA_DIR",
                     help="Kaldi data dir whose greedy CTC error rate is logged "
                          "(repeatable; never trained on)")
-    ap.add_argument("--threads", type=int, default=allocated_cpus(),
-                    help="torch threads (default: the job's CPU allocation, here %(default)s)")
-    ap.add_argument("--out", type=Path, required=True, help="output dir")
     return ap
 
 
@@ -54,12 +50,11 @@ def body(args) -> int:
     init = args.init or args.model_dir / "model.pt"
     info = pretrain(args.model_dir, init, load_encoder_conf(args.conf), args.train_dir,
                     args.out, reports)
-    first, last = info["epochs"][0], info["epochs"][-1]
-    for key in first:
-        if key.endswith("_error"):
-            print(f"encoder greedy CTC error {key[:-6]}: {first[key]:.1f}% -> {last[key]:.1f}%")
+    for name, first, last in cli.first_to_last(info, "_error"):
+        print(f"encoder greedy CTC error {name}: {first:.1f}% -> {last:.1f}%")
+    end = info["epochs"][-1]
     print(f"encoder: {info['train_utterances']} utterances, {info['units']} units, "
-          f"{len(info['epochs']) and last['epoch']} epochs in {last['seconds']} s; "
+          f"{len(info['epochs']) and end['epoch']} epochs in {end['seconds']} s; "
           f"{info['encoder_weights_replaced']} encoder weights -> {args.out}/init.pt")
     return 0
 

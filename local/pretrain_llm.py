@@ -23,12 +23,11 @@ import argparse
 from pathlib import Path
 
 from funasr_recipe import cli
-from funasr_recipe.resources import allocated_cpus
 
 
 def build_parser() -> argparse.ArgumentParser:
     ap = cli.parser(__doc__)
-    ap.add_argument("--model-dir", type=Path, required=True, help="the Nano twin's model dir")
+    cli.add_pretrain_options(ap)
     ap.add_argument("--conf", type=Path, required=True, help="LM config (conf/nano/lm.yaml)")
     ap.add_argument("--prompt-conf", type=Path, required=True,
                     help="Nano train config whose 'prompt' section gives the user prompt")
@@ -38,9 +37,6 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--report", action="append", default=[], metavar="NAME=TEXT",
                     help="Kaldi text file whose LM loss is logged after every epoch "
                          "(repeatable; never trained on)")
-    ap.add_argument("--threads", type=int, default=allocated_cpus(),
-                    help="torch threads (default: the job's CPU allocation, here %(default)s)")
-    ap.add_argument("--out", type=Path, required=True, help="output dir")
     return ap
 
 
@@ -54,10 +50,8 @@ def body(args) -> int:
     reports = cli.named_paths(args.report, "--report", "TEXT_FILE")
     info = pretrain(args.model_dir, load_lm_conf(args.conf), load_prompt(args.prompt_conf),
                     SYSTEM_PROMPT, args.exclude, args.out, reports)
-    first, last = info["epochs"][0], info["epochs"][-1]
-    for key in first:
-        if key.endswith("_loss") and key != "train_loss":
-            print(f"LM loss {key[:-5]}: {first[key]:.3f} -> {last[key]:.3f}")
+    for name, first, last in cli.first_to_last(info, "_loss", skip=("train_loss",)):
+        print(f"LM loss {name}: {first:.3f} -> {last:.3f}")
     print(f"LM corpus: {info['corpus']}; {info['llm_weights_replaced']} LLM weights "
           f"-> {args.out}/init.pt")
     return 0

@@ -63,6 +63,25 @@ def named_paths(items: Sequence[str], option: str, what: str) -> dict[str, str]:
     return out
 
 
+def add_pretrain_options(ap: argparse.ArgumentParser) -> None:
+    """What the twin's pre-training tools share: ``--model-dir``, ``--threads``
+    (default: the job's CPU allocation) and ``--out``."""
+    from .resources import allocated_cpus
+
+    ap.add_argument("--model-dir", type=Path, required=True, help="the Nano twin's model dir")
+    ap.add_argument("--threads", type=int, default=allocated_cpus(),
+                    help="torch threads (default: the job's CPU allocation, here %(default)s)")
+    ap.add_argument("--out", type=Path, required=True, help="output dir")
+
+
+def first_to_last(info: dict, suffix: str, skip: Sequence[str] = ()) -> list[tuple[str, float, float]]:
+    """(name, first, last) of each ``<name><suffix>`` figure of a pre-training's
+    first and last epoch (``info["epochs"]``), for the tool's closing lines."""
+    first, last = info["epochs"][0], info["epochs"][-1]
+    return [(key[:-len(suffix)], first[key], last[key]) for key in first
+            if key.endswith(suffix) and key not in skip]
+
+
 def add_set_options(ap: argparse.ArgumentParser) -> None:
     """``--data-dir``/``--out`` in pairs: several sets through one model load (one
     start-up of funasr or of an engine per job, not per set)."""
