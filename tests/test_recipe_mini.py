@@ -34,8 +34,10 @@ pytestmark = pytest.mark.slow
 #: Fun-ASR-Nano, measured the same way (the mini corpus at full size, the twin's
 #: default pre-training, one epoch a stage; seeds 1, 2, 3; 2026-12-06, 0017db4):
 #: base -> stage3 domain test 95.85 -> 75.73, 97.97 -> 77.46, 100.48 -> 70.51:
-#: improvements 20.1, 20.5, 30.0 points (mean 23.5, sd 5.6). The margin, 10
-#: points, is half the smallest; the lr-0 control improves by exactly 0.
+#: improvements 20.1, 20.5, 30.0 points (mean 23.5, sd 5.6); a CI run of seed 1
+#: gave 95.08 -> 60.37 (34.7: the pre-training is not bit-identical from run to
+#: run). The margin, 10 points, is half the smallest; the lr-0 control improves
+#: by exactly 0.
 HELP_MARGIN = {"paraformer": 8.0, "nano": 10.0}
 
 
@@ -59,21 +61,26 @@ def helped(errors: dict[str, float], last: str, family: str) -> bool:
 #: default pre-training, which makes the base a recogniser, and one epoch a stage)
 TRAIN_ARGS = {"paraformer": "train_conf.max_epoch=3 pretrain:train_conf.max_epoch=12",
               "nano": " ".join(f"{s}:train_conf.max_epoch=1" for s in ("stage1", "stage2", "stage3"))}
-#: the negative control: every stage of the plan with its parameters frozen by lr 0
-FROZEN = "optim_conf.lr=0.0"
+#: the negative control: a one-stage plan (stage 1 alone), its parameters frozen by lr 0
+FROZEN = "stage1:optim_conf.lr=0.0"
 
 
 def reduced_configs(tmp: Path, family: str = "paraformer") -> dict[str, Path]:
-    """The mini corpus (Paraformer: at a smaller size; it has no run.sh override)
-    and the Nano twin's pre-training configs. Nano keeps the corpus
+    """The mini corpus (Paraformer: at a smaller size), a one-stage plan for the
+    negative control (these confs have no run.sh override) and the Nano twin's
+    pre-training configs. Nano keeps the corpus
     and its twin's pre-training at full size: below that its base model does not
     recognise speech, and there is nothing for the stages to show."""
     corpus = yaml.safe_load((ROOT / "conf" / "corpus.yaml").read_text())
     if family == "paraformer":
         corpus.update(num_general=240, num_domain=150)
-    paths = {"corpus": tmp / "corpus.yaml", "lm": ROOT / "conf" / "nano" / "lm.yaml",
+    plan = yaml.safe_load((ROOT / "conf" / "stages.yaml").read_text())
+    plan["stages"] = plan["stages"][:1]
+    paths = {"corpus": tmp / "corpus.yaml", "plan1": tmp / "stages1.yaml",
+             "lm": ROOT / "conf" / "nano" / "lm.yaml",
              "encoder": ROOT / "conf" / "nano" / "encoder.yaml"}
-    paths["corpus"].write_text(yaml.safe_dump(corpus, allow_unicode=True))
+    for name, obj in (("corpus", corpus), ("plan1", plan)):
+        paths[name].write_text(yaml.safe_dump(obj, allow_unicode=True))
     return paths
 
 
@@ -275,8 +282,9 @@ def test_nano_recipe_end_to_end(nano_recipe):
 # The stages must make the model better on the domain, not only run: a freeze
 # flag, a learning rate, the chain or the label masking gone wrong would leave
 # every test above green. The negative control proves the assertion can fail:
-# the same stages trained with lr 0 (every parameter effectively frozen), from
-# the same base model, through the same run.sh, must not pass it.
+# stage 1 trained with lr 0 (every parameter effectively frozen), from the same
+# base model, through the same run.sh, must not pass it (with stage 1 as the
+# last stage: one stage keeps the control cheap, and lr 0 changes no weight).
 
 def family_recipe(request, family: str):
     """The reduced recipe's run of one family: (tmp, conf, run.sh's result)."""
@@ -299,9 +307,9 @@ def test_negative_control_frozen_stage_does_not_pass(family, request):
     ctrl = tmp / f"control_{family}"
     r = run_recipe(tmp, conf, "--stage", "5", "--stop-stage", "7",
                    "--base-model", str(tmp / "exp" / family / "base" / "model"),
-                   "--test-sets", "domain_test", "--expdir", str(ctrl), family=family,
-                   train_args=FROZEN)
+                   "--stage-plan", str(conf["plan1"]), "--test-sets", "domain_test",
+                   "--expdir", str(ctrl), family=family, train_args=FROZEN)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
-    errors = domain_errors(ctrl / family, ("base", "stage1", "stage2", "stage3"))
+    errors = domain_errors(ctrl / family, ("base", "stage1"))
     print(f"{family} negative control (lr 0) domain-test error: {errors}")
-    assert not helped(errors, "stage3", family)
+    assert not helped(errors, "stage1", family)
