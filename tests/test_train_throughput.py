@@ -18,6 +18,8 @@ import pytest
 
 from funasr_recipe.training import load_train_conf, section_settings
 
+pytestmark = pytest.mark.slow   # builds and trains two twins (about 20 s)
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "bench" / "train_throughput.py"
 
