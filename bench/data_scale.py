@@ -11,7 +11,13 @@ runs the recipe's own tools on them as run.sh does, each in its own process:
   stage 2  local/mix_stages.py (conf/stages.yaml)
   stage 3  local/make_jsonl.py --family paraformer for every training set
 
-and reports, per step, the median wall time, the median CPU time (user + system,
+With --folder N it also times stage 1's other input, the one most users
+start from: a folder of N small audio files (distinct files, 0.1-0.3 s each,
+a folder per speaker) with same-named .txt transcripts, through
+local/prepare_data.py --in FOLDER --nj (every header read, every transcript
+opened), against the baseline too when N <= --baseline-max.
+
+It reports, per step, the median wall time, the median CPU time (user + system,
 all the step's processes; on a shared machine the steadier figure) and the peak
 RSS (``/usr/bin/time``) over --runs, and for each step the exponent b of
 time ~ N^b fitted over the sizes (1.0 = linear).
@@ -23,7 +29,7 @@ data dir file and jsonl, byte for byte, files the baseline does not write left
 aside) and its figures printed below.
 
   python bench/data_scale.py [--sizes 10000,100000,1000000] [--runs 3] [--nj 2]
-      [--baseline COMMIT [--baseline-max N]] [--workdir /tmp/bench_data_scale]
+      [--baseline COMMIT [--baseline-max N]] [--folder N] [--workdir /tmp/bench_data_scale]
 
 The general pool's size is N, the domain pool's N/10. Nothing here is a test:
 figures go to bench/RESULTS.md with the command and the commit.
@@ -32,6 +38,7 @@ figures go to bench/RESULTS.md with the command and the commit.
 from __future__ import annotations
 
 import argparse
+import io
 import math
 import os
 import statistics
@@ -82,6 +89,65 @@ def make_kaldi(d: Path, n: int, prefix: str, files: list[tuple[str, float]]) -> 
             s.write(f"{k} {k.split('-')[0]}\n")
             u.write(f"{k} {dur:.3f}\n")
     return d
+
+
+def make_folder(d: Path, n: int) -> Path:
+    """A folder of n distinct small wav files with same-named .txt transcripts,
+    100 per speaker folder (written once; the audio bytes repeat 64 variants)."""
+    done = d / ".complete"
+    if done.exists() and done.read_text() == str(n):
+        return d
+    subprocess.run(["rm", "-rf", str(d)], check=True)
+    rng = np.random.default_rng(n)
+    variants = []
+    for _ in range(N_FILES):
+        buf = io.BytesIO()
+        sf.write(buf, (rng.standard_normal(int(rng.integers(1600, 4800))) * 0.05).astype("float32"),
+                 16000, subtype="PCM_16", format="WAV")
+        variants.append(buf.getvalue())
+    lens = rng.integers(3, 15, size=n)
+    for i in range(n):
+        spk = d / f"spk{i // 100:05d}"
+        if i % 100 == 0:
+            spk.mkdir(parents=True)
+        (spk / f"u{i:08d}.wav").write_bytes(variants[i % N_FILES])
+        (spk / f"u{i:08d}.txt").write_text("".join(rng.choice(WORDS, size=int(lens[i]))) + "\n",
+                                           encoding="utf-8")
+    done.write_text(str(n))
+    return d
+
+
+def folder_bench(roots: dict[str, Path], work: Path, n: int, runs: int, nj: int,
+                 baseline_max: int | None) -> None:
+    """Stage 1's prepare from a folder of n files: median wall, CPU, peak RSS per tree."""
+    src = make_folder(work / f"folder_{n}", n)
+    py = sys.executable
+    walls: dict[str, list[float]] = {}
+    cpus: dict[str, list[float]] = {}
+    rss: dict[str, float] = {}
+    for run in range(runs):
+        for tag, root in roots.items():
+            if root != ROOT and baseline_max is not None and n > baseline_max:
+                continue
+            sub = "" if root == ROOT else "_baseline"
+            out = work / f"folder_out_{n}{sub}"
+            subprocess.run(["rm", "-rf", str(out)], check=True)
+            nj_opt = ["--nj", str(nj)] if '"--nj"' in (root / "local/prepare_data.py").read_text() else []
+            w, m, c = timed([py, "local/prepare_data.py", "--in", str(src), "--out", str(out), *nj_opt],
+                            work / f"log_folder_{n}{sub}.txt", root)
+            walls.setdefault(tag, []).append(w)
+            cpus.setdefault(tag, []).append(c)
+            rss[tag] = max(rss.get(tag, 0.0), m)
+            print(f"folder of {n} files, run {run + 1} {tag}: {w:.1f} s, {c:.1f} cpu, {m:.0f} MB",
+                  flush=True)
+    if len(walls) > 1:
+        bad = same_outputs(work / f"folder_out_{n}", work / f"folder_out_{n}_baseline")
+        print(f"folder of {n} files: outputs identical to the baseline's: "
+              f"{'yes' if not bad else 'NO: ' + ', '.join(bad[:5])}", flush=True)
+    for tag in walls:
+        print(f"folder of {n} files, {tag}: median of {runs}: {statistics.median(walls[tag]):.2f} s wall, "
+              f"{statistics.median(cpus[tag]):.2f} CPU s, peak RSS {rss[tag]:.0f} MB "
+              f"(runs: {', '.join(f'{x:.1f}' for x in walls[tag])} s)", flush=True)
 
 
 def timed(cmd: list[str], log: Path, root: Path = ROOT) -> tuple[float, float, float]:
@@ -187,8 +253,11 @@ def main() -> int:
                     help="a commit whose tools run the same steps in the same runs")
     ap.add_argument("--baseline-max", type=int, default=None,
                     help="run the baseline only at sizes up to this N (it may be slow)")
+    ap.add_argument("--folder", type=int, default=0,
+                    help="also time prepare_data.py on a folder of this many audio files + .txt "
+                         "transcripts (0: not)")
     args = ap.parse_args()
-    sizes = [int(s) for s in args.sizes.split(",")]
+    sizes = [int(s) for s in args.sizes.split(",") if s]
     args.workdir.mkdir(parents=True, exist_ok=True)
     files = make_files(args.workdir)
     roots = {"working tree": ROOT}
@@ -238,8 +307,12 @@ def main() -> int:
                 sum(statistics.median(ws) for ws in walls[tag].values()),
                 max(rss[tag].values()),
                 sum(statistics.median(cs) for cs in cpus[tag].values()))
+    if args.folder:
+        folder_bench(roots, args.workdir, args.folder, args.runs, args.nj, args.baseline_max)
     for tag in roots:
         done = [n for n in sizes if n in results[tag].get("stages 1-3", {})]
+        if not done:
+            continue
         report(results[tag], done, f"{tag}: wall, CPU (user+sys), peak RSS; exponents of "
                                     f"time ~ N^b")
     print(f"\n(median of {args.runs} runs; peak RSS is the largest of the step's processes; "

@@ -27,13 +27,15 @@ from helpers import ROOT
 #: --jsonl-shards 2): improvements 22.9, 19.3, 17.3 points (mean 19.8, sd 2.8).
 #: The margin, 8 points, is about four standard deviations below the mean; the
 #: negative control (lr 0) improves by exactly 0 (the decode is deterministic).
+#: The whole suite in two xdist workers (2026-12-07, 8c43c6e, seed 1, shards)
+#: gave 93.46 -> 78.43 (15.0; the 70.59 above may predate the shards).
 #: Fun-ASR-Nano, measured the same way (the mini corpus at full size, the twin's
 #: default pre-training, one epoch a stage; seeds 1, 2, 3; 2026-12-06, 0017db4):
 #: base -> stage3 domain test 95.85 -> 75.73, 97.97 -> 77.46, 100.48 -> 70.51:
 #: improvements 20.1, 20.5, 30.0 points (mean 23.5, sd 5.6); a CI run of seed 1
 #: gave 95.08 -> 60.37 (34.7: the pre-training is not bit-identical from run to
-#: run). The margin, 10 points, is half the smallest; the lr-0 control improves
-#: by exactly 0.
+#: run; two xdist workers, 8c43c6e, gave the same 95.08 -> 60.37). The margin,
+#: 10 points, is half the smallest; the lr-0 control improves by exactly 0.
 HELP_MARGIN = {"paraformer": 8.0, "nano": 10.0}
 
 
