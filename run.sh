@@ -31,7 +31,10 @@ lm_conf=conf/nano/lm.yaml      # nano mini recipe: text-only pre-training of the
 encoder_conf=conf/nano/encoder.yaml  # nano mini recipe: CTC pre-training of the twin's encoder
 test_sets="general_test domain_test"   # sets decoded and scored
 terms=                # domain term list for term recall (mini corpus: its own list)
-train_threads=$(nproc)  # torch threads for training; each training job asks the backend for as many CPUs
+# torch threads for training: the CPUs this process may use (GNU nproc prints
+# OMP_NUM_THREADS when it is set, as path.sh sets it for every job: not counted);
+# each training job asks the backend for as many CPUs
+train_threads=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
 ngpu=0                # GPUs per training job (0: CPU); N > 1 trains with torchrun (DDP)
 train_nproc=1         # CPU-only: training processes (DDP over gloo) when ngpu=0
 num_nodes=1           # Slurm: nodes per training job; N > 1: srun starts torchrun on each

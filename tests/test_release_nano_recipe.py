@@ -78,7 +78,7 @@ def run_recipe(tmp: Path, model_dir: Path, expdir: Path, *extra: str):
            "--corpus-conf", str(tmp / "corpus.yaml"), "--train-args", "train_conf.max_epoch=1",
            "--corpus-dir", str(tmp / "corpus"), "--datadir", str(tmp / "data"),
            "--dumpdir", str(tmp / "dump"), "--expdir", str(expdir), "--stop-stage", "5",
-           *extra]
+           "--train-threads", "1", *extra]
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp,
                        env=dict(os.environ, CI="true"))
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 
 from helpers import ROOT
 
 
-def run_sh(cwd, *args):
+def run_sh(cwd, *args, env=None):
     return subprocess.run(["bash", str(ROOT / "run.sh"), *args], cwd=cwd, capture_output=True,
-                          text=True)
+                          text=True, env=env)
 
 
 def test_base_model_is_checked_before_the_data_stages(tmp_path):
@@ -37,6 +38,23 @@ def test_help_says_relative_paths_are_the_callers(tmp_path):
     r = run_sh(tmp_path, "--help")
     assert r.returncode == 0
     assert "Relative paths in options are taken from the directory you run" in r.stdout + r.stderr
+
+
+def test_training_threads_default_to_the_cpus_whatever_omp_num_threads_says(tmp_path):
+    # GNU nproc prints OMP_NUM_THREADS when it is set (path.sh sets it to 1, and
+    # so do many cluster set-ups): the default must still be the CPU count, or
+    # a user's shell decides how many threads, and hence which model, training
+    # gives (1 thread and 2 threads give different floating-point sums)
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "nproc").write_text('#!/usr/bin/env bash\necho "${OMP_NUM_THREADS:-3}"\n')
+    (fake / "nproc").chmod(0o755)
+    env = dict(os.environ, PATH=f"{fake}{os.pathsep}{os.environ['PATH']}",
+               OMP_NUM_THREADS="1", OMP_THREAD_LIMIT="1")
+    r = run_sh(tmp_path, "--help", env=env)
+    assert r.returncode == 0, r.stderr
+    line = next(x for x in (r.stdout + r.stderr).splitlines() if "--train-threads N" in x)
+    assert line.rstrip().endswith("[3]"), line
 
 
 def test_a_plan_the_train_config_lacks_sections_for_stops_at_once(tmp_path):
