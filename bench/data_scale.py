@@ -91,6 +91,11 @@ def make_kaldi(d: Path, n: int, prefix: str, files: list[tuple[str, float]]) -> 
     return d
 
 
+def prepare_nj(root: Path, nj: int) -> list[str]:
+    """``--nj N`` for ``root``'s prepare_data.py, or nothing where it has no --nj (a baseline)."""
+    return ["--nj", str(nj)] if '"--nj"' in (root / "local/prepare_data.py").read_text() else []
+
+
 def make_folder(d: Path, n: int) -> Path:
     """A folder of n distinct small wav files with same-named .txt transcripts,
     100 per speaker folder (written once; the audio bytes repeat 64 variants)."""
@@ -132,8 +137,8 @@ def folder_bench(roots: dict[str, Path], work: Path, n: int, runs: int, nj: int,
             sub = "" if root == ROOT else "_baseline"
             out = work / f"folder_out_{n}{sub}"
             subprocess.run(["rm", "-rf", str(out)], check=True)
-            nj_opt = ["--nj", str(nj)] if '"--nj"' in (root / "local/prepare_data.py").read_text() else []
-            w, m, c = timed([py, "local/prepare_data.py", "--in", str(src), "--out", str(out), *nj_opt],
+            w, m, c = timed([py, "local/prepare_data.py", "--in", str(src), "--out", str(out),
+                             *prepare_nj(root, nj)],
                             work / f"log_folder_{n}{sub}.txt", root)
             walls.setdefault(tag, []).append(w)
             cpus.setdefault(tag, []).append(c)
@@ -173,7 +178,7 @@ def steps(src: Path, data: Path, dump: Path, nj: int,
           root: Path = ROOT) -> list[tuple[str, list[str]]]:
     py = sys.executable
     prep, check, split = [], [], []
-    prep_nj = ["--nj", str(nj)] if '"--nj"' in (root / "local/prepare_data.py").read_text() else []
+    prep_nj = prepare_nj(root, nj)
     for pool in ("general", "domain"):
         prep.append([py, "local/prepare_data.py", "--in", str(src / pool / "wav.scp"),
                      "--text", str(src / pool / "text"), "--utt2spk", str(src / pool / "utt2spk"),
