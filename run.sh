@@ -422,15 +422,16 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
       pretrain_init=(--init "${mexp}/lm_pretrain/init.pt")
     fi
     if [ "${model}" = nano ]; then
-      # A real encoder hears speech; the twin's learns to, with CTC, on the general pool only.
+      # A real encoder hears speech; the twin's learns to, with CTC, on the general pool only,
+      # and its adaptor gets a head start: it learns to write what the LLM learnt to copy.
       log "  the twin's encoder: CTC pre-training on ${datadir}/general_train -> ${mexp}/encoder_pretrain (log: ${mexp}/logs/pretrain_encoder.log)"
       run_job "${mexp}/logs/pretrain_encoder.log" \
         python local/pretrain_encoder.py --model-dir "${mexp}/twin" "${pretrain_init[@]}" \
-          --conf "${encoder_conf}" --train-dir "${datadir}/general_train" \
+          --conf "${encoder_conf}" --lm-conf "${lm_conf}" --train-dir "${datadir}/general_train" \
           --report "general_valid=${datadir}/general_valid" \
           --report "domain_valid=${datadir}/domain_valid" \
           --threads "${train_threads}" --out "${mexp}/encoder_pretrain"
-      grep -E '^encoder ' "${mexp}/logs/pretrain_encoder.log" | sed 's/^/  /' || true
+      grep -E '^(encoder|adaptor) ' "${mexp}/logs/pretrain_encoder.log" | sed 's/^/  /' || true
       pretrain_init=(--init "${mexp}/encoder_pretrain/init.pt")
     fi
     run_job_with "${train_job[*]}" "${mexp}/logs/pretrain.log" \

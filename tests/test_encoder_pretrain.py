@@ -80,8 +80,9 @@ def twin(tmp_path_factory) -> Path:
 def test_it_learns_to_hear_and_only_the_encoder_changes(twin, tmp_path):
     data = _tones(tmp_path / "tones", 24)
     conf = dataclasses.replace(load_encoder_conf(ENC_YAML), epochs=30, batch_size=8,
-                               lr=0.005, time_masks=0, report_every=30)
+                               lr=0.005, time_masks=0, report_every=30, adaptor_epochs=0)
     info = pretrain(twin, twin / "model.pt", conf, data, tmp_path / "out", {"same": data})
+    assert not (tmp_path / "out" / "adaptor_log.tsv").exists() and not info["adaptor_epochs"]
     first, last = info["epochs"][0]["same_error"], info["epochs"][-1]["same_error"]
     assert first > 60 and last < 20, (first, last)
     before, after = load_state(twin / "model.pt"), load_state(tmp_path / "out" / "init.pt")
@@ -114,3 +115,44 @@ def test_it_learns_to_hear_and_only_the_encoder_changes(twin, tmp_path):
     r = subprocess.run(cmd[:-2] + ["--report", "bad", "--out", str(tmp_path / "x")],
                        capture_output=True, text=True)
     assert r.returncode != 0 and "expected NAME=DATA_DIR" in r.stderr
+
+
+def test_the_embedding_ctc_scores_the_nearest_row_highest():
+    from funasr_recipe.encoder_pretrain import EmbeddingCTC
+
+    table = torch.randn(50, 8)
+    ctc = EmbeddingCTC(table, [0, 7, 3, 42])
+    a = table[[42, 0, 7, 3]] + 0.01 * torch.randn(4, 8)
+    assert ctc.logits(a).argmax(-1).tolist() == [3, 0, 1, 2]
+    assert ctc.index[42] == 3 and torch.equal(ctc.table[1], table[7])
+
+
+@pytest.mark.slow
+def test_the_adaptor_learns_to_write_the_llm_embeddings_of_what_is_heard(twin, tmp_path):
+    """The head start: after it, greedy CTC over the LLM's embedding rows reads
+    the tones (高/低) from the adaptor's outputs; only the encoder and the
+    adaptor change (the LLM, its table included, does not); learning rate 0
+    leaves the adaptor as it was (negative control)."""
+    data = _tones(tmp_path / "tones", 24)
+    conf = dataclasses.replace(load_encoder_conf(ENC_YAML), epochs=30, batch_size=8,
+                               lr=0.005, time_masks=0, report_every=30, adaptor_epochs=30,
+                               adaptor_lr=0.01)
+    info = pretrain(twin, twin / "model.pt", conf, data, tmp_path / "out", {"same": data},
+                    units="chars")
+    first, last = info["adaptor_epochs"][0]["same_error"], info["adaptor_epochs"][-1]["same_error"]
+    assert first > 60 and last < 20, (first, last)
+    assert info["adaptor_units"] == "chars"
+    before, after = load_state(twin / "model.pt"), load_state(tmp_path / "out" / "init.pt")
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    adaptor = {k for k in before if k.startswith("audio_adaptor.")}
+    assert adaptor and adaptor <= changed
+    assert all(k.startswith(("audio_encoder.", "audio_adaptor.")) for k in changed)
+    assert info["adaptor_weights_replaced"] == len(adaptor)
+    rows = (tmp_path / "out" / "adaptor_log.tsv").read_text().splitlines()
+    assert rows[0].split("\t") == ["epoch", "train_loss", "seconds", "same_error"]
+
+    frozen = pretrain(twin, twin / "model.pt", dataclasses.replace(conf, adaptor_lr=0.0), data,
+                      tmp_path / "frozen", {"same": data}, units="chars")
+    assert frozen["adaptor_epochs"][-1]["same_error"] > 60
+    kept = load_state(tmp_path / "frozen" / "init.pt")
+    assert all(torch.equal(before[k], kept[k]) for k in adaptor)

@@ -13,6 +13,7 @@ import yaml
 from funasr_recipe import corpus
 from funasr_recipe.errors import DataError
 from funasr_recipe.lm_pretrain import (FILLER_ID, chat_example, collate, copy_example,
+                                       copy_source,
                                        evaluate_lm, install_llm,
                                        lm_texts, load_lm_conf, read_transcripts, target_loss,
                                        train_lm)
@@ -135,6 +136,11 @@ def test_copy_examples_put_the_sentence_where_the_audio_goes(tokenizer):
     assert slots == [t for ch in "他们去学校" for t in tokenizer.encode(ch)]
     assert tokenizer.encode("学校") != tokenizer.encode("学") + tokenizer.encode("校")
     assert tokenizer.decode([t for t in clabels if t >= 0]) == "他们去学校<|im_end|>"
+    # what the slots hold, before stretching and noise: what the adaptor's head start writes
+    assert copy_source(tokenizer, text) == target[:-1]
+    assert copy_source(tokenizer, "他们去学校", "chars") == slots
+    with pytest.raises(ValueError, match="units"):
+        copy_source(tokenizer, text, "words")
 
 
 def test_copy_keys_are_optional_and_checked(tmp_path):

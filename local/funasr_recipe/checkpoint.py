@@ -81,25 +81,28 @@ def readable(path: str | os.PathLike) -> bool:
 
 
 
-def replace_weights(state: dict, module, prefix: str, out: str | os.PathLike) -> int:
+def replace_weights(state: dict, modules: dict, out: str | os.PathLike) -> dict[str, int]:
     """Write ``out`` (funasr's ``{"state_dict": ...}``): ``state`` with every
-    ``<prefix>.*`` weight taken from ``module``'s state dict (in ``state``'s
-    dtype); returns how many were replaced. The other weights are kept as they are."""
+    ``<prefix>.*`` weight taken from the state dict of ``modules[prefix]`` (in
+    ``state``'s dtype), for each prefix; returns how many were replaced per
+    prefix. The other weights are kept as they are."""
     import torch
 
     from .atomic import atomic_write
 
     new = dict(state)
-    trained = module.state_dict()
-    head = prefix + "."
-    replaced = 0
-    for k in state:
-        if k.startswith(head):
-            src = trained.get(k[len(head):])
-            if src is None:
-                raise DataError(f"the trained {prefix} lacks {k[len(head):]}")
-            new[k] = src.detach().to(state[k].dtype).clone()
-            replaced += 1
+    replaced = {}
+    for prefix, module in modules.items():
+        trained = module.state_dict()
+        head = prefix + "."
+        replaced[prefix] = 0
+        for k in state:
+            if k.startswith(head):
+                src = trained.get(k[len(head):])
+                if src is None:
+                    raise DataError(f"the trained {prefix} lacks {k[len(head):]}")
+                new[k] = src.detach().to(state[k].dtype).clone()
+                replaced[prefix] += 1
     with atomic_write(out, "wb") as f:
         torch.save({"state_dict": new}, f)
     return replaced

@@ -45,7 +45,7 @@ from .text import tokenize
 log = logging.getLogger(__name__)
 
 #: Files a finished pre-training directory holds (``encoder_info.json`` last).
-ENCODER_FILES = ("log.tsv", "units.txt", "init.pt", "encoder_info.json")
+ENCODER_FILES = ("log.tsv", "adaptor_log.tsv", "units.txt", "init.pt", "encoder_info.json")
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,8 @@ class EncoderConf:
     time_masks: int
     time_mask_width: int
     report_every: int
+    adaptor_epochs: int
+    adaptor_lr: float
 
 
 def load_encoder_conf(path: str | os.PathLike) -> EncoderConf:
@@ -75,14 +77,14 @@ def load_encoder_conf(path: str | os.PathLike) -> EncoderConf:
     if missing:
         raise DataError(f"{path}: missing key(s) {', '.join(missing)}")
     for key in ("seed", "epochs", "batch_size", "time_masks", "time_mask_width",
-                "report_every"):
+                "report_every", "adaptor_epochs"):
         v = raw[key]
         if not isinstance(v, int) or isinstance(v, bool) or (v < 0 and key != "seed"):
             raise DataError(f"{path}: '{key}' must be a non-negative integer, got {v!r}")
     for key in ("batch_size", "report_every"):
         if raw[key] < 1:
             raise DataError(f"{path}: '{key}' must be at least 1, got {raw[key]}")
-    for key in ("lr", "warmup_fraction", "weight_decay"):
+    for key in ("lr", "warmup_fraction", "weight_decay", "adaptor_lr"):
         v = raw[key]
         if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
             raise DataError(f"{path}: '{key}' must be a non-negative number, got {v!r}")
@@ -258,18 +260,186 @@ def train_ctc(encoder, train: Sequence[Utterance], conf: EncoderConf,
     return rows, units
 
 
-def install_encoder(state: dict, encoder, out: str | os.PathLike) -> int:
-    """Write ``out``: ``state`` (a Nano ``model.pt`` state dict) with every
-    ``audio_encoder.*`` weight taken from ``encoder``; returns how many."""
-    return replace_weights(state, encoder, "audio_encoder", out)
+# ----------------------------------------------------------------------------
+# The adaptor's head start
+
+EMBED_KEY = "llm.model.embed_tokens.weight"
+
+
+def build_adaptor(model_dir: str | os.PathLike, state: dict, encoder_dim: int):
+    """The audio adaptor ``config.yaml`` names (funasr's class, its
+    ``audio_adaptor_conf``), sized as ``FunASRNano`` sizes it (``encoder_dim``:
+    the encoder's output size; ``llm_dim``: the LLM's embedding width), with
+    the ``audio_adaptor.*`` weights of ``state``."""
+    import funasr.models  # noqa: F401  (registers the classes)
+    from funasr.register import tables
+
+    conf = load_yaml(Path(model_dir) / "config.yaml")
+    cls = tables.adaptor_classes.get(conf.get("audio_adaptor"))
+    if cls is None or EMBED_KEY not in state:
+        raise DataError(f"{model_dir}: audio_adaptor {conf.get('audio_adaptor')!r} is not a "
+                        f"funasr class, or the checkpoint has no {EMBED_KEY}")
+    aconf = {k: v for k, v in conf.get("audio_adaptor_conf", {}).items() if k != "freeze"}
+    aconf.update(encoder_dim=encoder_dim, llm_dim=int(state[EMBED_KEY].shape[1]))
+    adaptor = cls(**aconf)
+    own = {k[len("audio_adaptor."):]: v for k, v in state.items()
+           if k.startswith("audio_adaptor.")}
+    missing, unexpected = adaptor.load_state_dict(own, strict=False)
+    if missing or unexpected:
+        raise DataError(f"{model_dir}: the checkpoint's audio_adaptor.* weights do not fit "
+                        f"config.yaml (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return adaptor
+
+
+class EmbeddingCTC:
+    """CTC whose classes are rows of the LLM's (frozen) input embedding table:
+    the score of class ``k`` at an adaptor output ``a`` is
+    ``-s * ||a - e_k||^2`` (``s`` learnt), so the adaptor learns to write, at each
+    audio slot, the embedding of the token heard there, or, as the blank, that
+    of the filler id the LLM's copy examples hold between tokens
+    (:data:`.lm_pretrain.FILLER_ID`): what the twin's LLM learnt to read and
+    copy in its text-only pre-training. ``ids``: the token ids that are
+    classes (the filler first)."""
+
+    def __init__(self, embeddings, ids: Sequence[int]):
+        import torch
+
+        self.ids = list(ids)
+        self.index = {t: i for i, t in enumerate(self.ids)}
+        self.table = embeddings[self.ids].detach().float().clone()
+        self.sq = (self.table * self.table).sum(-1)
+        self.log_scale = torch.nn.Parameter(torch.tensor(3.0))
+
+    def logits(self, a):
+        d = (a * a).sum(-1, keepdim=True) - 2 * a @ self.table.T + self.sq
+        return -self.log_scale.exp() * d
+
+
+def _pad(hs: Sequence[Any]):
+    import torch
+
+    x = torch.zeros(len(hs), max(h.shape[0] for h in hs), hs[0].shape[1])
+    for i, h in enumerate(hs):
+        x[i, :h.shape[0]] = h
+    return x, torch.tensor([h.shape[0] for h in hs])
+
+
+def encoder_outputs(encoder, data: Sequence[Utterance], batch_size: int = 32) -> list[Any]:
+    """The (frozen, eval-mode) encoder's output of each utterance, unpadded."""
+    import torch
+
+    encoder.eval()
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(data), batch_size):
+            items = data[i:i + batch_size]
+            h, hl = encoder(*_batch(items))
+            out += [h[j, :int(hl[j])].clone() for j in range(len(items))]
+    return out
+
+
+def adaptor_error_rate(adaptor, ctc: EmbeddingCTC, hs: Sequence[Any],
+                       data: Sequence[Utterance], tokenizer, batch_size: int = 32) -> float:
+    """Greedy CTC decoding of the adaptor's outputs to the nearest embedding
+    rows, detokenised and scored as ``local/score.py`` scores (%)."""
+    import torch
+
+    from .scoring import score
+
+    was_training = adaptor.training
+    adaptor.eval()
+    refs, hyps = {}, {}
+    with torch.no_grad():
+        for i in range(0, len(data), batch_size):
+            a, al = adaptor(*_pad(hs[i:i + batch_size]))
+            best = ctc.logits(a).argmax(-1)
+            for j, u in enumerate(data[i:i + batch_size]):
+                out, prev = [], 0
+                for s in best[j, :int(al[j])].tolist():
+                    if s != prev and s != 0:
+                        out.append(ctc.ids[s])
+                    prev = s
+                refs[u.key], hyps[u.key] = u.text, tokenizer.decode(out)
+    adaptor.train(was_training)
+    return score(refs, hyps).wer
+
+
+def train_adaptor(encoder, adaptor, embeddings, tokenizer, train: Sequence[Utterance],
+                  conf: EncoderConf, reports: dict[str, Sequence[Utterance]],
+                  units: str = "tokens",
+                  log_tsv: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+    """Train ``adaptor`` in place on the frozen ``encoder``'s outputs with
+    :class:`EmbeddingCTC` over ``embeddings`` (the LLM's input table, not
+    changed): the targets are what the LLM's copy examples hold
+    (:func:`.lm_pretrain.copy_source` with ``units``). AdamW with a one-cycle
+    schedule, ``conf.adaptor_epochs`` epochs at ``conf.adaptor_lr``; returns the
+    rows logged (train loss, seconds, greedy error rate of each report set)."""
+    import torch
+    import torch.nn.functional as F
+
+    from .lm_pretrain import FILLER_ID, copy_source
+
+    torch.manual_seed(conf.seed)
+    targets = [[t for t in copy_source(tokenizer, u.text, units) if t != FILLER_ID]
+               for u in train]
+    ctc = EmbeddingCTC(embeddings, [FILLER_ID, *sorted({t for y in targets for t in y}
+                                                       - {FILLER_ID})])
+    hs = encoder_outputs(encoder, train)
+    rep = {k: (encoder_outputs(encoder, v), v) for k, v in reports.items()}
+    params = [*adaptor.parameters(), ctc.log_scale]
+    for p in params:
+        p.requires_grad_(True)
+    adaptor.train()
+    opt = torch.optim.AdamW(params, lr=conf.adaptor_lr, weight_decay=conf.weight_decay)
+    steps = max(1, conf.adaptor_epochs * math.ceil(len(train) / conf.batch_size))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=conf.adaptor_lr, total_steps=steps,
+                                                pct_start=conf.warmup_fraction)
+    rng = random.Random(f"adaptor:{conf.seed}")
+
+    def report(epoch, loss, seconds):
+        row = {"epoch": epoch, "train_loss": loss, "seconds": round(seconds, 1),
+               **{f"{k}_error": adaptor_error_rate(adaptor, ctc, h, d, tokenizer)
+                  for k, (h, d) in rep.items()}}
+        log.info("adaptor epoch %d: %s", epoch, row)
+        return row
+
+    rows = [report(0, math.nan, 0.0)]
+    t0 = time.time()
+    for epoch in range(1, conf.adaptor_epochs + 1):
+        order = list(range(len(train)))
+        rng.shuffle(order)
+        tot = 0.0
+        for i in range(0, len(order), conf.batch_size):
+            batch = order[i:i + conf.batch_size]
+            a, al = adaptor(*_pad([hs[j] for j in batch]))
+            logp = ctc.logits(a).log_softmax(-1).transpose(0, 1)
+            tg = [torch.tensor([ctc.index[t] for t in targets[j]]) for j in batch]
+            loss = F.ctc_loss(logp, torch.cat(tg), al, torch.tensor([len(t) for t in tg]),
+                              zero_infinity=True)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 5.0)
+            opt.step()
+            sched.step()
+            tot += loss.item() * len(batch)
+        if epoch % conf.report_every == 0 or epoch == conf.adaptor_epochs:
+            rows.append(report(epoch, tot / len(train), time.time() - t0))
+    adaptor.eval()
+    if log_tsv is not None:
+        write_rows_tsv(log_tsv, rows)
+    return rows
 
 
 def pretrain(model_dir: str | os.PathLike, init: str | os.PathLike, conf: EncoderConf,
              train_dir: str | os.PathLike, out: str | os.PathLike,
-             report_dirs: dict[str, str | os.PathLike] | None = None) -> dict[str, Any]:
-    """The whole step: features, CTC training, ``out/init.pt`` (``init`` with the
-    trained encoder); skipped when ``out`` already holds a result made from the
-    same inputs. Returns ``encoder_info.json``'s content."""
+             report_dirs: dict[str, str | os.PathLike] | None = None,
+             units: str = "tokens") -> dict[str, Any]:
+    """The whole step: features, CTC training of the encoder, then (when
+    ``conf.adaptor_epochs`` > 0) the adaptor's head start on the frozen encoder
+    (:func:`train_adaptor`, ``units`` as the LLM's copy examples), and
+    ``out/init.pt``: ``init`` with the trained encoder (and adaptor); skipped
+    when ``out`` already holds a result made from the same inputs. Returns
+    ``encoder_info.json``'s content."""
     import torch
 
     from . import stamp
@@ -283,8 +453,10 @@ def pretrain(model_dir: str | os.PathLike, init: str | os.PathLike, conf: Encode
     for d in dirs:
         inputs += [d / "text", f"{AUDIO_OF}{d / 'wav.scp'}"]
     opts = [f"conf={json.dumps(asdict(conf), sort_keys=True)}",
-            f"reports={','.join(sorted(report_dirs))}"]
-    if not stamp.begin(out, inputs, opts, outputs=[out / f for f in ENCODER_FILES],
+            f"reports={','.join(sorted(report_dirs))}", f"units={units}"]
+    files = ENCODER_FILES if conf.adaptor_epochs > 0 else tuple(
+        f for f in ENCODER_FILES if f != "adaptor_log.tsv")
+    if not stamp.begin(out, inputs, opts, outputs=[out / f for f in files],
                        what="encoder pre-training"):
         return json.loads((out / "encoder_info.json").read_text(encoding="utf-8"))
 
@@ -296,14 +468,26 @@ def pretrain(model_dir: str | os.PathLike, init: str | os.PathLike, conf: Encode
     feat_seconds = round(time.time() - t0, 1)
     log.info("features of %d training and %d report utterances: %.1f s", len(train),
              sum(map(len, reports.values())), feat_seconds)
-    rows, units = train_ctc(encoder, train, conf, reports, out / "log.tsv")
+    rows, units_heard = train_ctc(encoder, train, conf, reports, out / "log.tsv")
     with atomic_write(out / "units.txt") as f:
-        f.writelines(u + "\n" for u in units)
-    replaced = install_encoder(state, encoder, out / "init.pt")
+        f.writelines(u + "\n" for u in units_heard)
+    modules = {"audio_encoder": encoder}
+    adaptor_rows = []
+    if conf.adaptor_epochs > 0:
+        from .nano import load_tokenizer
+
+        adaptor = build_adaptor(model_dir, state, encoder.output_size())
+        adaptor_rows = train_adaptor(encoder, adaptor, state[EMBED_KEY], load_tokenizer(model_dir),
+                                     train, conf, reports, units, out / "adaptor_log.tsv")
+        modules["audio_adaptor"] = adaptor
+    replaced = replace_weights(state, modules, out / "init.pt")
     info = {"model_dir": str(model_dir), "init": str(init), "conf": asdict(conf),
-            "train_utterances": len(train), "units": len(units),
-            "feature_seconds": feat_seconds, "encoder_weights_replaced": replaced,
-            "epochs": rows, "threads": torch.get_num_threads()}
+            "train_utterances": len(train), "units": len(units_heard),
+            "feature_seconds": feat_seconds,
+            "encoder_weights_replaced": replaced["audio_encoder"],
+            "adaptor_weights_replaced": replaced.get("audio_adaptor", 0),
+            "adaptor_units": units, "epochs": rows, "adaptor_epochs": adaptor_rows,
+            "threads": torch.get_num_threads()}
     with atomic_write(out / "encoder_info.json") as f:
         json.dump(info, f, ensure_ascii=False, indent=1)
         f.write("\n")
@@ -311,6 +495,7 @@ def pretrain(model_dir: str | os.PathLike, init: str | os.PathLike, conf: Encode
     return info
 
 
-__all__ = ["ENCODER_FILES", "EncoderConf", "load_encoder_conf", "units_of", "build_encoder",
-           "Utterance", "read_set", "greedy_error_rate", "train_ctc", "install_encoder",
-           "pretrain"]
+__all__ = ["ENCODER_FILES", "EMBED_KEY", "EncoderConf", "load_encoder_conf", "units_of",
+           "build_encoder", "Utterance", "read_set", "greedy_error_rate", "train_ctc",
+           "build_adaptor", "EmbeddingCTC", "encoder_outputs", "adaptor_error_rate",
+           "train_adaptor", "pretrain"]

@@ -219,6 +219,21 @@ def chat_example(tokenizer, text: str, prompt: str, system: str) -> tuple[list[i
 FILLER_ID = 0  # the id funasr's dataset puts in the audio slots before the encoder fills them
 
 
+def copy_source(tokenizer, text: str, units: str = "tokens") -> list[int]:
+    """The token ids a copy example holds for ``text`` (before stretching and
+    noise), and so what an adaptor must write for the LLM to copy:
+    ``units="tokens"``: the text's own Qwen3 tokens; ``"chars"``: each unit the
+    encoder hears (:func:`.encoder_pretrain.units_of`: each CJK character,
+    every other word) tokenised alone."""
+    if units == "chars":
+        from .encoder_pretrain import units_of
+
+        return [t for u in units_of(text) for t in tokenizer.encode(u)]
+    if units != "tokens":
+        raise ValueError(f"units must be 'tokens' or 'chars', got {units!r}")
+    return tokenizer.encode(text)
+
+
 def copy_example(tokenizer, text: str, prompt: str, system: str, rng: random.Random,
                  noise: float, max_repeat: int, vocab: Sequence[int],
                  slots_per_token: int = 0, units: str = "tokens"
@@ -252,11 +267,7 @@ def copy_example(tokenizer, text: str, prompt: str, system: str, rng: random.Ran
                               f"{prompt}")
     after = tokenizer.encode("<|im_end|>\n<|im_start|>assistant\n")
     target = tokenizer.encode(f"{text}<|im_end|>")
-    source = target[:-1]
-    if units == "chars":
-        from .encoder_pretrain import units_of
-
-        source = [t for u in units_of(text) for t in tokenizer.encode(u)]
+    source = copy_source(tokenizer, text, units)
     slots = [FILLER_ID] * rng.randint(0, 4)
     for tok in source:
         r = rng.random()
@@ -496,7 +507,7 @@ def train_lm(llm, train: Sequence[tuple[list[int], list[int]]], conf: LMConf,
 def install_llm(state: dict, llm, out: str | os.PathLike) -> int:
     """Write ``out``: ``state`` (a Nano ``model.pt`` state dict) with every
     ``llm.*`` weight taken from ``llm``; returns how many were replaced."""
-    return replace_weights(state, llm, "llm", out)
+    return replace_weights(state, {"llm": llm}, out)["llm"]
 
 
 def pretrain(model_dir: str | os.PathLike, conf: LMConf, prompt: str, system: str,
@@ -568,6 +579,6 @@ def pretrain(model_dir: str | os.PathLike, conf: LMConf, prompt: str, system: st
 
 
 __all__ = ["LM_FILES", "LMConf", "load_lm_conf", "read_transcripts", "lm_texts",
-           "chat_example", "copy_example", "collate", "target_loss", "CompactVocab", "llm_from_twin",
+           "chat_example", "copy_source", "copy_example", "collate", "target_loss", "CompactVocab", "llm_from_twin",
            "evaluate_lm", "train_lm",
            "install_llm", "pretrain"]
