@@ -64,8 +64,9 @@ def test_nano_recipe_end_to_end(nano_recipe):
         for part in ("train", "valid", "test"):
             for line in (tmp / "data" / f"{pool}_{part}" / "text").read_text().splitlines():
                 assert line.split(" ", 1)[1] not in lm_text, (pool, part, line)
-    # then its encoder learned to hear (CTC, general pool): the audio pre-training starts
-    # from both, only the encoder's weights differing from the LLM pre-training's
+    # then its encoder learned to hear (CTC, general pool) and its adaptor to write what the
+    # LLM learnt to copy (CTC over the LLM's embedding rows): the audio pre-training starts
+    # from all three, only the encoder's and the adaptor's weights differing from the LLM's
     chain = json.loads((exp / "pretrain" / "chain.json").read_text())
     assert chain["init"] == str((exp / "encoder_pretrain" / "init.pt").resolve())
     info = json.loads((exp / "encoder_pretrain" / "encoder_info.json").read_text())
@@ -73,6 +74,11 @@ def test_nano_recipe_end_to_end(nano_recipe):
     assert info["init"] == str(exp / "lm_pretrain" / "init.pt")
     assert info["epochs"][-1]["epoch"] == epochs
     assert set(info["epochs"][0]) >= {"general_valid_error", "domain_valid_error"}
+    adaptor_epochs = yaml.safe_load(conf["encoder"].read_text())["adaptor_epochs"]
+    assert info["adaptor_epochs"][-1]["epoch"] == adaptor_epochs > 0
+    assert info["adaptor_units"] == yaml.safe_load(conf["lm"].read_text())["copy_units"]
+    heard = [row["general_valid_error"] for row in info["adaptor_epochs"]]
+    assert heard[-1] < heard[0] - 20, heard
     md = (exp / "RESULTS.md").read_text()
     assert "| domain_test | transformers | fp32 |" in md
     for m in ("base", "stage1", "stage2", "stage3"):
