@@ -354,9 +354,10 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
     [ -n "${base_model}" ] || make_twin
     jsonl_opts=(--model-dir "${tok_dir}" --prompt-conf "${train_conf}")
   fi
-  for set in general_train general_valid general_test domain_train domain_valid domain_test \
-             $(for s in ${stage_names}; do echo "${s}_train"; done); do
-    out=${dumpdir}/${model}/${set}.jsonl
+  # One set's jsonl (run in the background, nj at a time: each job mostly starts
+  # python and loads the tokenizer; a failed job stops the stage).
+  jsonl_set() {
+    local set=$1 out=${dumpdir}/${model}/${1}.jsonl sig set_opts stage_train kv k
     sig=(--inputs "${datadir}/${set}" "audio-of:${datadir}/${set}/wav.scp")
     # nano: the prompt (train conf) and the tokenizer counting text_length
     [ "${model}" = nano ] && sig+=("${train_conf}" "${tok_dir}/config.yaml" "${tok_dir}/Qwen3-0.6B")
@@ -386,7 +387,7 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
     fi
     if is_done "${out}" "${sig[@]}" --opts "${set_opts[@]/#/opt=}"; then
       log "  ${out}: complete for the same inputs, skipped"
-      continue
+      return 0
     fi
     run_job "${logdir}/jsonl_${model}_${set}.log" \
       python local/make_jsonl.py --family "${model}" --data-dir "${datadir}/${set}" \
@@ -394,7 +395,18 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
     mark_done "${out}" "${sig[@]}" --opts "${set_opts[@]/#/opt=}"
     grep -o 'hotword lists .*' "${logdir}/jsonl_${model}_${set}.log" | sed "s|^|  ${set}: |" || true
     log "  ${out}: $(wc -l < "${out}") lines"
+  }
+  pids=()
+  for set in general_train general_valid general_test domain_train domain_valid domain_test \
+             $(for s in ${stage_names}; do echo "${s}_train"; done); do
+    jsonl_set "${set}" &
+    pids+=($!)
+    if [ ${#pids[@]} -ge "${nj}" ]; then
+      wait "${pids[0]}" || { kill "${pids[@]:1}" 2>/dev/null; exit 1; }
+      pids=("${pids[@]:1}")
+    fi
   done
+  for pid in "${pids[@]}"; do wait "${pid}" || { kill "${pids[@]}" 2>/dev/null; exit 1; }; done
 fi
 
 if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
