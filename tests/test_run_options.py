@@ -113,3 +113,33 @@ def test_a_train_args_scope_the_config_lacks_stops_the_run_at_once(tmp_path):
     out = r.stdout + r.stderr
     assert r.returncode == 1 and "Stage 1" not in out
     assert "--train-args stage4:optim_conf.lr=0: no section 'stage4'" in out
+
+
+def test_stage3_jsonl_jobs_run_side_by_side_and_a_failed_one_stops_the_stage(tmp_path):
+    # stage 3 writes the sets' jsonl nj at a time: every good set gets its file, and a
+    # set with a broken data dir fails the run with its log and the reason named
+    import numpy as np
+    import soundfile as sf
+
+    sets = [f"{p}_{s}" for p in ("general", "domain") for s in ("train", "valid", "test")]
+    sets += [f"stage{i}_train" for i in (1, 2, 3)]
+    for name in sets:
+        d = tmp_path / "data" / name
+        d.mkdir(parents=True)
+        wav = d / "u1.wav"
+        sf.write(str(wav), np.zeros(1600, dtype="float32"), 16000)
+        (d / "wav.scp").write_text(f"{name}-u1 {wav}\n")
+        (d / "text").write_text(f"{name}-u1 你好\n")
+    run = ["--model", "paraformer", "--stage", "3", "--stop-stage", "3", "--datadir", "data",
+           "--dumpdir", "dump", "--expdir", "exp", "--nj", "2"]
+    r = run_sh(tmp_path, *run)
+    assert r.returncode == 0, r.stdout + r.stderr
+    for name in sets:
+        line = (tmp_path / "dump" / "paraformer" / f"{name}.jsonl").read_text()
+        assert f'"key": "{name}-u1"' in line
+    with open(tmp_path / "data" / "domain_valid" / "text", "a") as f:
+        f.write("stray 你好\n")
+    r = run_sh(tmp_path, *run)
+    out = r.stdout + r.stderr
+    assert r.returncode == 1 and "Successfully finished" not in out
+    assert "jsonl_paraformer_domain_valid.log" in out and "'stray'" in out
