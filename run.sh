@@ -53,6 +53,8 @@ split_ratios=8:1:1    # train:valid:test
 split_seed=0          # seed of the split
 skip_bad=false        # true: leave bad input items out (listed in data/*/dropped.tsv)
 resample=false        # true: convert non-16 kHz/mono audio instead of rejecting it
+use_utt2dur=false     # true: a wav.scp input's durations from the utt2dur beside it (no audio
+                      # file opened; sample rate and channels not checked: local/prepare_data.py)
 nj=2                  # parallel jobs for data preparation
 jsonl_shards=1        # K > 1: each stage's training jsonl also in K shards, read one a slice
                       # (funasr's data_split_num: a training job holds one shard's index)
@@ -134,6 +136,8 @@ Options (default in brackets):
   --split-seed N        split seed [${split_seed}]
   --skip-bad BOOL       drop bad items (listed in dropped.tsv) instead of stopping [${skip_bad}]
   --resample BOOL       convert non-16 kHz/mono audio instead of rejecting it [${resample}]
+  --use-utt2dur BOOL    a wav.scp input's durations from the utt2dur beside it, no audio
+                        file opened (millions of files, network file systems) [${use_utt2dur}]
   --nj N                parallel jobs [${nj}]
   --jsonl-shards K      K > 1: stage 3 also writes each stage's training jsonl as K shards
                         (dump/<model>/<stage>_train.list), and stage 5 trains from the list,
@@ -301,18 +305,24 @@ if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
   [ "${resample}" = true ] && opts+=(--resample)
   for pool in general domain; do
     if [ ${pool} = general ]; then src=${general}; txt=${general_text}; else src=${data}; txt=${text}; fi
+    durs=()   # --use-utt2dur: the Kaldi utt2dur beside a wav.scp input
+    if [ "${use_utt2dur}" = true ] && [ -n "${txt}" ]; then
+      durs=(--utt2dur "$(dirname -- "${src}")/utt2dur")
+    elif [ "${use_utt2dur}" = true ]; then
+      log "  ${pool}: --use-utt2dur applies to a wav.scp input; ${src:-the mini corpus}: every header is read"
+    fi
     # inputs: the folder or list (+ the audio it named last time), --text, held-out list
-    sig=(--inputs "${src}" ${txt:+"${txt}"} ${heldout_spk:+"${heldout_spk}"}
+    sig=(--inputs "${src}" ${txt:+"${txt}"} ${heldout_spk:+"${heldout_spk}"} "${durs[@]:1}"
            "audio-of:${datadir}/${pool}_all/wav.scp"
          --opts "ratios=${split_ratios}" "seed=${split_seed}" "skip_bad=${skip_bad}"
-           "resample=${resample}")
+           "resample=${resample}" "utt2dur=${#durs[@]}")
     outs=(--outputs "${datadir}/${pool}_train" "${datadir}/${pool}_valid" "${datadir}/${pool}_test")
     if is_done "${datadir}/${pool}_all" "${sig[@]}" "${outs[@]}"; then
       log "  ${pool}: complete for the same inputs, skipped"
       continue
     fi
     run_job "${logdir}/prepare_${pool}.log" \
-      python local/prepare_data.py --in "${src}" ${txt:+--text "${txt}"} \
+      python local/prepare_data.py --in "${src}" ${txt:+--text "${txt}"} "${durs[@]}" \
         --out "${datadir}/${pool}_all" --nj "${nj}" "${opts[@]}"
     run_job "${logdir}/split_${pool}.log" \
       python local/split_data.py --src "${datadir}/${pool}_all" --out-prefix "${datadir}/${pool}" \
@@ -321,7 +331,7 @@ if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
     python local/validate_data_dir.py --no-feats "${datadir}/${pool}_"{all,train,valid,test} > /dev/null
     grep -E 'utterances' "${logdir}/split_${pool}.log" | sed 's/^.*INFO: /  /'
     # --skip-bad: how many items were left out; files ignored or normalised; where each is listed
-    grep -E '^(dropped|ignored|normalised) ' "${logdir}/prepare_${pool}.log" | sed 's/^/  /' || true
+    grep -E '^(dropped|ignored|normalised|durations) ' "${logdir}/prepare_${pool}.log" | sed 's/^/  /' || true
     mark_done "${datadir}/${pool}_all" "${sig[@]}"
   done
 fi

@@ -22,6 +22,10 @@ all the step's processes; on a shared machine the steadier figure) and the peak
 RSS (``/usr/bin/time``) over --runs, and for each step the exponent b of
 time ~ N^b fitted over the sizes (1.0 = linear).
 
+With --utt2dur, the working tree's steps also run a second time per run
+with prepare_data.py --utt2dur (the durations from the Kaldi utt2dur, no
+audio file opened), and the files that differ from the plain run's are named.
+
 With --baseline COMMIT the same steps also run, in the same runs and
 alternating with the working tree, with that commit's tools (``git archive``
 into the workdir); its outputs are compared with the working tree's (every
@@ -29,7 +33,8 @@ data dir file and jsonl, byte for byte, files the baseline does not write left
 aside) and its figures printed below.
 
   python bench/data_scale.py [--sizes 10000,100000,1000000] [--runs 3] [--nj 2]
-      [--baseline COMMIT [--baseline-max N]] [--folder N] [--workdir /tmp/bench_data_scale]
+      [--baseline COMMIT [--baseline-max N]] [--folder N] [--utt2dur]
+      [--workdir /tmp/bench_data_scale]
 
 The general pool's size is N, the domain pool's N/10. Nothing here is a test:
 figures go to bench/RESULTS.md with the command and the commit.
@@ -175,14 +180,15 @@ def timed(cmd: list[str], log: Path, root: Path = ROOT) -> tuple[float, float, f
 
 
 def steps(src: Path, data: Path, dump: Path, nj: int,
-          root: Path = ROOT) -> list[tuple[str, list[str]]]:
+          root: Path = ROOT, utt2dur: bool = False) -> list[tuple[str, list[str]]]:
     py = sys.executable
     prep, check, split = [], [], []
     prep_nj = prepare_nj(root, nj)
     for pool in ("general", "domain"):
         prep.append([py, "local/prepare_data.py", "--in", str(src / pool / "wav.scp"),
                      "--text", str(src / pool / "text"), "--utt2spk", str(src / pool / "utt2spk"),
-                     "--out", str(data / f"{pool}_all"), *prep_nj])
+                     "--out", str(data / f"{pool}_all"), *prep_nj,
+                     *(["--utt2dur", str(src / pool / "utt2dur")] if utt2dur else [])])
         split.append([py, "local/split_data.py", "--src", str(data / f"{pool}_all"),
                       "--out-prefix", str(data / pool)])
         check += [["bash", "utils/validate_data_dir.sh", "--no-feats", str(data / f"{pool}_{part}")]
@@ -258,6 +264,8 @@ def main() -> int:
                     help="a commit whose tools run the same steps in the same runs")
     ap.add_argument("--baseline-max", type=int, default=None,
                     help="run the baseline only at sizes up to this N (it may be slow)")
+    ap.add_argument("--utt2dur", action="store_true",
+                    help="also run the working tree's steps with prepare_data.py --utt2dur")
     ap.add_argument("--folder", type=int, default=0,
                     help="also time prepare_data.py on a folder of this many audio files + .txt "
                          "transcripts (0: not)")
@@ -266,8 +274,14 @@ def main() -> int:
     args.workdir.mkdir(parents=True, exist_ok=True)
     files = make_files(args.workdir)
     roots = {"working tree": ROOT}
+    # tag -> (data/dump suffix, prepare_data.py --utt2dur)
+    variants = {"working tree": ("", False)}
+    if args.utt2dur:
+        roots["working tree, --utt2dur"] = ROOT
+        variants["working tree, --utt2dur"] = ("_utt2dur", True)
     if args.baseline:
         roots[f"baseline {args.baseline}"] = baseline_root(args.baseline, args.workdir)
+        variants[f"baseline {args.baseline}"] = ("_baseline", False)
     results: dict[str, dict[str, dict[int, tuple[float, float, float]]]] = {r: {} for r in roots}
     for n in sizes:
         src = args.workdir / f"src_{n}"
@@ -278,14 +292,15 @@ def main() -> int:
         rss: dict[str, dict[str, float]] = {r: {} for r in roots}
         for run in range(args.runs):
             for tag, root in roots.items():
-                if root != ROOT and args.baseline_max is not None and n > args.baseline_max:
+                sub, utt2dur = variants[tag]
+                if (sub == "_baseline" and args.baseline_max is not None
+                        and n > args.baseline_max):
                     continue
-                sub = "" if root == ROOT else "_baseline"
                 data = args.workdir / f"data_{n}{sub}"
                 dump = args.workdir / f"dump_{n}{sub}"
                 subprocess.run(["rm", "-rf", str(data), str(dump)], check=True)
                 dump.mkdir(parents=True)
-                for name, cmds in steps(src, data, dump, args.nj, root):
+                for name, cmds in steps(src, data, dump, args.nj, root, utt2dur):
                     total = cpu = 0.0
                     for i, cmd in enumerate(cmds):
                         log = args.workdir / f"log_{n}{sub}_{name.replace(' ', '_')}_{i}.txt"
@@ -297,6 +312,11 @@ def main() -> int:
                     cpus[tag].setdefault(name, []).append(cpu)
                 print(f"N={n} run {run + 1} {tag}: "
                       + ", ".join(f"{k} {v[-1]:.1f}s" for k, v in walls[tag].items()), flush=True)
+            if args.utt2dur and run == 0:
+                bad = same_outputs(args.workdir / f"data_{n}_utt2dur", args.workdir / f"data_{n}")
+                bad += same_outputs(args.workdir / f"dump_{n}_utt2dur", args.workdir / f"dump_{n}")
+                print(f"N={n}: --utt2dur outputs that differ from the plain run's: "
+                      f"{', '.join(bad) if bad else 'none'}", flush=True)
             if args.baseline and run == 0 and walls[list(roots)[-1]]:
                 bad = same_outputs(args.workdir / f"data_{n}", args.workdir / f"data_{n}_baseline")
                 bad += same_outputs(args.workdir / f"dump_{n}", args.workdir / f"dump_{n}_baseline")
@@ -313,7 +333,7 @@ def main() -> int:
                 max(rss[tag].values()),
                 sum(statistics.median(cs) for cs in cpus[tag].values()))
     if args.folder:
-        folder_bench(roots, args.workdir, args.folder, args.runs, args.nj, args.baseline_max)
+        folder_bench({t: r for t, r in roots.items() if not variants[t][1]}, args.workdir, args.folder, args.runs, args.nj, args.baseline_max)
     for tag in roots:
         done = [n for n in sizes if n in results[tag].get("stages 1-3", {})]
         if not done:

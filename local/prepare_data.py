@@ -15,9 +15,17 @@ another encoding is refused unless named with --encoding.
 Every audio file's header is read once (sample rate, channels, exact length),
 over --nj processes; plain PCM WAV headers are read directly, anything else
 with soundfile. The exact sample counts go to OUT/utt2num_samples, so no later
-stage opens the audio again. An existing Kaldi utt2dur is not read: it says
-nothing about sample rate or channels, and its rounded seconds cannot give
-funasr's exact source_len; the header is what both need.
+stage opens the audio again.
+
+With a wav.scp input, --utt2dur FILE (the Kaldi utt2dur of the same keys)
+takes the durations from it instead, and no audio file is opened (each is
+only looked up: a missing or empty file is still a bad item). The price:
+sample rate and channels are not checked (funasr resamples and downmixes when
+it loads, at training time), and utt2num_samples holds round(seconds x 16000),
+so funasr's source_len (10-ms units) can differ by one from what scp2jsonl
+computes from the header. Use it when opening every file costs more than that
+(millions of files, a network file system); a key without a positive duration
+in FILE is a bad item (--skip-bad lists it in dropped.tsv).
 
 Printed at the end (also in the job's log), for run.sh to show:
   dropped N of M items; reasons in OUT/dropped.tsv     (with --skip-bad)
@@ -28,6 +36,7 @@ Examples:
   local/prepare_data.py --in /data/my_domain --out data/domain_all
   local/prepare_data.py --in sheet.xlsx --out data/domain_all --resample --skip-bad
   local/prepare_data.py --in old/wav.scp --text old/text --out data/general_all --nj 4
+  local/prepare_data.py --in old/wav.scp --text old/text --utt2dur old/utt2dur --out data/general_all
 """
 
 from __future__ import annotations
@@ -39,6 +48,7 @@ from pathlib import Path
 from funasr_recipe import cli
 from funasr_recipe.datadir import (Dropped, build_utts, iter_summary, read_input, write_datadir,
                                   write_tsv)
+from funasr_recipe.errors import DataError
 from funasr_recipe.textfile import take_normalised
 
 log = logging.getLogger("prepare_data")
@@ -51,6 +61,9 @@ def build_parser():
                          ".jsonl/.json/.csv/.tsv/.xlsx list, or wav.scp (with --text)")
     ap.add_argument("--text", type=Path, default=None, help="Kaldi text file, with a wav.scp --in")
     ap.add_argument("--utt2spk", type=Path, default=None, help="optional utt2spk, with a wav.scp --in")
+    ap.add_argument("--utt2dur", type=Path, default=None,
+                    help="with a wav.scp --in: take the durations from this Kaldi utt2dur "
+                         "instead of reading every audio header (see above)")
     ap.add_argument("--out", required=True, type=Path, help="output data dir")
     ap.add_argument("--skip-bad", action="store_true",
                     help="leave bad items out (listed with reasons in OUT/dropped.tsv) instead "
@@ -71,7 +84,9 @@ def build_parser():
 
 def body(args) -> int:
     take_normalised()
-    inputs = read_input(args.src, args.text, args.utt2spk, args.encoding)
+    if args.utt2dur is not None and args.resample:
+        raise DataError("--resample reads every file and --utt2dur opens none: use one of them")
+    inputs = read_input(args.src, args.text, args.utt2spk, args.encoding, args.utt2dur)
     items = inputs.items
     dropped = Dropped()
     out = args.out
@@ -103,6 +118,9 @@ def body(args) -> int:
     if inputs.ignored:
         print(f"ignored {len(inputs.ignored)} files (neither audio nor transcripts); list in "
               f"{out / 'ignored.tsv'}", flush=True)
+    if args.utt2dur is not None:
+        print(f"durations of {len(utts)} utterances from {args.utt2dur} (audio not opened: "
+              f"sample rate and channels not checked)", flush=True)
     if normalised:
         kinds = sorted({w for what in normalised.values() for w in what})
         print(f"normalised {len(normalised)} files ({' and '.join(kinds)} removed; the data "

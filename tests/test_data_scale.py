@@ -315,3 +315,80 @@ def test_training_reads_the_shards(tmp_path):
     r = run_tool("train.py", "--conf", conf, "--section", "stage1", "--model-dir", twin,
                  "--train", listing, "--valid", jsonl, "--out", out, "--threads", "1")
     assert r.returncode != 0 and f"{listing}:1: shard" in r.stderr, r.stderr[-2000:]
+
+
+# ----------------------------------------------------------------------------
+# An existing Kaldi utt2dur in place of the headers (prepare_data.py --utt2dur)
+
+def _kaldi_input(tmp_path: Path, n: int = 4) -> Path:
+    """A wav.scp + text + utt2dur whose files are NOT audio: reading a header
+    fails, so only a run that opens no file can prepare them."""
+    src = tmp_path / "src"
+    src.mkdir()
+    scp, text, durs = [], [], []
+    for i in range(n):
+        p = src / f"u{i}.wav"
+        p.write_bytes(b"not audio: a header read fails here")
+        scp.append(f"s{i % 2}-u{i} {p}")
+        text.append(f"s{i % 2}-u{i} 你好 {i}")
+        durs.append(f"s{i % 2}-u{i} {1.25 + i / 1000:.3f}")
+    (src / "wav.scp").write_text("\n".join(scp) + "\n")
+    (src / "text").write_text("\n".join(text) + "\n")
+    (src / "utt2dur").write_text("\n".join(durs) + "\n")
+    return src
+
+
+def test_prepare_takes_an_existing_utt2dur_and_opens_no_audio_file(tmp_path):
+    src = _kaldi_input(tmp_path)
+    args = ["--in", src / "wav.scp", "--text", src / "text"]
+    # control: without --utt2dur every header is read, and these files are not audio
+    r = run_tool("prepare_data.py", *args, "--out", tmp_path / "headers")
+    assert r.returncode != 0 and "cannot read audio" in r.stderr
+    r = run_tool("prepare_data.py", *args, "--utt2dur", src / "utt2dur", "--out", tmp_path / "d",
+                 "--nj", "2")
+    assert r.returncode == 0, r.stderr
+    assert "durations of 4 utterances from" in r.stdout and "not opened" in r.stdout
+    d = tmp_path / "d"
+    validate_datadir(d)
+    assert (d / "utt2dur").read_text().splitlines() == sorted(
+        (src / "utt2dur").read_text().splitlines())
+    nums = dict(line.split() for line in (d / NUM_SAMPLES).read_text().splitlines())
+    assert nums == {f"s{i % 2}-u{i}": str(round((1.25 + i / 1000) * 16000)) for i in range(4)}
+    # the jsonl stage takes the lengths from there: still no file opened
+    lines = [json.loads(x) for x in paraformer_lines(d)]
+    assert [x["source_len"] for x in lines] == [int(int(nums[x["key"]]) / 160) for x in lines]
+
+
+def test_utt2dur_flaws_name_the_key_and_lose_nothing(tmp_path):
+    src = _kaldi_input(tmp_path)
+    durs = (src / "utt2dur").read_text().splitlines()
+    (src / "u2.wav").unlink()  # a file the wav.scp names is gone: still found out
+    (src / "utt2dur").write_text("\n".join([durs[0], durs[1].split()[0] + " 0", durs[2]]) + "\n")
+    args = ["--in", src / "wav.scp", "--text", src / "text", "--utt2dur", src / "utt2dur"]
+    r = run_tool("prepare_data.py", *args, "--out", tmp_path / "strict")
+    assert r.returncode != 0
+    assert "s1-u1" in r.stderr and "positive number of seconds" in r.stderr
+    r = run_tool("prepare_data.py", *args, "--skip-bad", "--out", tmp_path / "d")
+    assert r.returncode == 0, r.stderr
+    kept = (tmp_path / "d" / "wav.scp").read_text().split()[::2]
+    assert kept == ["s0-u0"]
+    why = {row.split("\t")[1]: row for row in
+           (tmp_path / "d" / "dropped.tsv").read_text().splitlines()[1:]}
+    assert set(why) == {"s1-u1", "s0-u2", "s1-u3"}
+    assert "positive number of seconds" in why["s1-u1"]
+    assert "does not exist" in why["s0-u2"]
+    assert "no duration for it" in why["s1-u3"] and "utt2dur" in why["s1-u3"]
+
+
+def test_utt2dur_with_keys_the_wav_scp_lacks_or_with_resample_is_refused(tmp_path):
+    src = _kaldi_input(tmp_path)
+    with open(src / "utt2dur", "a") as f:
+        f.write("s9-stray 1.000\n")
+    with pytest.raises(DataError, match=r"utt2dur: 1 key\(s\) have no audio .* 's9-stray'"):
+        read_kaldi(src / "wav.scp", src / "text", utt2dur=src / "utt2dur")
+    r = run_tool("prepare_data.py", "--in", src / "wav.scp", "--text", src / "text",
+                 "--utt2dur", src / "utt2dur", "--resample", "--out", tmp_path / "d")
+    assert r.returncode != 0 and "--resample" in r.stderr and "--utt2dur" in r.stderr
+    r = run_tool("prepare_data.py", "--in", src, "--utt2dur", src / "utt2dur",
+                 "--out", tmp_path / "d")
+    assert r.returncode != 0 and "goes with a wav.scp input" in r.stderr

@@ -143,3 +143,43 @@ def test_stage3_jsonl_jobs_run_side_by_side_and_a_failed_one_stops_the_stage(tmp
     out = r.stdout + r.stderr
     assert r.returncode == 1 and "Successfully finished" not in out
     assert "jsonl_paraformer_domain_valid.log" in out and "'stray'" in out
+
+
+def test_use_utt2dur_prepares_wav_scp_inputs_from_their_utt2dur_without_opening_audio(tmp_path):
+    # the files are not audio: only a stage 1 that opens none of them can prepare them
+    pools = {}
+    for pool in ("general", "domain"):
+        src = tmp_path / pool
+        src.mkdir()
+        scp, text, durs = [], [], []
+        for i in range(20):
+            key = f"{pool[0]}spk{i % 4}-u{i:02d}"
+            p = src / f"{key}.wav"
+            p.write_bytes(b"not audio")
+            scp.append(f"{key} {p}")
+            text.append(f"{key} 第 {i} 句")
+            durs.append(f"{key} {1 + i / 100:.2f}")
+        for name, lines in (("wav.scp", scp), ("text", text), ("utt2dur", durs)):
+            (src / name).write_text("\n".join(lines) + "\n")
+        pools[pool] = src
+    run = ["--stage", "1", "--stop-stage", "1", "--datadir", "data", "--expdir", "exp",
+           "--data", "domain/wav.scp", "--text", "domain/text",
+           "--general", "general/wav.scp", "--general-text", "general/text"]
+    r = run_sh(tmp_path, *run)  # control: every header is read
+    assert r.returncode == 1 and "cannot read audio" in r.stdout + r.stderr
+    r = run_sh(tmp_path, *run, "--use-utt2dur", "true")
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out
+    assert out.count("durations of 20 utterances from") == 2
+    for pool, src in pools.items():
+        got = (tmp_path / "data" / f"{pool}_all" / "utt2dur").read_text().splitlines()
+        assert got == [f"{k} {float(v):.3f}" for k, v in
+                       (x.split() for x in sorted((src / "utt2dur").read_text().splitlines()))]
+    # the utt2dur is an input of the stage: a changed one prepares again
+    r = run_sh(tmp_path, *run, "--use-utt2dur", "true")
+    assert "complete for the same inputs, skipped" in r.stdout + r.stderr
+    (pools["domain"] / "utt2dur").write_text(
+        (pools["domain"] / "utt2dur").read_text().replace(" 1.00\n", " 1.50\n"))
+    r = run_sh(tmp_path, *run, "--use-utt2dur", "true")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "dspk0-u00 1.500" in (tmp_path / "data" / "domain_all" / "utt2dur").read_text()

@@ -93,10 +93,9 @@ def wav_header_info(path: str | os.PathLike, size: int | None = None) -> AudioIn
     return None
 
 
-def probe(path: str) -> tuple[str, AudioInfo] | str:
-    """``(resolved path, header info)`` of an audio file, or the error message
-    :func:`audio_info` and the data-dir checks would give (a missing file:
-    ``"missing"``). Reads the header only; plain WAV files without soundfile."""
+def locate(path: str) -> tuple[str, int] | str:
+    """``(resolved path, size in bytes)`` of an audio file without opening it,
+    or the message :func:`probe` gives for it (a missing file: ``"missing"``)."""
     try:
         st = os.lstat(path)
         if stat.S_ISLNK(st.st_mode):
@@ -111,7 +110,24 @@ def probe(path: str) -> tuple[str, AudioInfo] | str:
     if st.st_size == 0:
         return (f"{path}: zero-length audio file (0 bytes): nothing was written to it; copy or "
                 f"export the recording again, or remove it")
-    info = wav_header_info(path, st.st_size)
+    return real, st.st_size
+
+
+def samples_of_duration(seconds: float) -> int:
+    """The 16 kHz sample count a duration in seconds stands for (an existing
+    Kaldi ``utt2dur`` read in place of the headers)."""
+    return max(1, round(seconds * SAMPLE_RATE))
+
+
+def probe(path: str) -> tuple[str, AudioInfo] | str:
+    """``(resolved path, header info)`` of an audio file, or the error message
+    :func:`audio_info` and the data-dir checks would give (a missing file:
+    ``"missing"``). Reads the header only; plain WAV files without soundfile."""
+    found = locate(path)
+    if isinstance(found, str):
+        return found
+    real, size = found
+    info = wav_header_info(path, size)
     if info is None:
         try:
             info = audio_info(path)

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from .audio import (AUDIO_EXTENSIONS, SAMPLE_RATE, Prober, audio_info, is_audio,
-                    resample_to)
+from .audio import (AUDIO_EXTENSIONS, SAMPLE_RATE, AudioInfo, Prober, audio_info, is_audio,
+                    locate, resample_to, samples_of_duration)
 from .atomic import atomic_write
 from .datadir_rules import (NUM_SAMPLES, VALUE_RULES, check_utterances,  # noqa: F401 (re-exported)
                             read_validated, text_flaw, text_problem, validate_datadir)
@@ -52,6 +52,7 @@ class RawItem:
     key: str | None = None
     spk: str | None = None
     error: str | None = None   # known bad already (e.g. a transcript without audio)
+    dur: float | None = None   # seconds from the user's utt2dur (then the header is not read)
 
 
 @dataclass
@@ -266,37 +267,58 @@ def read_list(src: Path, encoding: str = "utf-8") -> list[RawItem]:
 
 
 def read_kaldi(wav_scp: Path, text: Path, utt2spk: Path | None = None,
-               encoding: str = "utf-8") -> list[RawItem]:
-    """An existing ``wav.scp`` + ``text`` (+ ``utt2spk``), joined by key."""
+               encoding: str = "utf-8", utt2dur: Path | None = None) -> list[RawItem]:
+    """An existing ``wav.scp`` + ``text`` (+ ``utt2spk``), joined by key.
+
+    With ``utt2dur`` (the Kaldi file of the same keys), each item carries its
+    duration, and :func:`build_utts` takes it instead of reading the audio
+    header. A key without a usable duration is a bad item (its reason says
+    which); a key of ``utt2dur`` that ``wav.scp`` lacks is an error."""
     wavs = read_table(wav_scp, normalise=True)
     texts = read_table(text, allow_empty_value=True, normalise=True, encoding=encoding)
     spks = read_table(utt2spk, normalise=True) if utt2spk else {}
+    durs = read_table(utt2dur, normalise=True) if utt2dur else None
     items = []
     for key, wav in wavs.items():
         if wav.endswith("|"):
             raise DataError(f"{wav_scp}: key '{key}': piped wav.scp entries ('... |') are not "
                             f"supported by funasr; write the audio to files first")
-        items.append(RawItem(where=f"{wav_scp}:{key}", path=wav, text=texts.get(key),
-                             key=key, spk=spks.get(key)))
-    extra = [k for k in texts if k not in wavs]
-    if extra:
-        raise DataError(f"{text}: {len(extra)} key(s) have no audio in {wav_scp}, e.g. "
-                        f"'{extra[0]}'; fix the files so both list the same keys")
+        item = RawItem(where=f"{wav_scp}:{key}", path=wav, text=texts.get(key),
+                       key=key, spk=spks.get(key))
+        if durs is not None:
+            value = durs.get(key)
+            problem = (f"no duration for it in {utt2dur}" if value is None
+                       else VALUE_RULES["utt2dur"](key, value))
+            if problem:
+                item.error = (f"{item.where}: {problem}; add it to {utt2dur}, or prepare without "
+                              f"--utt2dur (the audio headers are then read)")
+            else:
+                item.dur = float(value)
+        items.append(item)
+    for name, table in ((text, texts), (utt2dur, durs or {})):
+        extra = [k for k in table if k not in wavs]
+        if extra:
+            raise DataError(f"{name}: {len(extra)} key(s) have no audio in {wav_scp}, e.g. "
+                            f"'{extra[0]}'; fix the files so both list the same keys")
     return items
 
 
 def read_input(src: Path, text: Path | None = None, utt2spk: Path | None = None,
-               encoding: str = "utf-8") -> Inputs:
+               encoding: str = "utf-8", utt2dur: Path | None = None) -> Inputs:
     """The user's input in any accepted form; ``encoding`` is that of its text
-    files (transcripts, lists, Kaldi text), UTF-8 unless told."""
+    files (transcripts, lists, Kaldi text), UTF-8 unless told. ``utt2dur``:
+    the durations of a wav.scp's utterances (see :func:`read_kaldi`)."""
     if not src.exists():
         raise DataError(f"{src}: no such file or folder")
+    if utt2dur is not None and (src.is_dir() or (text is None and not src.name.endswith(".scp"))):
+        raise DataError(f"{utt2dur}: a utt2dur goes with a wav.scp input (--in wav.scp --text "
+                        f"text); {src} is not one")
     if src.is_dir():
         return scan_folder(src)
     if text is not None or src.name.endswith(".scp"):
         if text is None:
             raise DataError(f"{src}: a wav.scp needs its transcripts: pass --text FILE")
-        return Inputs(read_kaldi(src, text, utt2spk, encoding))
+        return Inputs(read_kaldi(src, text, utt2spk, encoding, utt2dur))
     return Inputs(read_list(src, encoding))
 
 
@@ -355,7 +377,9 @@ def build_utts(items: list[RawItem], out_dir: Path, *, skip_bad: bool = False,
     or with ``resample`` converted into ``out_dir/wav/KEY.wav``. Every audio
     header is read once, over ``nj`` processes; the items are then checked in
     their order, so the first error and the dropped list do not depend on
-    ``nj``.
+    ``nj``. Items that carry a duration (from the user's ``utt2dur``) are not
+    opened: their files must exist and not be empty, their length is the
+    duration's at 16 kHz, and sample rate and channels are not checked.
     """
     dropped = dropped if dropped is not None else Dropped()
     utts: dict[str, Utt] = {}
@@ -363,7 +387,11 @@ def build_utts(items: list[RawItem], out_dir: Path, *, skip_bad: bool = False,
     with Prober(nj) as prober:
         for start in range(0, len(items), PROBE_CHUNK):
             chunk = items[start:start + PROBE_CHUNK]
-            probes = prober([None if it.error else _path_str(it.path) for it in chunk])
+            if all(it.dur is not None or it.error for it in chunk):
+                probes = [None if it.error else _located(_path_str(it.path), it.dur)
+                          for it in chunk]
+            else:
+                probes = prober([None if it.error else _path_str(it.path) for it in chunk])
             _check_items(chunk, probes, out_dir, utts, where_of, skip_bad=skip_bad,
                          resample=resample, spk_prefix=spk_prefix, dropped=dropped,
                          encoding=encoding)
@@ -371,6 +399,15 @@ def build_utts(items: list[RawItem], out_dir: Path, *, skip_bad: bool = False,
         raise DataError(f"no usable utterances ({len(dropped.rows)} dropped); see the "
                         f"messages above")
     return [utts[k] for k in sort_keys(utts)]
+
+
+def _located(path: str, dur: float):
+    """What :func:`audio.probe` gives for a file whose duration is known, with
+    the file found but not opened."""
+    found = locate(path)
+    if isinstance(found, str):
+        return found
+    return found[0], AudioInfo(SAMPLE_RATE, samples_of_duration(dur), 1)
 
 
 _UNCLEAN = re.compile(r"//|/\.\.?(/|$)|^\.\.?(/|$)|/$")
