@@ -310,6 +310,8 @@ if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
       durs=(--utt2dur "$(dirname -- "${src}")/utt2dur")
     elif [ "${use_utt2dur}" = true ]; then
       log "  ${pool}: --use-utt2dur applies to a wav.scp input; ${src:-the mini corpus}: every header is read"
+    elif [ -n "${txt}" ] && [ -s "$(dirname -- "${src}")/utt2dur" ]; then
+      log "  ${pool}: every audio header is read; --use-utt2dur true would take the durations from $(dirname -- "${src}")/utt2dur instead (no file opened, sample rate and channels not checked)"
     fi
     # inputs: the folder or list (+ the audio it named last time), --text, held-out list
     sig=(--inputs "${src}" ${txt:+"${txt}"} ${heldout_spk:+"${heldout_spk}"} "${durs[@]:1}"

@@ -165,8 +165,10 @@ def test_use_utt2dur_prepares_wav_scp_inputs_from_their_utt2dur_without_opening_
     run = ["--stage", "1", "--stop-stage", "1", "--datadir", "data", "--expdir", "exp",
            "--data", "domain/wav.scp", "--text", "domain/text",
            "--general", "general/wav.scp", "--general-text", "general/text"]
-    r = run_sh(tmp_path, *run)  # control: every header is read
-    assert r.returncode == 1 and "cannot read audio" in r.stdout + r.stderr
+    r = run_sh(tmp_path, *run)  # control: every header is read, and the option is named
+    out = r.stdout + r.stderr
+    assert r.returncode == 1 and "cannot read audio" in out
+    assert "--use-utt2dur true would take the durations from" in out
     r = run_sh(tmp_path, *run, "--use-utt2dur", "true")
     out = r.stdout + r.stderr
     assert r.returncode == 0, out
