@@ -20,9 +20,11 @@ from the 'prompt' section of --conf, the prompt the model was trained with.
 For Paraformer, --itn true applies wetext's inverse text normalisation to the
 output; hotwords need a contextual Paraformer (SeACo) and are refused.
 
-Batch size, dither and feature_workers (processes that read audio and compute
-features while the model decodes; Paraformer) come from --decode-conf
-(conf/<family>/decode.yaml), each overridable with --set KEY=VALUE.
+Batch size, dither, feature_workers (processes that read audio and compute
+features while the model decodes; Paraformer) and Fun-ASR-Nano's token budget
+(max_new_tokens, max_new_tokens_per_second: funasr_recipe.decoding.token_budget)
+come from --decode-conf (conf/<family>/decode.yaml), each overridable with
+--set KEY=VALUE.
 
 --print-tag prints the tag of the options (funasr_recipe.decoding.decode_tag:
 'default', or the options that change hypotheses, e.g. 'vad_itn'); run.sh
@@ -45,7 +47,7 @@ from funasr_recipe import cli
 from funasr_recipe.config import load_yaml
 from funasr_recipe.datadir import load_datadir
 from funasr_recipe import decoding
-from funasr_recipe.decoding import (Item, decode, decode_settings, duration_batches,
+from funasr_recipe.decoding import (Item, decode, decode_settings, duration_batches, token_budget,
                                     job_batches, load_model, read_hotwords, write_results)
 from funasr_recipe.errors import DataError
 from funasr_recipe.text import join_cjk
@@ -112,6 +114,7 @@ def body(args) -> int:
     conf = load_yaml(args.conf) if args.conf else {}
     dec = decode_settings(args.decode_conf, args.set)
     options, post_itn = generate_options(args, conf)
+    token_budget(args.family, dec)  # a bad budget fails before the model loads
     if args.print_tag:
         print(tag_of(args, conf, dec))
         return 0
@@ -145,7 +148,8 @@ def decode_one(args, model, options: dict, post_itn: bool, dec: dict, data_dir: 
     items = [it for batch in batches for it in batch]
     t = time.perf_counter()
     results = decode(model, batches, args.timestamps, args.vad, options,
-                     feature_workers=0 if args.vad else int(dec.get("feature_workers", 0)))
+                     feature_workers=0 if args.vad else int(dec.get("feature_workers", 0)),
+                     budget=token_budget(args.family, dec))
     if post_itn:
         from funasr_recipe.normalize import itn
         for r in results.values():

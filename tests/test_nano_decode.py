@@ -105,3 +105,68 @@ def test_each_utterance_decodes_with_its_own_hotword_list(monkeypatch, nano_mode
         assert sorted(seen) == sorted({build_prompt(hotwords=lists[cond][k]) for k in texts}), cond
         monkeypatch.undo()
     assert "高血压" in lists["on"]["u0"] and "高血压" not in lists["distractors"]["u0"]
+
+
+def test_token_budget_grows_with_the_seconds_up_to_the_cap_and_is_nano_only():
+    from funasr_recipe.decoding import token_budget
+
+    b = token_budget("nano", {"max_new_tokens": 60, "max_new_tokens_per_second": 20})
+    assert [b(s) for s in (0.0, 0.5, 2.01, 100.0)] == [10, 20, 51, 60]
+    assert token_budget("nano", {"max_new_tokens": 30})(100.0) == 30
+    assert token_budget("nano", {"max_new_tokens_per_second": 20})(100.0) == 512  # funasr's cap
+    assert token_budget("nano", {}) is None
+    assert token_budget("paraformer", {"batch_size": 4}) is None
+    with pytest.raises(DataError, match="Fun-ASR-Nano decoding settings"):
+        token_budget("paraformer", {"max_new_tokens_per_second": 20})
+    for bad in (0, -3, "20", True):
+        with pytest.raises(DataError, match="a positive number, or null"):
+            token_budget("nano", {"max_new_tokens_per_second": bad})
+
+
+def test_each_generate_call_gets_the_budget_of_its_longest_utterance():
+    from funasr_recipe.decoding import token_budget
+
+    class Fake:
+        calls: list = []
+
+        def generate(self, input, key=None, **kw):
+            self.calls.append((list(key), kw.get("max_length")))
+            return [{"key": k, "text": "x"} for k in key]
+
+    items = [Item(f"u{i}", f"/a/u{i}.wav", d) for i, d in enumerate((0.5, 3.0, 1.0, 2.0))]
+    model = Fake()
+    out = decode(model, duration_batches(items, 2), options={"itn": True},
+                 budget=token_budget("nano", {"max_new_tokens_per_second": 10}))
+    assert sorted(out) == ["u0", "u1", "u2", "u3"]
+    assert model.calls == [(["u1", "u3"], 40), (["u2", "u0"], 20)]
+    model.calls.clear()
+    decode(model, duration_batches(items, 2))  # no budget: funasr's own max_length
+    assert [m for _, m in model.calls] == [None, None]
+
+
+@pytest.mark.slow
+def test_the_budget_cuts_a_hypothesis_that_does_not_end_and_keeps_its_start(monkeypatch,
+                                                                            nano_model):
+    # the random twin never says its end token: it writes until max_length
+    from funasr_recipe.decoding import token_budget
+
+    model, items = nano_model
+    llm = model.model.llm
+    lengths: list[int] = []
+    orig = llm.generate
+
+    def generate(*a, **kw):
+        out = orig(*a, **kw)
+        lengths.append(int(out.shape[1]))
+        return out
+    monkeypatch.setattr(llm, "generate", generate)
+    budget = token_budget("nano", {"max_new_tokens_per_second": 5})
+    cut = decode(model, duration_batches(items, 1), budget=budget)
+    cut_lengths, lengths[:] = list(lengths), []
+    full = decode(model, duration_batches(items, 1),
+                  budget=token_budget("nano", {"max_new_tokens": 100}))
+    order = [it.dur for batch in duration_batches(items, 1) for it in batch]
+    assert cut_lengths == [budget(d) for d in order]          # cut at each one's budget
+    assert lengths == [100] * 3                                # the control runs on
+    for k in cut:  # greedy: the budgeted hypothesis is the start of the longer one
+        assert cut[k]["text"] and full[k]["text"].startswith(cut[k]["text"][:-1]), k

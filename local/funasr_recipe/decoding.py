@@ -5,11 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .atomic import atomic_write
 from .errors import DataError, RunError
@@ -94,7 +95,8 @@ def duration_batches(items: list[Item], batch_size: int) -> list[list[Item]]:
 
 def decode(model, batches: list[list[Item]], timestamps: bool = False,
            vad: bool = False, options: dict[str, Any] | None = None,
-           feature_workers: int = 0) -> dict[str, dict]:
+           feature_workers: int = 0,
+           budget: Callable[[float], int] | None = None) -> dict[str, dict]:
     """Decode ``batches`` (see :func:`duration_batches`); ``{key: result}`` with a ``text``
     for every key. ``options`` go to every ``generate()`` call (Fun-ASR-Nano:
     ``hotwords``, ``language``, ``itn``, which become its prompt text).
@@ -104,6 +106,10 @@ def decode(model, batches: list[list[Item]], timestamps: bool = False,
     features in that many DataLoader worker processes, overlapping the model's
     forward, and gives the model the same padded feature batches funasr's
     ``generate()`` would compute itself: the same hypotheses.
+
+    ``budget`` (Fun-ASR-Nano, :func:`token_budget`): the most tokens a
+    hypothesis may have, from an utterance's seconds; each ``generate()`` call
+    gets the budget of its longest utterance as funasr's ``max_length``.
     """
     results: dict[str, dict] = {}
     opts: dict[str, Any] = dict(options or {})
@@ -111,6 +117,8 @@ def decode(model, batches: list[list[Item]], timestamps: bool = False,
         opts["output_timestamp"] = True
     if vad:  # funasr's VAD path segments one recording at a time, batching its segments
         for it in (it for batch in batches for it in batch):
+            if budget is not None:
+                opts["max_length"] = budget(it.dur)
             res = model.generate(input=it.wav, batch_size_s=300, **opts)
             results[it.key] = dict(res[0], key=it.key) if res else {"key": it.key, "text": ""}
         return results
@@ -122,6 +130,8 @@ def decode(model, batches: list[list[Item]], timestamps: bool = False,
         results = _decode_feature_batches(model, batches, opts, feature_workers)
     for batch in batches:
         if feature_workers <= 0:
+            if budget is not None:
+                opts["max_length"] = budget(max(it.dur for it in batch))
             res = model.generate(input=[it.wav for it in batch], key=[it.key for it in batch],
                                  batch_size=len(batch), **opts)
             for r in res:
@@ -265,7 +275,42 @@ def job_batches(batches: list[list[Item]], job: int, nj: int) -> list[list[Item]
     return batches[job - 1::nj]
 
 
-DECODE_KEYS = ("batch_size", "dither", "feature_workers")
+DECODE_KEYS = ("batch_size", "dither", "feature_workers", "max_new_tokens",
+               "max_new_tokens_per_second")
+#: funasr's own cap on a Fun-ASR-Nano hypothesis (``max_length``), in tokens.
+FUNASR_MAX_NEW_TOKENS = 512
+#: Tokens a duration-scaled budget allows on top of the rate (a short utterance's
+#: punctuation and end token).
+BUDGET_SLACK = 10
+
+
+def token_budget(family: str, dec: dict) -> Callable[[float], int] | None:
+    """The most tokens a Fun-ASR-Nano hypothesis of an utterance of ``s`` seconds
+    may have: ``min(max_new_tokens, ceil(max_new_tokens_per_second * s) + 10)``
+    (a null rate: ``max_new_tokens`` alone; both null: None, funasr's own 512).
+
+    An LLM decoder that falls into a loop ("去杭州今天去杭州今天...") writes until
+    the cap: with funasr's fixed 512, one looping utterance of 3 s adds hundreds
+    of insertions and dominates a test set's error rate. A hypothesis that ends
+    by itself is not changed by a budget it stays within. Paraformer (not
+    autoregressive) takes neither setting.
+    """
+    cap, rate = dec.get("max_new_tokens"), dec.get("max_new_tokens_per_second")
+    if family != "nano":
+        if cap is not None or rate is not None:
+            raise DataError(f"max_new_tokens / max_new_tokens_per_second are Fun-ASR-Nano "
+                            f"decoding settings ({family} does not generate token by token); "
+                            f"remove them from its decode conf")
+        return None
+    for name, v in (("max_new_tokens", cap), ("max_new_tokens_per_second", rate)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0):
+            raise DataError(f"decode setting {name}: {v!r}: a positive number, or null")
+    if cap is None and rate is None:
+        return None
+    top = int(cap) if cap is not None else FUNASR_MAX_NEW_TOKENS
+    if rate is None:
+        return lambda seconds: top
+    return lambda seconds: max(1, min(top, math.ceil(rate * seconds) + BUDGET_SLACK))
 
 
 def decode_settings(path: str | os.PathLike | None, sets: list[str]) -> dict:
