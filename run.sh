@@ -682,7 +682,7 @@ if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
   engine_sig() {
     sig=(--inputs "${m}" "${datadir}/$1" "audio-of:${datadir}/$1/wav.scp"
          "${export_conf}" "${dec_confs[@]}" --opts "engine=${engine}" "precision=${precision}"
-         "prompt=${hotwords}|${language}|${itn}" --outputs "${rdir}/$1/text")
+         "prompt=${hotwords}|${language}|${itn}" "decode_args=${decode_args}" --outputs "${rdir}/$1/text")
   }
   for run in ${runs}; do
     engine=${run%%:*}
@@ -696,6 +696,8 @@ if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
       [ -n "${hotwords}" ] && eng_opts+=(--hotwords "${hotwords}")
       [ -n "${language}" ] && eng_opts+=(--language "${language}")
       [ -n "${itn}" ] && eng_opts+=(--itn "${itn}")
+      # each utterance's token budget, as the reference decode had it
+      eng_opts+=(--decode-conf "${decode_conf}" "${decode_set[@]}")
     fi
     # the run's pending test sets in one job: the engine loads the model once
     pending=() pairs=()

@@ -26,7 +26,7 @@ from pathlib import Path
 from funasr_recipe import cli
 from funasr_recipe.config import load_yaml
 from funasr_recipe.datadir import load_datadir
-from funasr_recipe.decoding import Item, read_hotwords
+from funasr_recipe.decoding import Item, decode_settings, item_budgets, read_hotwords
 from funasr_recipe.errors import DataError
 from funasr_recipe.engines import ENGINES, PRECISIONS, export_refused, run_engine_sets
 from funasr_recipe.parity import write_run
@@ -53,6 +53,12 @@ def build_parser():
                     help="transformers (Nano): prompt language [the export's trained prompt]")
     ap.add_argument("--itn", choices=["true", "false"], default=None,
                     help="transformers (Nano): prompt ITN [the export's trained prompt]")
+    ap.add_argument("--decode-conf", type=Path, default=None,
+                    help="transformers (Nano): the reference decode's settings "
+                         "(conf/nano/decode.yaml): each utterance gets the token budget it "
+                         "had there [funasr's 512 tokens]")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="an override of --decode-conf, as the reference decode had it")
     return ap
 
 
@@ -79,11 +85,20 @@ def body(args) -> int:
                             "(engine transformers)")
         prompt = {"hotwords": read_hotwords(args.hotwords), "language": args.language,
                   "itn": None if args.itn is None else args.itn == "true"}
+    if (args.decode_conf or args.set) and args.engine != "transformers":
+        raise DataError("--decode-conf and --set give Fun-ASR-Nano's token budget (engine "
+                        "transformers)")
+    dec = decode_settings(args.decode_conf, args.set) if args.decode_conf or args.set else {}
     sets = [[Item(u.key, u.wav, u.dur) for u in load_datadir(d, require_text=False)]
             for d, _ in pairs]
+    extra = {"prompt": prompt} if prompt else {}
+    budgets: dict[str, int] = {}
+    for items in sets:  # batched set by set, as local/decode.py does
+        budgets.update((item_budgets(items, dec) or {}) if dec else {})
+    if budgets:
+        extra["budgets"] = budgets
     runs = run_engine_sets(args.engine, args.model, sets, args.precision, args.threads,
-                           args.batch_size, int(conf.get("repeats", 1)),
-                           **({"prompt": prompt} if prompt else {}))
+                           args.batch_size, int(conf.get("repeats", 1)), **extra)
     for (data_dir, out), items, run in zip(pairs, sets, runs):
         write_run(out, run.hyps, {"engine": run.engine, "precision": run.precision,
                                   "model": str(args.model.resolve()),

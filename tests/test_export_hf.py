@@ -174,3 +174,25 @@ def test_features_match_transformers_feature_extractor(converted):
     ours = nano_features(wav, conf)[0]
     theirs = FunAsrNanoFeatureExtractor()(wav, sampling_rate=16000, return_tensors="pt")
     torch.testing.assert_close(theirs["input_features"][0], ours, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.slow
+def test_transformers_decode_cuts_each_hypothesis_where_the_reference_decode_did(converted):
+    # the random twin never ends by itself: the budget decides each hypothesis's length
+    from funasr_recipe.decoding import (decode, duration_batches, item_budgets, load_model,
+                                        token_budget)
+
+    items = [Item(f"w{i}", str(w), sf.info(str(w)).duration)
+             for i, w in enumerate(converted["wavs"])]
+    dec = {"batch_size": 2, "max_new_tokens_per_second": 5}
+    budgets = item_budgets(items, dec)
+    assert budgets == {"w0": 19, "w1": 19}  # one batch: the 1.7-s utterance's ceil(5 x 1.7) + 10
+    ref = decode(load_model(converted["twin"]), duration_batches(items, 2),
+                 options={"language": "中文", "itn": False}, budget=token_budget("nano", dec))
+    ref = {k: r["text"] for k, r in ref.items()}
+    run = run_engine("transformers", converted["hf"], items, batch_size=1, budgets=budgets)
+    assert identical_keys(ref, run.hyps) == list(ref), (ref, run.hyps)
+    # control: one utterance's own budget instead of its batch's cuts it elsewhere
+    own = run_engine("transformers", converted["hf"], items, batch_size=1,
+                     budgets={"w0": 14, "w1": 19})
+    assert identical_keys(ref, own.hyps) == ["w1"], (ref, own.hyps)

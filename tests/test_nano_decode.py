@@ -170,3 +170,14 @@ def test_the_budget_cuts_a_hypothesis_that_does_not_end_and_keeps_its_start(monk
     assert lengths == [100] * 3                                # the control runs on
     for k in cut:  # greedy: the budgeted hypothesis is the start of the longer one
         assert cut[k]["text"] and full[k]["text"].startswith(cut[k]["text"][:-1]), k
+
+
+def test_item_budgets_give_each_utterance_its_batchs_budget_as_the_decode_forms_them():
+    from funasr_recipe.decoding import item_budgets
+
+    items = [Item(f"u{i}", f"/a/u{i}.wav", d) for i, d in enumerate((0.5, 3.0, 1.0, 2.0))]
+    dec = {"batch_size": 2, "max_new_tokens_per_second": 10}
+    assert item_budgets(items, dec) == {"u1": 40, "u3": 40, "u2": 20, "u0": 20}
+    assert item_budgets(items, dict(dec, batch_size=1)) == {"u0": 15, "u1": 40, "u2": 20,
+                                                            "u3": 30}
+    assert item_budgets(items, {"batch_size": 2}) is None

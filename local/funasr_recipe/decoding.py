@@ -131,7 +131,7 @@ def decode(model, batches: list[list[Item]], timestamps: bool = False,
     for batch in batches:
         if feature_workers <= 0:
             if budget is not None:
-                opts["max_length"] = budget(max(it.dur for it in batch))
+                opts["max_length"] = batch_budget(batch, budget)
             res = model.generate(input=[it.wav for it in batch], key=[it.key for it in batch],
                                  batch_size=len(batch), **opts)
             for r in res:
@@ -282,6 +282,24 @@ FUNASR_MAX_NEW_TOKENS = 512
 #: Tokens a duration-scaled budget allows on top of the rate (a short utterance's
 #: punctuation and end token).
 BUDGET_SLACK = 10
+
+
+def batch_budget(batch: list[Item], budget: Callable[[float], int]) -> int:
+    """The token budget of one ``generate()`` call: its longest utterance's."""
+    return budget(max(it.dur for it in batch))
+
+
+def item_budgets(items: list[Item], dec: dict, family: str = "nano") -> dict[str, int] | None:
+    """Each utterance's token budget as the recipe's decode (``local/decode.py``
+    with the decode conf ``dec``) gives it: its batch's (:func:`duration_batches`
+    of ``dec``'s ``batch_size``); None without a budget. An engine that decodes
+    one utterance at a time (the transformers export) then cuts a hypothesis
+    exactly where the reference decode did."""
+    budget = token_budget(family, dec)
+    if budget is None:
+        return None
+    return {it.key: batch_budget(batch, budget)
+            for batch in duration_batches(items, int(dec.get("batch_size", 16))) for it in batch}
 
 
 def token_budget(family: str, dec: dict) -> Callable[[float], int] | None:

@@ -163,7 +163,8 @@ def pytorch_decoder(model_dir: Path, precision: str, threads: int, batch_size: i
 
 
 def transformers_decoder(export_dir: Path, precision: str, threads: int, batch_size: int,
-                         max_new_tokens: int = 512, prompt: dict | None = None
+                         max_new_tokens: int = 512, prompt: dict | None = None,
+                         budgets: dict[str, int] | None = None
                          ) -> Callable[[list[Item]], dict[str, str]]:
     """transformers' ``FunAsrNanoForConditionalGeneration`` on the HF export: the checkpoint's
     chat template (its default prompt: the trained one), features as funasr computes them
@@ -171,7 +172,9 @@ def transformers_decoder(export_dir: Path, precision: str, threads: int, batch_s
     call (as funasr decodes Nano on a CPU). ``prompt`` (``hotwords``, ``language``,
     ``itn``; None: the trained setting) gives the prompt of a reference decode run with
     those options: as the upstream checkpoint takes them, language and hotwords go in the
-    conversation; an ITN setting other than the trained one replaces the prompt text."""
+    conversation; an ITN setting other than the trained one replaces the prompt text.
+    ``budgets`` (key -> tokens, :func:`funasr_recipe.decoding.item_budgets`): the
+    reference decode's token budget of each utterance, instead of ``max_new_tokens``."""
     import json
     import re
 
@@ -221,7 +224,8 @@ def transformers_decoder(export_dir: Path, precision: str, threads: int, batch_s
             out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
                                  input_features=feats.to(model.dtype),
                                  input_features_mask=torch.ones(1, n, dtype=torch.long),
-                                 max_new_tokens=max_new_tokens, do_sample=False)
+                                 max_new_tokens=(budgets or {}).get(item.key, max_new_tokens),
+                                 do_sample=False)
         t = tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
         return re.sub(r"\s+", " ", t.replace("/sil", " ")).strip()
 
