@@ -333,7 +333,8 @@ def main() -> int:
                 max(rss[tag].values()),
                 sum(statistics.median(cs) for cs in cpus[tag].values()))
     if args.folder:
-        folder_bench({t: r for t, r in roots.items() if not variants[t][1]}, args.workdir, args.folder, args.runs, args.nj, args.baseline_max)
+        plain = {t: r for t, r in roots.items() if not variants[t][1]}
+        folder_bench(plain, args.workdir, args.folder, args.runs, args.nj, args.baseline_max)
     for tag in roots:
         done = [n for n in sizes if n in results[tag].get("stages 1-3", {})]
         if not done:

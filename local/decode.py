@@ -114,7 +114,7 @@ def body(args) -> int:
     conf = load_yaml(args.conf) if args.conf else {}
     dec = decode_settings(args.decode_conf, args.set)
     options, post_itn = generate_options(args, conf)
-    token_budget(args.family, dec)  # a bad budget fails before the model loads
+    budget = token_budget(args.family, dec)  # a bad budget fails before the model loads
     if args.print_tag:
         print(tag_of(args, conf, dec))
         return 0
@@ -138,18 +138,18 @@ def body(args) -> int:
     model = load_model(model_dir, args.checkpoint, args.device, args.threads,
                        float(dec.get("dither", 0.0)), args.vad, args.vad_max_segment_ms)
     for data_dir, out, batches in work:
-        decode_one(args, model, options, post_itn, dec, data_dir, out, batches, suffix)
+        decode_one(args, model, options, post_itn, dec, budget, data_dir, out, batches, suffix)
     return 0
 
 
-def decode_one(args, model, options: dict, post_itn: bool, dec: dict, data_dir: Path,
+def decode_one(args, model, options: dict, post_itn: bool, dec: dict, budget, data_dir: Path,
                out: Path, batches: list[list[Item]], suffix: str) -> None:
     """Decode one set's ``batches`` with the loaded ``model`` into ``out``."""
     items = [it for batch in batches for it in batch]
     t = time.perf_counter()
     results = decode(model, batches, args.timestamps, args.vad, options,
                      feature_workers=0 if args.vad else int(dec.get("feature_workers", 0)),
-                     budget=token_budget(args.family, dec))
+                     budget=budget)
     if post_itn:
         from funasr_recipe.normalize import itn
         for r in results.values():

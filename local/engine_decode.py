@@ -93,8 +93,8 @@ def body(args) -> int:
             for d, _ in pairs]
     extra = {"prompt": prompt} if prompt else {}
     budgets: dict[str, int] = {}
-    for items in sets:  # batched set by set, as local/decode.py does
-        budgets.update((item_budgets(items, dec) or {}) if dec else {})
+    for items in sets if dec else []:  # batched set by set, as local/decode.py does
+        budgets.update(item_budgets(items, dec) or {})
     if budgets:
         extra["budgets"] = budgets
     runs = run_engine_sets(args.engine, args.model, sets, args.precision, args.threads,

@@ -84,7 +84,7 @@ def build_parser():
 
 def body(args) -> int:
     take_normalised()
-    if args.utt2dur is not None and args.resample:
+    if args.utt2dur is not None and args.resample:  # before reading anything
         raise DataError("--resample reads every file and --utt2dur opens none: use one of them")
     inputs = read_input(args.src, args.text, args.utt2spk, args.encoding, args.utt2dur)
     items = inputs.items

@@ -381,6 +381,9 @@ def build_utts(items: list[RawItem], out_dir: Path, *, skip_bad: bool = False,
     opened: their files must exist and not be empty, their length is the
     duration's at 16 kHz, and sample rate and channels are not checked.
     """
+    if resample and any(it.dur is not None for it in items):
+        raise DataError("resample converts what a header says, and items with a duration "
+                        "(from a utt2dur) are not opened: read their headers to resample them")
     dropped = dropped if dropped is not None else Dropped()
     utts: dict[str, Utt] = {}
     where_of: dict[str, str] = {}

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .decoding import Item, duration_batches
+from .decoding import FUNASR_MAX_NEW_TOKENS, Item, duration_batches
 from .errors import DataError
 from .text import join_cjk
 
@@ -163,7 +163,7 @@ def pytorch_decoder(model_dir: Path, precision: str, threads: int, batch_size: i
 
 
 def transformers_decoder(export_dir: Path, precision: str, threads: int, batch_size: int,
-                         max_new_tokens: int = 512, prompt: dict | None = None,
+                         max_new_tokens: int = FUNASR_MAX_NEW_TOKENS, prompt: dict | None = None,
                          budgets: dict[str, int] | None = None
                          ) -> Callable[[list[Item]], dict[str, str]]:
     """transformers' ``FunAsrNanoForConditionalGeneration`` on the HF export: the checkpoint's
