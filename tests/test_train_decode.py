@@ -299,6 +299,61 @@ def test_export_decode_and_results(setup, tmp_path):
     assert (exp / "decode_base_default" / "tset" / "score.txt").read_text().startswith("%WER")
 
 
+def test_utterance_ids_need_not_be_file_names(setup, tmp_path):
+    """funasr names a result after its audio file; a Kaldi data dir's ids carry
+    the speaker, and two speakers' folders hold the same file names. Each
+    utterance still gets its own hypothesis: the one its audio gives under its
+    file's own name."""
+    import shutil as sh
+
+    from funasr_recipe.datadir import load_datadir
+
+    ref = tmp_path / "ref"
+    r = run_tool("decode.py", "--model-dir", setup["twin"], "--data-dir", setup["data"],
+                 "--out", ref, "--batch-size", 3)
+    assert r.returncode == 0, r.stderr[-2000:]
+    want = dict(line.split(" ", 1) if " " in line else (line, "")
+                for line in (ref / "text").read_text(encoding="utf-8").splitlines())
+    utts = []
+    for i, u in enumerate(sorted(load_datadir(setup["data"]), key=lambda u: u.key)):
+        wav = tmp_path / "audio" / f"spk{i % 2}" / f"{i // 2:03d}.wav"   # 000.wav twice ...
+        wav.parent.mkdir(parents=True, exist_ok=True)
+        sh.copy(u.wav, wav)
+        utts.append(Utt(f"spk{i % 2}-{u.key}", f"spk{i % 2}", str(wav), u.text, u.dur))
+    write_datadir(tmp_path / "kaldi", utts)
+    out = tmp_path / "kaldi_dec"
+    r = run_tool("decode.py", "--model-dir", setup["twin"], "--data-dir", tmp_path / "kaldi",
+                 "--out", out, "--batch-size", 3)
+    assert r.returncode == 0, r.stderr[-2000:]
+    got = dict(line.split(" ", 1) if " " in line else (line, "")
+               for line in (out / "text").read_text(encoding="utf-8").splitlines())
+    assert sorted(got) == sorted(u.key for u in utts)
+    assert {k.split("-", 1)[1]: v for k, v in got.items()} == want
+    assert sum(bool(v) for v in want.values()) >= 4
+    assert "no output" not in r.stderr
+
+
+def test_results_are_matched_to_the_utterances_of_their_batch():
+    from funasr_recipe.decoding import batch_results
+    from funasr_recipe.errors import RunError
+
+    batch = [Item("spkA-1", "/a/001.wav", 1.0), Item("spkB-1", "/b/001.wav", 1.0),
+             Item("u3", "/c/u3.flac", 1.0)]
+    named = [{"key": "001", "text": "x"}, {"key": "001", "text": "y"}, {"key": "u3", "text": "z"}]
+    got = batch_results(batch, named)
+    assert {k: r["text"] for k, r in got.items()} == {"spkA-1": "x", "spkB-1": "y", "u3": "z"}
+    assert all(r["key"] == k for k, r in got.items())
+    # funasr's one keyless result of a batch without a token: nothing matched
+    assert batch_results(batch, [{"text": ""}]) == {}
+    # fewer results: by id, or by a file name only one utterance has
+    assert {k: r["text"] for k, r in batch_results(batch, [{"key": "u3", "text": "z"}]).items()} \
+        == {"u3": "z"}
+    with pytest.raises(RunError, match="cannot be matched"):
+        batch_results(batch, [{"key": "001", "text": "x"}])     # two utterances have 001
+    with pytest.raises(RunError, match="cannot be matched"):
+        batch_results(batch, [{"key": "zz", "text": "x"}] * 3)
+
+
 def test_feature_workers_give_funasrs_hypotheses(setup):
     """Features computed in DataLoader workers, overlapping the model: the same
     texts and timestamps as funasr's generate() computing them itself."""

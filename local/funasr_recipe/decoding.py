@@ -134,9 +134,7 @@ def decode(model, batches: list[list[Item]], timestamps: bool = False,
                 opts["max_length"] = batch_budget(batch, budget)
             res = model.generate(input=[it.wav for it in batch], key=[it.key for it in batch],
                                  batch_size=len(batch), **opts)
-            for r in res:
-                if "key" in r:
-                    results[r["key"]] = r
+            results.update(batch_results(batch, res))
         missing = [it.key for it in batch if it.key not in results]
         if missing:
             # funasr returns one keyless empty result for a batch in which every
@@ -146,6 +144,35 @@ def decode(model, batches: list[list[Item]], timestamps: bool = False,
             for k in missing:
                 results[k] = {"key": k, "text": ""}
     return results
+
+
+def batch_results(batch: list[Item], res: list[dict]) -> dict[str, dict]:
+    """``generate()``'s results for ``batch``, keyed by the utterance ids.
+
+    funasr (1.4.16) ignores ``key=`` when ``input`` is a list of audio files: it
+    names each result after its file (``a/b/x.wav`` -> ``x``), in input order.
+    A data dir's utterance id is often not its file's name (Kaldi ids carry the
+    speaker; two speakers' folders both hold ``001.wav``), so the results are
+    matched by position, after checking each carries the id or the file name
+    of the utterance at its place. funasr's one keyless empty result for a
+    batch with no token at all matches nothing: :func:`decode` then writes
+    empty hypotheses, as it says."""
+    from funasr.utils.misc import extract_filename_without_extension as stem
+
+    keyed = [r for r in res if "key" in r]
+    if len(keyed) == len(batch) and all(
+            r["key"] in (it.key, stem(it.wav)) for r, it in zip(keyed, batch)):
+        return {it.key: dict(r, key=it.key) for r, it in zip(keyed, batch)}
+    # fewer results than utterances: by name, where a name is the id or a file
+    # name that only one utterance of the batch has
+    stems = [stem(it.wav) for it in batch]
+    names = {st: it.key for st, it in zip(stems, batch) if stems.count(st) == 1}
+    names.update((it.key, it.key) for it in batch)
+    if all(r["key"] in names for r in keyed):
+        return {names[r["key"]]: dict(r, key=names[r["key"]]) for r in keyed}
+    raise RunError(f"funasr returned results for {[r['key'] for r in keyed][:3]} for a batch of "
+                   f"{[it.key for it in batch][:3]} ({len(keyed)} of {len(batch)}): they "
+                   f"cannot be matched to the utterances")
 
 
 class FeatureSet:
