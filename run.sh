@@ -558,8 +558,18 @@ decode_sig() {
 }
 
 if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
+  prev_m=
   for m in ${models}; do
     mdir=${mexp}/${m}/model
+    # a stage that passed its input on (forgetting budget, on_over_budget: start)
+    # is the model before it, file for file: its hypotheses are copied, not decoded again
+    same_as=
+    if [ -n "${prev_m}" ]; then
+      rc=0; python local/same_model.py "${mexp}/${prev_m}/model" "${mdir}" || rc=$?
+      [ ${rc} -eq 0 ] && same_as=${prev_m}
+      [ ${rc} -ge 2 ] && { log "Error: comparing ${mexp}/${prev_m}/model with ${mdir} failed"; exit 1; }
+    fi
+    prev_m=${m}
     # the sets still to decode with this model, decoded in one job array: each
     # job loads the model once and decodes its part of every set
     todo=(); io=()
@@ -571,6 +581,15 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
         continue
       fi
       rm -f "${out}"/text.*
+      src=${mexp}/decode_${same_as}_${decode_tag}/${set}
+      if [ -n "${same_as}" ] && [ -f "${src}/text" ]; then
+        mkdir -p "${out}"
+        cp "${src}/text" "${out}/text"
+        [ "${timestamps}" = true ] && cp "${src}/timestamps" "${out}/timestamps"
+        mark_done "${out}" "${sig[@]}"
+        log "Stage 6: ${m}'s model is ${same_as}'s, file for file: ${out}/text copied from ${src}"
+        continue
+      fi
       todo+=("${set}"); io+=(--data-dir "${datadir}/${set}" --out "${out}")
     done
     [ ${#todo[@]} -eq 0 ] && continue
