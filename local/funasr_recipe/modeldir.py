@@ -424,32 +424,19 @@ def training_overrides(model_dir: str | os.PathLike, family: str,
 NOT_DECODED = ("export.json", "peft_adapter", "peft_base_llm")
 
 
-def _decoded_files(root: Path) -> dict[str, Path]:
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        rel = Path(dirpath).relative_to(root)
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")
-                             and not (rel == Path(".") and d in NOT_DECODED))
-        for name in filenames:
-            if name.startswith(".") or (rel == Path(".") and name in NOT_DECODED):
-                continue
-            out[(rel / name).as_posix()] = Path(dirpath) / name
-    return out
-
-
 def same_model(a: str | os.PathLike, b: str | os.PathLike) -> bool:
-    """Whether model dirs ``a`` and ``b`` hold the same model: the same files,
-    byte for byte, :data:`NOT_DECODED` aside. A fine-tuning stage that passed
-    its input on (``on_over_budget: start``) is such a copy of the stage
-    before it, so decoding it again would only repeat that stage's
-    hypotheses. Reads no further than the first difference."""
-    import filecmp
+    """Whether model dirs ``a`` and ``b`` hold the same model: the same files
+    with the same content (the stamps' fingerprint of a directory,
+    :func:`.stamp.input_print`), :data:`NOT_DECODED` aside. A fine-tuning stage
+    that passed its input on (``on_over_budget: start``) is such a copy of the
+    stage before it, so decoding it again would only repeat that stage's
+    hypotheses."""
+    from .stamp import input_print
 
-    a, b = Path(a), Path(b)
-    if not a.is_dir() or not b.is_dir():
-        raise DataError(f"{a if not a.is_dir() else b}: not a model directory")
-    fa, fb = _decoded_files(a), _decoded_files(b)
-    if fa.keys() != fb.keys():
-        return False
-    return all(fa[k].stat().st_size == fb[k].stat().st_size for k in fa) and all(
-        filecmp.cmp(fa[k], fb[k], shallow=False) for k in sorted(fa))
+    def decoded(d: Path) -> dict[str, str]:
+        if not d.is_dir():
+            raise DataError(f"{d}: not a model directory")
+        return {rel: fp for rel, fp in input_print(d).items()
+                if rel.split("/", 1)[0] not in NOT_DECODED}
+
+    return decoded(Path(a)) == decoded(Path(b))
