@@ -31,6 +31,28 @@ def test_units_are_cjk_characters_and_whole_other_words():
     assert units_of("") == []
 
 
+def test_initials_finals_are_the_syllables_the_synthesiser_says():
+    """``ctc_units: initials_finals``: each CJK character as the initial and
+    the final (with its tone) of espeak-ng's Mandarin syllable, a glide after a
+    consonant in the final; other words whole; a character that is not one
+    syllable its own unit."""
+    from funasr_recipe.encoder_pretrain import syllable_units
+
+    assert syllable_units("西") == ["ɕ_", "i5"]
+    assert syllable_units("床") == ["ts.h_", "wɑɜŋ"]      # the glide w starts the final
+    assert syllable_units("五") == ["w_", "u2"]           # w as the initial
+    assert units_of("血压 CT 检查", "initials_finals") == ["ɕ_", "yɛ5", "j_", "iɑ5", "CT", "tɕ_",
+                                                        "iɛ2n", "ts.h_", "ɑɜ"]
+    # words the general pool never holds share its initials and finals: 压 (domain)
+    # ends like 下, 血 starts like 西
+    assert units_of("下", "initials_finals")[1] == units_of("压", "initials_finals")[1]
+    assert units_of("西", "initials_finals")[0] == units_of("血", "initials_finals")[0]
+    assert units_of("check the 王芳", "initials_finals")[:2] == ["check", "the"]
+    assert units_of("", "initials_finals") == []
+    with pytest.raises(ValueError, match="ctc_units"):
+        units_of("西", "phones")
+
+
 def test_the_shipped_config_loads_and_bad_ones_are_named(tmp_path):
     conf = load_encoder_conf(ENC_YAML)
     assert conf.epochs > 0 and 0 < conf.warmup_fraction < 1
@@ -38,7 +60,8 @@ def test_the_shipped_config_loads_and_bad_ones_are_named(tmp_path):
     for bad, match in ((dict(raw, epoch=3), "unknown key.*epoch"),
                        ({k: v for k, v in raw.items() if k != "lr"}, "missing key.*lr"),
                        (dict(raw, warmup_fraction=1.0), "warmup_fraction"),
-                       (dict(raw, batch_size=0), "batch_size")):
+                       (dict(raw, batch_size=0), "batch_size"),
+                       (dict(raw, ctc_units="phones"), "ctc_units.*chars, initials_finals")):
         (tmp_path / "enc.yaml").write_text(yaml.safe_dump(bad))
         with pytest.raises(DataError, match=match):
             load_encoder_conf(tmp_path / "enc.yaml")
@@ -80,7 +103,8 @@ def twin(tmp_path_factory) -> Path:
 def test_it_learns_to_hear_and_only_the_encoder_changes(twin, tmp_path):
     data = _tones(tmp_path / "tones", 24)
     conf = dataclasses.replace(load_encoder_conf(ENC_YAML), epochs=30, batch_size=8,
-                               lr=0.005, time_masks=0, report_every=30, adaptor_epochs=0)
+                               lr=0.005, time_masks=0, report_every=30, adaptor_epochs=0,
+                               ctc_units="chars")
     info = pretrain(twin, twin / "model.pt", conf, data, tmp_path / "out", {"same": data})
     assert not (tmp_path / "out" / "adaptor_log.tsv").exists() and not info["adaptor_epochs"]
     first, last = info["epochs"][0]["same_error"], info["epochs"][-1]["same_error"]
@@ -116,6 +140,14 @@ def test_it_learns_to_hear_and_only_the_encoder_changes(twin, tmp_path):
                        capture_output=True, text=True)
     assert r.returncode != 0 and "expected NAME=DATA_DIR" in r.stderr
 
+    # initials and finals: 高 = k_ ɑu5, 低 = t_ i5; scored as units
+    syl = pretrain(twin, twin / "model.pt", dataclasses.replace(conf, ctc_units="initials_finals"),
+                   data, tmp_path / "syl", {"same": data})
+    assert (tmp_path / "syl" / "units.txt").read_text(encoding="utf-8").split() == sorted(
+        ["k_", "ɑu5", "t_", "i5"])
+    first, last = syl["epochs"][0]["same_error"], syl["epochs"][-1]["same_error"]
+    assert first > 60 and last < 20, (first, last)
+
 
 def test_the_embedding_ctc_scores_the_nearest_row_highest():
     from funasr_recipe.encoder_pretrain import EmbeddingCTC
@@ -136,7 +168,7 @@ def test_the_adaptor_learns_to_write_the_llm_embeddings_of_what_is_heard(twin, t
     data = _tones(tmp_path / "tones", 24)
     conf = dataclasses.replace(load_encoder_conf(ENC_YAML), epochs=30, batch_size=8,
                                lr=0.005, time_masks=0, report_every=30, adaptor_epochs=30,
-                               adaptor_lr=0.01)
+                               adaptor_lr=0.01, ctc_units="chars")
     info = pretrain(twin, twin / "model.pt", conf, data, tmp_path / "out", {"same": data},
                     units="chars")
     first, last = info["adaptor_epochs"][0]["same_error"], info["adaptor_epochs"][-1]["same_error"]

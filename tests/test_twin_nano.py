@@ -58,7 +58,7 @@ def test_config_takes_sizes_from_twin_yaml_and_keeps_the_schema():
     assert config["audio_encoder_conf"]["output_size"] == arch["audio_encoder_conf"]["output_size"]
     # the adaptor's dimensions always follow the encoder and the LLM
     assert config["audio_adaptor_conf"]["encoder_dim"] == config["audio_encoder_conf"]["output_size"]
-    assert config["audio_adaptor_conf"]["llm_dim"] == qwen["hidden_size"] == 64
+    assert config["audio_adaptor_conf"]["llm_dim"] == qwen["hidden_size"] == arch["qwen3"]["hidden_size"]
     assert qwen["num_hidden_layers"] == arch["qwen3"]["num_hidden_layers"]
     assert qwen["vocab_size"] == 151936 and qwen["eos_token_id"] == 151645
 
@@ -98,7 +98,7 @@ def test_model_pt_holds_every_weight_llm_included(twin):
     qwen = json.loads((twin / LLM_DIR / "config.json").read_text())
     for i in range(qwen["num_hidden_layers"]):
         assert f"llm.model.layers.{i}.self_attn.q_proj.weight" in state
-    assert state["llm.model.embed_tokens.weight"].shape == (151936, 64)
+    assert state["llm.model.embed_tokens.weight"].shape == (151936, qwen["hidden_size"])
     info = json.loads((twin / "twin_info.json").read_text())
     assert info["parameters"] == sum(v.numel() for k, v in state.items() if k != "llm.lm_head.weight")
 

@@ -25,6 +25,7 @@ Settings: ``conf/nano/encoder.yaml`` (:func:`load_encoder_conf`).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -63,6 +64,12 @@ class EncoderConf:
     report_every: int
     adaptor_epochs: int
     adaptor_lr: float
+    ctc_units: str
+
+
+#: ``ctc_units`` of ``conf/nano/encoder.yaml``: what the throw-away CTC head
+#: writes (:func:`units_of`).
+CTC_UNITS = ("chars", "initials_finals")
 
 
 def load_encoder_conf(path: str | os.PathLike) -> EncoderConf:
@@ -91,14 +98,64 @@ def load_encoder_conf(path: str | os.PathLike) -> EncoderConf:
     if not 0 < raw["warmup_fraction"] < 1:
         raise DataError(f"{path}: 'warmup_fraction' must be within (0, 1), got "
                         f"{raw['warmup_fraction']!r}")
+    if raw["ctc_units"] not in CTC_UNITS:
+        raise DataError(f"{path}: 'ctc_units' must be one of {', '.join(CTC_UNITS)}, got "
+                        f"{raw['ctc_units']!r}")
     return EncoderConf(**{k: (float(raw[k]) if fields[k].type == "float" else raw[k])
                           for k in fields})
 
 
-def units_of(text: str) -> list[str]:
-    """CTC units of a transcript: each CJK character, and every other word whole
-    (the scoring tokens, :func:`.text.tokenize`)."""
-    return tokenize(text)
+def units_of(text: str, ctc_units: str = "chars") -> list[str]:
+    """CTC units of a transcript.
+
+    ``chars``: each CJK character, and every other word whole (the scoring
+    tokens, :func:`.text.tokenize`). ``initials_finals``: each CJK character as
+    the initial and the final (tone included) of its Mandarin syllable, as
+    espeak-ng (the mini corpus's synthesiser) pronounces it
+    (:func:`syllable_units`), every other word whole: the units of Mandarin
+    acoustic models since Kaldi's aishell recipe. A general pool's syllables
+    share their initials and finals with words it never holds, as a real
+    encoder's training audio covers the sounds of the language."""
+    if ctc_units == "chars":
+        return tokenize(text)
+    if ctc_units != "initials_finals":
+        raise ValueError(f"ctc_units must be one of {', '.join(CTC_UNITS)}, got {ctc_units!r}")
+    out: list[str] = []
+    for tok in tokenize(text):
+        out += syllable_units(tok) if _is_cjk(tok) else [tok]
+    return out
+
+
+def _is_cjk(tok: str) -> bool:
+    return len(tok) == 1 and ("\u4e00" <= tok <= "\u9fff" or "\u3400" <= tok <= "\u4dbf")
+
+
+# espeak-ng's Mandarin IPA: vowels start a syllable's final; a glide (w, j)
+# after a consonant belongs to the final; stress marks are dropped.
+_VOWELS = frozenset("aeiouyæɑɐɔəɛɤɪʊʌ")
+_STRESS = str.maketrans("", "", "ˈˌ")
+
+
+@functools.lru_cache(maxsize=None)
+def syllable_units(char: str) -> list[str]:
+    """``[initial + "_", final]`` (``[final]`` without an initial) of ``char``'s
+    syllable in espeak-ng's ``cmn`` pronunciation: 西 -> ``["ɕ_", "i5"]``, 床 ->
+    ``["ts.h_", "wɑɜŋ"]``, 五 -> ``["w_", "u2"]``. A character espeak-ng does not
+    read as one syllable is its own unit."""
+    from .synth import phonemes
+
+    ipa = phonemes(char, "cmn").translate(_STRESS).strip()
+    if not ipa or any(c.isspace() or c in "()" for c in ipa):
+        return [char]
+    k = 0
+    while k < len(ipa) and ipa[k] not in _VOWELS:
+        k += 1
+    if k == len(ipa):
+        return [char]
+    if k > 1 and ipa[k - 1] in "wj":
+        k -= 1
+    initial, final = ipa[:k], ipa[k:]
+    return [initial + "_", final] if initial else [final]
 
 
 # ----------------------------------------------------------------------------
@@ -138,9 +195,10 @@ class Utterance:
     text: str
 
 
-def read_set(data_dir: str | os.PathLike, frontend) -> list[Utterance]:
+def read_set(data_dir: str | os.PathLike, frontend, ctc_units: str = "chars") -> list[Utterance]:
     """Every utterance of a Kaldi data dir, its audio loaded and turned into
-    features exactly as funasr's Nano training does (dither included)."""
+    features exactly as funasr's Nano training does (dither included), with
+    its CTC units (:func:`units_of`)."""
     from funasr.utils.load_utils import extract_fbank, load_audio_text_image_video
 
     from .tables import read_table
@@ -154,7 +212,7 @@ def read_set(data_dir: str | os.PathLike, frontend) -> list[Utterance]:
             raise DataError(f"{d}/text: no transcript for {key} (wav.scp has it)")
         audio = load_audio_text_image_video(wav[key], fs=16000)
         feats, _ = extract_fbank(audio, data_type="sound", frontend=frontend, is_final=True)
-        out.append(Utterance(key, feats[0], units_of(text[key]), text[key]))
+        out.append(Utterance(key, feats[0], units_of(text[key], ctc_units), text[key]))
     if not out:
         raise DataError(f"{d}: no utterance")
     return out
@@ -171,8 +229,10 @@ def _batch(items: Sequence[Utterance]):
 
 
 def greedy_error_rate(encoder, head, units: Sequence[str], data: Sequence[Utterance],
-                      batch_size: int = 32) -> float:
-    """Greedy CTC decoding of ``data``, scored as ``local/score.py`` scores (%)."""
+                      batch_size: int = 32, ctc_units: str = "chars") -> float:
+    """Greedy CTC decoding of ``data``, scored as ``local/score.py`` scores (%):
+    against the transcript for ``chars``, else against the utterance's units
+    (a unit error rate, each unit one token)."""
     import torch
 
     from .scoring import score
@@ -191,9 +251,18 @@ def greedy_error_rate(encoder, head, units: Sequence[str], data: Sequence[Uttera
                     if s != prev and s != 0:
                         out.append(units[s - 1])
                     prev = s
-                refs[u.key], hyps[u.key] = u.text, " ".join(out)
+                if ctc_units == "chars":
+                    refs[u.key], hyps[u.key] = u.text, " ".join(out)
+                else:
+                    refs[u.key], hyps[u.key] = _as_tokens(u.units), _as_tokens(out)
     encoder.train(was_training)
     return score(refs, hyps).wer
+
+
+def _as_tokens(units: Sequence[str]) -> str:
+    """Units as tokens the scorer leaves alone (IPA marks and '_' would be
+    normalised away): each unit's code points in hex."""
+    return " ".join("u" + "x".join(f"{ord(c):x}" for c in x) for x in units)
 
 
 def train_ctc(encoder, train: Sequence[Utterance], conf: EncoderConf,
@@ -222,7 +291,8 @@ def train_ctc(encoder, train: Sequence[Utterance], conf: EncoderConf,
 
     def report(epoch, loss, seconds):
         row = {"epoch": epoch, "train_loss": loss, "seconds": round(seconds, 1),
-               **{f"{k}_error": greedy_error_rate(encoder, head, units, v)
+               **{f"{k}_error": greedy_error_rate(encoder, head, units, v,
+                                                   ctc_units=conf.ctc_units)
                   for k, v in reports.items()}}
         log.info("encoder epoch %d: %s", epoch, row)
         return row
@@ -463,8 +533,8 @@ def pretrain(model_dir: str | os.PathLike, init: str | os.PathLike, conf: Encode
     state = load_state(init)
     frontend, encoder = build_encoder(model_dir, state)
     t0 = time.time()
-    train = read_set(train_dir, frontend)
-    reports = {name: read_set(d, frontend) for name, d in report_dirs.items()}
+    train = read_set(train_dir, frontend, conf.ctc_units)
+    reports = {name: read_set(d, frontend, conf.ctc_units) for name, d in report_dirs.items()}
     feat_seconds = round(time.time() - t0, 1)
     log.info("features of %d training and %d report utterances: %.1f s", len(train),
              sum(map(len, reports.values())), feat_seconds)
@@ -495,7 +565,8 @@ def pretrain(model_dir: str | os.PathLike, init: str | os.PathLike, conf: Encode
     return info
 
 
-__all__ = ["ENCODER_FILES", "EMBED_KEY", "EncoderConf", "load_encoder_conf", "units_of",
+__all__ = ["ENCODER_FILES", "EMBED_KEY", "EncoderConf", "CTC_UNITS", "load_encoder_conf",
+           "units_of", "syllable_units",
            "build_encoder", "Utterance", "read_set", "greedy_error_rate", "train_ctc",
            "build_adaptor", "EmbeddingCTC", "encoder_outputs", "adaptor_error_rate",
            "train_adaptor", "pretrain"]
