@@ -31,6 +31,7 @@ import logging
 import math
 import os
 import random
+import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -41,7 +42,7 @@ from .checkpoint import replace_weights
 from .config import load_yaml
 from .errors import DataError
 from .tables import write_rows_tsv
-from .text import tokenize
+from .text import CJK_RANGES, tokenize
 
 log = logging.getLogger(__name__)
 
@@ -122,12 +123,12 @@ def units_of(text: str, ctc_units: str = "chars") -> list[str]:
         raise ValueError(f"ctc_units must be one of {', '.join(CTC_UNITS)}, got {ctc_units!r}")
     out: list[str] = []
     for tok in tokenize(text):
-        out += syllable_units(tok) if _is_cjk(tok) else [tok]
+        out += syllable_units(tok) if _CJK_CHAR.fullmatch(tok) else [tok]
     return out
 
 
-def _is_cjk(tok: str) -> bool:
-    return len(tok) == 1 and ("\u4e00" <= tok <= "\u9fff" or "\u3400" <= tok <= "\u4dbf")
+# one CJK character: the scoring tokens' own definition (.text.CJK_RANGES)
+_CJK_CHAR = re.compile(f"[{CJK_RANGES}]")
 
 
 # espeak-ng's Mandarin IPA: vowels start a syllable's final; a glide (w, j)
