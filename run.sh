@@ -636,8 +636,10 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
     hot_opt=()
     hdir=${mexp}/hotwords
     hmodel=${stage_names##* }
+    # the decode settings stage 6 decodes with (token budget, batch size, dither)
     sig=(--inputs "${mexp}/${hmodel}/model" "${datadir}/domain_test" "${terms}" "${train_conf}"
-         "audio-of:${datadir}/domain_test/wav.scp" --outputs "${hdir}/RESULTS.md")
+         "${decode_conf}" "audio-of:${datadir}/domain_test/wav.scp"
+         --opts "opt=--decode-conf" "${decode_set[@]/#/opt=}" --outputs "${hdir}/RESULTS.md")
     if is_done "${hdir}" "${sig[@]}"; then
       log "  hotword comparison ${hdir}: complete for the same inputs, skipped"
     else
@@ -645,6 +647,7 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
       run_job "${mexp}/logs/hotword_eval.log" \
         python local/hotword_eval.py --model-dir "${mexp}/${hmodel}/model" \
           --data-dir "${datadir}/domain_test" --terms "${terms}" --conf "${train_conf}" \
+          --decode-conf "${decode_conf}" "${decode_set[@]}" \
           --out "${hdir}" --name "${hmodel}" --threads "${train_threads}"
       mark_done "${hdir}" "${sig[@]}"
     fi

@@ -50,13 +50,20 @@ def build_parser():
     ap.add_argument("--name", default=None, help="the model's name in the section")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--decode-conf", type=Path, default=None,
+                    help="decoding settings (conf/nano/decode.yaml): batch size, dither, token "
+                         "budget, as stage 6 decodes; none: funasr's defaults")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a decoding setting (run.sh --decode-args)")
+    ap.add_argument("--batch-size", type=int, default=None,
+                    help="utterances per batch [the decode conf's batch_size, else 16]")
     ap.add_argument("--n-resamples", type=int, default=1000)
     return ap
 
 
 def body(args) -> int:
     from funasr_recipe.config import load_yaml
+    from funasr_recipe.decoding import decode_settings, token_budget
     from funasr_recipe.errors import DataError
     from funasr_recipe.hotword_eval import CONDITIONS, run
     from funasr_recipe.modeldir import check_model_dir
@@ -75,9 +82,11 @@ def body(args) -> int:
     seed = hot["hotword_seed"] if args.seed is None else args.seed
     if n < 0:
         raise DataError(f"--distractors {n}: give 0 or more")
+    dec = decode_settings(args.decode_conf, args.set)
+    token_budget("nano", dec)  # a bad budget fails before the model loads
     model_dir = check_model_dir(args.model_dir, "nano")
     md = run(model_dir, args.data_dir, args.terms, args.out, prompt, n, seed, args.device,
-             args.threads, args.batch_size, conditions, args.n_resamples, args.name)
+             args.threads, args.batch_size, conditions, args.n_resamples, args.name, dec)
     print(md)
     return 0
 

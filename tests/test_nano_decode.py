@@ -181,3 +181,49 @@ def test_item_budgets_give_each_utterance_its_batchs_budget_as_the_decode_forms_
     assert item_budgets(items, dict(dec, batch_size=1)) == {"u0": 15, "u1": 40, "u2": 20,
                                                             "u3": 30}
     assert item_budgets(items, {"batch_size": 2}) is None
+
+
+def test_the_hotword_comparison_decodes_with_stage_6s_settings(tmp_path, monkeypatch):
+    """hotword_eval's "off" condition is stage 6's decode of the same model: the
+    decode conf's token budget reaches every generate() call, its batch size
+    and dither too (before, funasr's 512-token default let a looping
+    hypothesis run on, and the "off" row disagreed with the main table)."""
+    import funasr_recipe.decoding as decoding
+    from funasr_recipe.datadir import Utt, write_datadir
+    from funasr_recipe.hotword_eval import run
+
+    utts = []
+    for i, secs in enumerate((0.5, 3.0, 1.0, 2.0, 1.5)):
+        wav = tmp_path / f"u{i}.wav"
+        sf.write(wav, np.zeros(int(secs * 16000), dtype=np.float32), 16000)
+        utts.append(Utt(f"u{i}", "s", str(wav), "打了胰岛素" if i % 2 else "今天天气很好", secs))
+    write_datadir(tmp_path / "data", utts)
+    terms = tmp_path / "terms.txt"
+    terms.write_text("胰岛素\n血压\n", encoding="utf-8")
+    dec = decoding.decode_settings(ROOT / "conf" / "nano" / "decode.yaml",
+                                   ["batch_size=2", "max_new_tokens_per_second=10"])
+    budget = decoding.token_budget("nano", dec)
+    loaded, calls = {}, []
+
+    class Fake:
+        def generate(self, input, key=None, **kw):
+            calls.append((tuple(key), kw.get("max_length"), tuple(kw.get("hotwords") or ())))
+            return [{"key": k, "text": "今天"} for k in key]
+
+    def fake_load(model_dir, checkpoint=None, device="cpu", threads=1, dither=0.0, **kw):
+        loaded["dither"] = dither
+        return Fake()
+
+    monkeypatch.setattr(decoding, "load_model", fake_load)
+    run(tmp_path / "model", tmp_path / "data", terms, tmp_path / "out",
+        {"language": None, "itn": True}, 1, conditions=["off", "on"], n_resamples=10, dec=dec)
+    assert loaded["dither"] == dec["dither"] == 0.0
+    dur = {u.key: u.dur for u in utts}
+    assert calls and all(len(keys) <= 2 for keys, _, _ in calls)
+    for keys, max_length, _ in calls:
+        assert max_length == max(budget(dur[k]) for k in keys), (keys, max_length)
+    off = [c for c in calls if not c[2]]
+    items = [Item(u.key, u.wav, u.dur) for u in utts]
+    calls.clear()
+    decoding.decode(Fake(), duration_batches(items, 2), options={}, budget=budget)
+    assert sorted(off) == sorted(calls)  # the same batches and budgets as stage 6's decode

@@ -51,9 +51,11 @@ def condition_lists(texts: dict[str, str], terms: Sequence[str], n_distractors: 
 
 
 def decode_condition(model, items: Sequence[Any], lists: dict[str, list[str]],
-                     options: dict[str, Any], batch_size: int = 16) -> dict[str, dict]:
+                     options: dict[str, Any], batch_size: int = 16,
+                     budget=None) -> dict[str, dict]:
     """Decode ``items`` (``decoding.Item``), each with its hotword list: the
-    utterances sharing a list are batched together (``decoding.decode``)."""
+    utterances sharing a list are batched together (``decoding.decode``), each
+    hypothesis within ``budget`` tokens (``decoding.token_budget``) as stage 6's."""
     from .decoding import decode, duration_batches
 
     groups: dict[tuple[str, ...], list] = {}
@@ -64,7 +66,8 @@ def decode_condition(model, items: Sequence[Any], lists: dict[str, list[str]],
         opts = dict(options)
         if words:
             opts["hotwords"] = list(words)  # a list: funasr splits a string into characters
-        results.update(decode(model, duration_batches(group, batch_size), options=opts))
+        results.update(decode(model, duration_batches(group, batch_size), options=opts,
+                              budget=budget))
     return results
 
 
@@ -79,14 +82,18 @@ def write_lists(path: Path, lists: dict[str, list[str]]) -> None:
 
 def run(model_dir: Path, data_dir: Path, terms_file: Path, out: Path, prompt: dict[str, Any],
         n_distractors: int, seed: int = 0, device: str = "cpu", threads: int = 1,
-        batch_size: int = 16, conditions: Sequence[str] = CONDITIONS, n_resamples: int = 1000,
-        model_name: str | None = None) -> str:
+        batch_size: int | None = None, conditions: Sequence[str] = CONDITIONS,
+        n_resamples: int = 1000, model_name: str | None = None,
+        dec: dict[str, Any] | None = None) -> str:
     """Decode and score ``data_dir`` under each condition into ``out/<condition>/``,
     write ``out/hotword_lists.<condition>.tsv`` and ``out/RESULTS.md`` (the
-    section RESULTS.md includes); returns that section."""
+    section RESULTS.md includes); returns that section. ``dec``: the decode
+    settings (``decoding.decode_settings``, conf/nano/decode.yaml) that stage 6
+    decodes with: batch size, dither and token budget, so that the "off"
+    condition is stage 6's decode of the same model."""
     from .atomic import atomic_write
     from .datadir import load_datadir
-    from .decoding import Item, load_model, write_results
+    from .decoding import Item, load_model, token_budget, write_results
     from .normalize import make_scoring_normalizer
     from .results import hotword_markdown, score_dir
     from .stats import TermMatcher, read_terms
@@ -96,7 +103,12 @@ def run(model_dir: Path, data_dir: Path, terms_file: Path, out: Path, prompt: di
     lists = condition_lists(texts, terms, n_distractors, seed)
     utts = load_datadir(data_dir)
     items = [Item(u.key, u.wav, u.dur) for u in utts]
-    model = load_model(model_dir, device=device, threads=threads)
+    dec = dict(dec or {})
+    budget = token_budget("nano", dec)
+    if batch_size is None:
+        batch_size = int(dec.get("batch_size", 16))
+    model = load_model(model_dir, device=device, threads=threads,
+                       dither=float(dec.get("dither", 0.0)))
     options = {"language": prompt["language"], "itn": prompt["itn"]}
     normalizer = make_scoring_normalizer("full")
     matcher = TermMatcher(terms, normalizer=normalizer)
@@ -106,7 +118,7 @@ def run(model_dir: Path, data_dir: Path, terms_file: Path, out: Path, prompt: di
         d.mkdir(parents=True, exist_ok=True)
         write_lists(out / f"hotword_lists.{c}.tsv", lists[c])
         log.info("%s: decoding %d utterances, hotwords %s", d, len(items), c)
-        write_results(decode_condition(model, items, lists[c], options, batch_size), d)
+        write_results(decode_condition(model, items, lists[c], options, batch_size, budget), d)
         scores[c] = score_dir(data_dir / "text", d, normalizer, matcher, n_resamples, seed)
         log.info("%s: %s", c, scores[c].result.summary().splitlines()[0])
     md = hotword_markdown(model_name or str(model_dir), data_dir.name, terms_file,
