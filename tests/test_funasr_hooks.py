@@ -52,7 +52,7 @@ def test_trainer_hooks_are_installed_and_restored():
     def before():
         return (ft.main, ft.Trainer, ft.DDP, am.load_pretrained_model, fbank_mod._fbank_knf,
                 FunASRNano.forward, torch.cuda.set_device, torch.nn.Module.cuda,
-                dataset.__getitem__)
+                am.AutoModel._store_base_configs, dataset.__getitem__)
 
     orig = before()
     marker = object()
@@ -72,3 +72,45 @@ def test_trainer_hooks_are_installed_and_restored():
                                         load=lambda f: f, cpu_ddp=False):
             raise RuntimeError("boom")
     assert all(a is b for a, b in zip(before(), orig))
+
+
+def test_the_shared_snapshot_is_funasrs_with_the_immutables_shared():
+    """store_base_configs snapshots what funasr's own does (equal values, no
+    mutable dict or list shared with the live kwargs), except that the
+    tokenizer/frontend/model are the live objects, as funasr's reset restores
+    them; and a reset after a generate()-time change restores the snapshot."""
+    from funasr.auto.auto_model import AutoModel
+
+    class Tokenizer:                  # stands in for the Qwen3 tokenizer
+        def __init__(self):
+            self.vocab = {"a": 1}
+
+        def __eq__(self, other):
+            return isinstance(other, Tokenizer) and other.vocab == self.vocab
+
+    def make():
+        m = object.__new__(AutoModel)
+        m.kwargs = {"tokenizer": Tokenizer(), "frontend": Tokenizer(), "batch_size": 1,
+                    "frontend_conf": {"dither": 0.0}, "token_list": ["a", "b"],
+                    "ncpu": 2, "device": "cpu"}
+        m.vad_kwargs, m.punc_kwargs, m.spk_kwargs = {"max": 1}, {}, {}
+        return m
+
+    theirs, ours = make(), make()
+    AutoModel._store_base_configs(theirs)
+    funasr_hooks.store_base_configs(ours)
+    a, b = theirs._base_kwargs_map, ours._base_kwargs_map
+    assert a.keys() == b.keys() and a == b
+    for name, snap in b.items():
+        live = getattr(ours, name)
+        for k, v in snap.items():
+            if isinstance(v, (dict, list, Tokenizer)):
+                assert (v is live[k]) == (k in AutoModel._IMMUTABLE_KWARGS_KEYS), (name, k)
+    assert ours.kwargs["tokenizer"] is ours._base_kwargs_map["kwargs"]["tokenizer"]
+    ours.kwargs["frontend_conf"]["dither"] = 1.0     # as a generate() option would
+    ours.kwargs["batch_size"] = 8
+    ours._reset_runtime_configs()
+    assert ours.kwargs["frontend_conf"] == {"dither": 0.0} and ours.kwargs["batch_size"] == 1
+    with funasr_hooks.shared_immutables():
+        assert AutoModel._store_base_configs is funasr_hooks.store_base_configs
+    assert AutoModel._store_base_configs is not funasr_hooks.store_base_configs

@@ -33,7 +33,7 @@ def load_model(model_dir: Path, checkpoint: Path | None = None, device: str = "c
     """funasr's AutoModel on a local model dir; never a hub (the dir is checked first)."""
     from funasr import AutoModel
 
-    from .funasr_hooks import check_funasr_version
+    from .funasr_hooks import check_funasr_version, shared_immutables
     check_funasr_version()
 
     kwargs: dict[str, Any] = dict(model=str(model_dir), disable_update=True, device=device,
@@ -47,7 +47,8 @@ def load_model(model_dir: Path, checkpoint: Path | None = None, device: str = "c
         # silero-vad ships its weights in its PyPI package: no download
         kwargs.update(vad_model="silero-vad",
                       vad_kwargs={"max_single_segment_time": vad_max_segment_ms})
-    model = AutoModel(**kwargs)
+    with shared_immutables():
+        model = AutoModel(**kwargs)
     mask_encoder_padding(model.model)
     return model
 

@@ -68,6 +68,11 @@ PATCH_POINTS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
      "counts them", ("self", "index")),
     ("funasr.register", "tables.model_classes.Paraformer",
      "an encoder forward hook (decoding.py): padded frames zeroed in batched decoding", ()),
+    ("funasr.auto.auto_model", "AutoModel._store_base_configs",
+     "replaced while an AutoModel is built (training and decoding): the same snapshot, with "
+     "the tokenizer, frontend and model shared instead of deep-copied", ("self",)),
+    ("funasr.auto.auto_model", "AutoModel._IMMUTABLE_KWARGS_KEYS",
+     "read: the kwargs funasr's reset restores by reference", ()),
     ("torch.cuda", "set_device", "a no-op in CPU DDP (funasr calls it unconditionally)", ()),
     ("torch.nn", "Module.cuda", "a no-op in CPU DDP (funasr calls it unconditionally)", ()),
 )
@@ -141,6 +146,7 @@ def trainer_hooks(ft: Any, *, main: Callable[[Callable], Callable],
         stack.enter_context(replaced(ft, "Trainer", trainer(ft.Trainer)))
         stack.enter_context(replaced(am, "load_pretrained_model", load(am.load_pretrained_model)))
         stack.enter_context(replaced(fbank_mod, "_fbank_knf", torch_dither(fbank_mod._fbank_knf)))
+        stack.enter_context(shared_immutables())
         from funasr.models.fun_asr_nano.model import FunASRNano
         stack.enter_context(replaced(FunASRNano, "forward",
                                      target_logits_forward(FunASRNano.forward)))
@@ -160,6 +166,41 @@ def trainer_hooks(ft: Any, *, main: Callable[[Callable], Callable],
             stack.enter_context(replaced(ft, "DDP", cpu_ddp_wrapper))
             stack.enter_context(replaced(torch.cuda, "set_device", lambda *a, **k: None))
             stack.enter_context(replaced(torch.nn.Module, "cuda", lambda self, *a, **k: self))
+        yield
+
+
+def store_base_configs(self) -> None:
+    """funasr 1.4.16's ``AutoModel._store_base_configs`` (the snapshot its
+    ``_reset_runtime_configs`` restores before every ``generate()``), with the
+    kwargs of ``_IMMUTABLE_KWARGS_KEYS`` (tokenizer, frontend, model, ...)
+    shared rather than deep-copied: the reset puts exactly those back by
+    reference anyway, and deep-copying the Qwen3 tokenizer (151,643 tokens)
+    twice cost 2-3 s of every training and decoding start on 2 cores."""
+    import copy
+
+    keep = type(self)._IMMUTABLE_KWARGS_KEYS
+
+    def snapshot(d: dict) -> dict:
+        memo = {id(v): v for k, v in d.items() if k in keep}
+        return copy.deepcopy(d, memo)
+
+    baseline = {}
+    for name in dir(self):
+        if not name.endswith("kwargs"):
+            continue
+        value = getattr(self, name, None)
+        if isinstance(value, dict):
+            baseline[name] = snapshot(value)
+    baseline["kwargs"] = snapshot(self.kwargs)
+    self._base_kwargs_map = baseline
+
+
+@contextlib.contextmanager
+def shared_immutables() -> Iterator[None]:
+    """:func:`store_base_configs` in place of funasr's for the duration."""
+    from funasr.auto.auto_model import AutoModel
+
+    with replaced(AutoModel, "_store_base_configs", store_base_configs):
         yield
 
 
@@ -187,4 +228,5 @@ def torch_dither(orig: Callable) -> Callable:
 
 
 __all__ = ["SUPPORTED_FUNASR", "ANY_FUNASR_ENV", "PATCH_POINTS", "funasr_version",
-           "check_funasr_version", "resolve", "replaced", "trainer_hooks", "torch_dither"]
+           "check_funasr_version", "resolve", "replaced", "trainer_hooks", "torch_dither",
+           "store_base_configs", "shared_immutables"]
