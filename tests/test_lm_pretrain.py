@@ -13,7 +13,7 @@ import yaml
 from funasr_recipe import corpus
 from funasr_recipe.errors import DataError
 from funasr_recipe.lm_pretrain import (FILLER_ID, chat_example, collate, copy_example,
-                                       copy_source, epoch_batches,
+                                       copy_source,
                                        evaluate_lm, install_llm,
                                        lm_texts, load_lm_conf, read_transcripts, target_loss,
                                        train_lm)
@@ -163,39 +163,13 @@ def test_copy_keys_are_optional_and_checked(tmp_path):
         load_lm_conf(tmp_path / "lm.yaml")
 
 
-def test_epoch_batches_cover_every_example_once_and_bucketing_cuts_padding():
-    import random
-
-    rng = random.Random(0)
-    lengths = [rng.choice([40, 45, 75, 80]) + rng.randint(0, 5) for _ in range(1000)]
-
-    def padded(batches):
-        return sum(max(lengths[j] for j in b) * len(b) for b in batches) / sum(lengths)
-
-    plain = epoch_batches(lengths, 64, 0, random.Random(7))
-    order = list(range(1000))
-    random.Random(7).shuffle(order)
-    assert plain == [order[i:i + 64] for i in range(0, 1000, 64)]   # as before bucketing
-    bucketed = epoch_batches(lengths, 64, 4, random.Random(7))
-    for batches in (plain, bucketed):
-        assert sorted(j for b in batches for j in b) == list(range(1000))
-        assert all(1 <= len(b) <= 64 for b in batches)
-    assert padded(plain) > 1.3 and padded(bucketed) < 1.15
-    # a run of 4 batches is sorted by length, but the runs are drawn at random:
-    # bucketing is not a global sort
-    assert [len(b) for b in bucketed].count(64) >= 14
-    firsts = [min(lengths[j] for j in b) for b in bucketed]
-    assert firsts != sorted(firsts)
-    assert epoch_batches(lengths, 64, 4, random.Random(7)) == bucketed      # seeded
-
-
-def test_bucket_and_report_keys_are_optional_and_checked(tmp_path):
+def test_report_every_is_optional_and_checked(tmp_path):
     raw = yaml.safe_load(LM_YAML.read_text())
-    base = {k: v for k, v in raw.items() if k not in ("bucket_batches", "report_every")}
+    base = {k: v for k, v in raw.items() if k != "report_every"}
     (tmp_path / "lm.yaml").write_text(yaml.safe_dump(base))
     conf = load_lm_conf(tmp_path / "lm.yaml")
-    assert (conf.bucket_batches, conf.report_every) == (0, 1)
-    for bad in ({"report_every": 0}, {"bucket_batches": -1}, {"report_every": 1.5}):
+    assert conf.report_every == 1
+    for bad in ({"report_every": 0}, {"report_every": 1.5}):
         (tmp_path / "lm.yaml").write_text(yaml.safe_dump(dict(base, **bad)))
         with pytest.raises(DataError, match=next(iter(bad))):
             load_lm_conf(tmp_path / "lm.yaml")
@@ -276,7 +250,7 @@ def test_compact_vocab_trains_as_the_full_table_would(tokenizer, tied):
 @pytest.mark.slow
 def test_training_lowers_the_loss_and_install_replaces_only_llm_weights(tokenizer, tmp_path):
     conf = dataclasses.replace(load_lm_conf(LM_YAML), epochs=3, batch_size=16, lr=0.01,
-                               warmup_steps=2, report_every=2, bucket_batches=2)
+                               warmup_steps=2, report_every=2)
     train, held, _ = lm_texts(dataclasses.replace(conf, num_general=40, num_domain=40), set())
     prompt = build_prompt()
     ex = [chat_example(tokenizer, t, prompt, SYSTEM_PROMPT) for t in train]

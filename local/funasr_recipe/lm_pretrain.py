@@ -68,14 +68,13 @@ class LMConf:
     copy_slots_per_token: int = 0
     copy_units: str = "tokens"
     softmax: str = "full"
-    bucket_batches: int = 0
     report_every: int = 1
 
 
 #: Keys that may be left out of the LM config (their defaults: no copy examples).
 OPTIONAL = {"copy_fraction": 0.0, "copy_noise": 0.0, "copy_max_repeat": 1,
             "copy_slots_per_token": 0, "copy_units": "tokens", "softmax": "full",
-            "bucket_batches": 0, "report_every": 1}
+            "report_every": 1}
 
 
 def load_lm_conf(path: str | os.PathLike) -> LMConf:
@@ -91,8 +90,7 @@ def load_lm_conf(path: str | os.PathLike) -> LMConf:
         raise DataError(f"{path}: missing key(s) {', '.join(missing)}")
     raw = {**OPTIONAL, **raw}
     ints = ("seed", "num_general", "num_domain", "num_domain_extra", "epochs", "batch_size",
-            "warmup_steps", "copy_max_repeat", "copy_slots_per_token", "bucket_batches",
-            "report_every")
+            "warmup_steps", "copy_max_repeat", "copy_slots_per_token", "report_every")
     for key in ints:
         v = raw[key]
         if not isinstance(v, int) or isinstance(v, bool) or (v < 0 and key != "seed"):
@@ -438,34 +436,14 @@ def evaluate_lm(llm, examples: Sequence[tuple[list[int], list[int]]], batch_size
     return tot / n if n else math.nan
 
 
-def epoch_batches(lengths: Sequence[int], batch_size: int, bucket_batches: int,
-                  rng: random.Random) -> list[list[int]]:
-    """One epoch's batches (indices into ``lengths``): the examples shuffled,
-    then cut into batches of ``batch_size``. With ``bucket_batches`` > 0, each
-    run of ``bucket_batches * batch_size`` shuffled examples is sorted by
-    length before it is cut, and the batches are shuffled again: a batch holds
-    examples of about one length (little padding: the mini corpus's plain and
-    copy examples differ almost twofold), while what is in a run stays random."""
-    order = list(range(len(lengths)))
-    rng.shuffle(order)
-    if bucket_batches <= 0:
-        return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-    run = bucket_batches * batch_size
-    batches = []
-    for i in range(0, len(order), run):
-        chunk = sorted(order[i:i + run], key=lambda j: lengths[j])
-        batches += [chunk[k:k + batch_size] for k in range(0, len(chunk), batch_size)]
-    rng.shuffle(batches)
-    return batches
-
-
 def train_lm(llm, train: Sequence[tuple[list[int], list[int]]], conf: LMConf,
              reports: dict[str, Sequence[tuple[list[int], list[int]]]],
              log_tsv: str | os.PathLike | None = None) -> list[dict[str, Any]]:
     """Train ``llm`` in place: AdamW, linear warm-up then cosine decay to 10%;
-    batches from :func:`epoch_batches`; the loss on each of ``reports`` is
-    logged before training, every ``conf.report_every`` epochs and after the
-    last. Returns one row per report (also written to ``log_tsv``)."""
+    the loss on each of ``reports`` is logged before training, every
+    ``conf.report_every`` epochs and after the last (evaluating changes
+    nothing in the training). Returns one row per report (also written to
+    ``log_tsv``)."""
     import torch
 
     torch.manual_seed(conf.seed)
@@ -480,12 +458,7 @@ def train_lm(llm, train: Sequence[tuple[list[int], list[int]]], conf: LMConf,
                  compact.full.weight.shape[0])
         compact.write_back()
     opt = torch.optim.AdamW(params, lr=conf.lr, weight_decay=conf.weight_decay)
-    lengths = [len(x) for x, _ in train]
     steps_per_epoch = math.ceil(len(train) / conf.batch_size)
-    if conf.bucket_batches > 0:
-        runs = [min(conf.bucket_batches * conf.batch_size, len(train) - i)
-                for i in range(0, len(train), conf.bucket_batches * conf.batch_size)]
-        steps_per_epoch = sum(math.ceil(r / conf.batch_size) for r in runs)
     total = max(1, steps_per_epoch * conf.epochs)
 
     def lr_at(step: int) -> float:
@@ -506,10 +479,11 @@ def train_lm(llm, train: Sequence[tuple[list[int], list[int]]], conf: LMConf,
     for epoch in range(1, conf.epochs + 1):
         if compact is not None:
             compact.resume()
+        order = list(range(len(train)))
+        rng.shuffle(order)
         tot, n = 0.0, 0
-        for step, picked in enumerate(epoch_batches(lengths, conf.batch_size,
-                                                    conf.bucket_batches, rng), 1):
-            batch = collate([train[j] for j in picked])
+        for i in range(0, len(order), conf.batch_size):
+            batch = collate([train[j] for j in order[i:i + conf.batch_size]])
             loss, k = (target_loss(llm, *batch) if compact is None
                        else compact.loss(*batch, vocab))
             opt.zero_grad(set_to_none=True)
@@ -518,6 +492,7 @@ def train_lm(llm, train: Sequence[tuple[list[int], list[int]]], conf: LMConf,
             opt.step()
             sched.step()
             tot, n = tot + loss.item() * k, n + k
+            step = i // conf.batch_size + 1
             if step % 20 == 0:
                 log.info("LM epoch %d, step %d/%d: loss %.3f, %.0f s", epoch, step,
                          steps_per_epoch, tot / max(1, n), time.time() - t0)
