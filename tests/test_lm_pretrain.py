@@ -12,8 +12,8 @@ import yaml
 
 from funasr_recipe import corpus
 from funasr_recipe.errors import DataError
-from funasr_recipe.lm_pretrain import (FILLER_ID, chat_example, collate, copy_example,
-                                       copy_source,
+from funasr_recipe.lm_pretrain import (FILLER_ID, batch_step, chat_example, collate,
+                                       copy_example, copy_source, length_groups,
                                        evaluate_lm, install_llm,
                                        lm_texts, load_lm_conf, read_transcripts, target_loss,
                                        train_lm)
@@ -163,13 +163,13 @@ def test_copy_keys_are_optional_and_checked(tmp_path):
         load_lm_conf(tmp_path / "lm.yaml")
 
 
-def test_report_every_is_optional_and_checked(tmp_path):
+def test_report_every_and_length_groups_are_optional_and_checked(tmp_path):
     raw = yaml.safe_load(LM_YAML.read_text())
-    base = {k: v for k, v in raw.items() if k != "report_every"}
+    base = {k: v for k, v in raw.items() if k not in ("report_every", "length_groups")}
     (tmp_path / "lm.yaml").write_text(yaml.safe_dump(base))
     conf = load_lm_conf(tmp_path / "lm.yaml")
-    assert conf.report_every == 1
-    for bad in ({"report_every": 0}, {"report_every": 1.5}):
+    assert (conf.report_every, conf.length_groups) == (1, 1)
+    for bad in ({"report_every": 0}, {"report_every": 1.5}, {"length_groups": 0}):
         (tmp_path / "lm.yaml").write_text(yaml.safe_dump(dict(base, **bad)))
         with pytest.raises(DataError, match=next(iter(bad))):
             load_lm_conf(tmp_path / "lm.yaml")
@@ -203,6 +203,54 @@ def test_target_loss_equals_the_full_causal_lm_loss(tokenizer):
         few, _ = target_loss(llm, ids, mask, labels, vocab=own)
     torch.testing.assert_close(every, full)
     assert few < full - 1
+
+
+@pytest.mark.parametrize("compact_vocab", [False, True])
+def test_a_batch_in_length_groups_gives_the_one_tensor_loss_and_gradient(tokenizer,
+                                                                         compact_vocab):
+    """length_groups: the batch's examples sorted by length, padded a run at a
+    time; the loss per target token and every gradient as one padded tensor."""
+    import random
+
+    from funasr_recipe.lm_pretrain import CompactVocab
+
+    rng = random.Random(0)
+    texts = ("请给病人做心电图", "this costs five dollars", "明天下午三点开会", "好",
+             "we will meet at the station at nine tomorrow morning", "血压")
+    ex = [chat_example(tokenizer, t, build_prompt(), SYSTEM_PROMPT) for t in texts]
+    vocab_ids = sorted({t for _, y in ex for t in y if t >= 0})
+    ex += [copy_example(tokenizer, t, build_prompt(), SYSTEM_PROMPT, rng, 0.15, 3, vocab_ids)
+           for t in texts]
+    groups = length_groups(ex, 3)
+    assert [len(g) for g in groups] == [4, 4, 4]
+    lengths = [len(e[0]) for g in groups for e in g]
+    assert lengths == sorted(lengths) and sorted(map(id, sum(groups, []))) == sorted(map(id, ex))
+    assert length_groups(ex, 1) == [ex]                 # 1: the batch as it is
+    assert sum(len(g) * max(len(e[0]) for e in g) for g in groups) < \
+        len(ex) * max(lengths)                           # less padding
+
+    results = []
+    for g in (1, 3):
+        llm = tiny_llm()
+        compact = vocab = None
+        if compact_vocab:
+            ids = [t for x, _ in ex for t in x]
+            compact = CompactVocab(llm, [0, *ids])
+            vocab = torch.tensor(vocab_ids)
+        summed, k = batch_step(llm, ex, g, compact, vocab)
+        if compact is not None:
+            grads = {"small": compact.small.weight.grad.clone()}
+        else:
+            grads = {}
+        grads.update({n: p.grad.clone() for n, p in llm.named_parameters()
+                      if p.grad is not None})
+        results.append((summed / k, k, grads))
+    (l1, k1, g1), (l3, k3, g3) = results
+    assert k1 == k3 == sum(int((torch.tensor(y) >= 0).sum()) - (y[0] >= 0) for _, y in ex)
+    assert l3 == pytest.approx(l1, rel=1e-5)
+    assert g1.keys() == g3.keys() and g1
+    for name in g1:
+        torch.testing.assert_close(g3[name], g1[name], rtol=1e-4, atol=1e-6, msg=name)
 
 
 @pytest.mark.parametrize("tied", [True, False])
@@ -250,7 +298,8 @@ def test_compact_vocab_trains_as_the_full_table_would(tokenizer, tied):
 @pytest.mark.slow
 def test_training_lowers_the_loss_and_install_replaces_only_llm_weights(tokenizer, tmp_path):
     conf = dataclasses.replace(load_lm_conf(LM_YAML), epochs=3, batch_size=16, lr=0.01,
-                               warmup_steps=2, report_every=2)
+                               warmup_steps=2, report_every=2,
+                               length_groups=2)
     train, held, _ = lm_texts(dataclasses.replace(conf, num_general=40, num_domain=40), set())
     prompt = build_prompt()
     ex = [chat_example(tokenizer, t, prompt, SYSTEM_PROMPT) for t in train]

@@ -69,12 +69,13 @@ class LMConf:
     copy_units: str = "tokens"
     softmax: str = "full"
     report_every: int = 1
+    length_groups: int = 1
 
 
 #: Keys that may be left out of the LM config (their defaults: no copy examples).
 OPTIONAL = {"copy_fraction": 0.0, "copy_noise": 0.0, "copy_max_repeat": 1,
             "copy_slots_per_token": 0, "copy_units": "tokens", "softmax": "full",
-            "report_every": 1}
+            "report_every": 1, "length_groups": 1}
 
 
 def load_lm_conf(path: str | os.PathLike) -> LMConf:
@@ -90,12 +91,13 @@ def load_lm_conf(path: str | os.PathLike) -> LMConf:
         raise DataError(f"{path}: missing key(s) {', '.join(missing)}")
     raw = {**OPTIONAL, **raw}
     ints = ("seed", "num_general", "num_domain", "num_domain_extra", "epochs", "batch_size",
-            "warmup_steps", "copy_max_repeat", "copy_slots_per_token", "report_every")
+            "warmup_steps", "copy_max_repeat", "copy_slots_per_token", "report_every",
+            "length_groups")
     for key in ints:
         v = raw[key]
         if not isinstance(v, int) or isinstance(v, bool) or (v < 0 and key != "seed"):
             raise DataError(f"{path}: '{key}' must be a non-negative integer, got {v!r}")
-    for key in ("batch_size", "report_every"):
+    for key in ("batch_size", "report_every", "length_groups"):
         if raw[key] < 1:
             raise DataError(f"{path}: '{key}' must be at least 1, got {raw[key]}")
     if raw["softmax"] not in ("full", "corpus"):
@@ -369,7 +371,7 @@ class CompactVocab:
             raise ValueError("a token id outside the compact vocabulary")
         return out
 
-    def loss(self, ids, mask, labels, vocab):
+    def loss(self, ids, mask, labels, vocab, reduction: str = "mean"):
         """:func:`target_loss` with the softmax over ``vocab`` (full-table ids)."""
         import torch
         import torch.nn.functional as F
@@ -380,7 +382,8 @@ class CompactVocab:
         h, target = hidden[:, :-1][where], shift[where]
         out = self.small.weight if self.head is None else self.head
         logits = (h @ out[self.remap(vocab)].T).float()
-        return F.cross_entropy(logits, torch.searchsorted(vocab, target)), int(where.sum())
+        return (F.cross_entropy(logits, torch.searchsorted(vocab, target), reduction=reduction),
+                int(where.sum()))
 
     def write_back(self) -> None:
         """Copy the trained rows into the full tables and restore them in ``llm``."""
@@ -428,12 +431,44 @@ def evaluate_lm(llm, examples: Sequence[tuple[list[int], list[int]]], batch_size
 
     llm.eval()
     tot, n = 0.0, 0
+    examples = sorted(examples, key=lambda e: len(e[0]))    # less padding, the same sum
     with torch.no_grad():
         for i in range(0, len(examples), batch_size):
             loss, k = target_loss(llm, *collate(examples[i:i + batch_size]), reduction="sum")
             tot, n = tot + float(loss), n + k
     llm.train()
     return tot / n if n else math.nan
+
+
+def length_groups(batch: Sequence[tuple[list[int], list[int]]], groups: int
+                  ) -> list[list[tuple[list[int], list[int]]]]:
+    """:func:`.twin_common.length_groups` of ``(input_ids, labels)`` examples."""
+    from .twin_common import length_groups as by_length
+
+    return by_length(batch, groups, key=lambda e: len(e[0]))
+
+
+def batch_step(llm, batch: Sequence[tuple[list[int], list[int]]], groups: int,
+               compact: CompactVocab | None = None, vocab=None) -> tuple[float, int]:
+    """Forward and backward of one batch, its mean loss per target token, as
+    one padded tensor would give it, computed over :func:`length_groups`
+    (each run's summed loss divided by the whole batch's target count, the
+    gradients accumulated). Returns (summed loss, target tokens)."""
+    if groups <= 1:                      # one padded tensor
+        tensors = collate(batch)
+        loss, k = (target_loss(llm, *tensors) if compact is None
+                   else compact.loss(*tensors, vocab))
+        loss.backward()
+        return loss.item() * k, k
+    total = sum(sum(1 for y in labels[1:] if y != -100) for _, labels in batch)
+    summed = 0.0
+    for group in length_groups(batch, groups):
+        tensors = collate(group)
+        loss, _ = (target_loss(llm, *tensors, reduction="sum") if compact is None
+                   else compact.loss(*tensors, vocab, reduction="sum"))
+        (loss / max(1, total)).backward()
+        summed += loss.item()
+    return summed, total
 
 
 def train_lm(llm, train: Sequence[tuple[list[int], list[int]]], conf: LMConf,
@@ -483,15 +518,13 @@ def train_lm(llm, train: Sequence[tuple[list[int], list[int]]], conf: LMConf,
         rng.shuffle(order)
         tot, n = 0.0, 0
         for i in range(0, len(order), conf.batch_size):
-            batch = collate([train[j] for j in order[i:i + conf.batch_size]])
-            loss, k = (target_loss(llm, *batch) if compact is None
-                       else compact.loss(*batch, vocab))
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            summed, k = batch_step(llm, [train[j] for j in order[i:i + conf.batch_size]],
+                                   conf.length_groups, compact, vocab)
             torch.nn.utils.clip_grad_norm_(params, 5.0)
             opt.step()
             sched.step()
-            tot, n = tot + loss.item() * k, n + k
+            tot, n = tot + summed, n + k
             step = i // conf.batch_size + 1
             if step % 20 == 0:
                 log.info("LM epoch %d, step %d/%d: loss %.3f, %.0f s", epoch, step,
@@ -588,5 +621,5 @@ def pretrain(model_dir: str | os.PathLike, conf: LMConf, prompt: str, system: st
 
 __all__ = ["LM_FILES", "LMConf", "load_lm_conf", "read_transcripts", "lm_texts",
            "chat_example", "copy_source", "copy_example", "collate", "target_loss", "CompactVocab", "llm_from_twin",
-           "evaluate_lm", "train_lm",
+           "evaluate_lm", "length_groups", "batch_step", "train_lm",
            "install_llm", "pretrain"]
