@@ -23,6 +23,29 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "local"))
 
 
+def grammar_examples(model_dir: Path, n_examples: int):
+    """The twin's tokenizer and LLM, and ``n_examples`` LM training examples:
+    grammar sentences (half general, half domain), each once plain and once as
+    a copy example, shuffled together as ``conf/nano/lm.yaml`` trains them.
+    Returns (llm, examples, the sorted target ids)."""
+    from funasr_recipe import corpus
+    from funasr_recipe.checkpoint import load_state
+    from funasr_recipe.lm_pretrain import chat_example, copy_example, llm_from_twin
+    from funasr_recipe.nano import SYSTEM_PROMPT, build_prompt, load_tokenizer
+
+    tok = load_tokenizer(model_dir)
+    llm = llm_from_twin(model_dir, load_state(model_dir / "model.pt"))
+    n = n_examples // 2
+    texts = (corpus.generate_texts("general", n // 2, 5, 0.18)
+             + corpus.generate_texts("domain", n - n // 2, 5, 0.18))
+    prompt, rng = build_prompt(), random.Random(0)
+    ex = [chat_example(tok, t, prompt, SYSTEM_PROMPT) for t in texts]
+    vocab = sorted({t for _, y in ex for t in y if t != -100})
+    ex += [copy_example(tok, t, prompt, SYSTEM_PROMPT, rng, 0.15, 3, vocab) for t in texts]
+    random.Random(1).shuffle(ex)
+    return llm, ex, vocab
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -35,23 +58,10 @@ def main() -> int:
 
     import torch
 
-    from funasr_recipe import corpus
-    from funasr_recipe.checkpoint import load_state
-    from funasr_recipe.lm_pretrain import (CompactVocab, chat_example, collate, copy_example,
-                                           llm_from_twin, target_loss)
-    from funasr_recipe.nano import SYSTEM_PROMPT, build_prompt, load_tokenizer
+    from funasr_recipe.lm_pretrain import CompactVocab, collate, target_loss
 
     torch.set_num_threads(args.threads)
-    tok = load_tokenizer(args.model_dir)
-    llm0 = llm_from_twin(args.model_dir, load_state(args.model_dir / "model.pt"))
-    n = args.steps * args.batch_size // 2
-    texts = (corpus.generate_texts("general", n // 2, 5, 0.18)
-             + corpus.generate_texts("domain", n - n // 2, 5, 0.18))
-    prompt, rng = build_prompt(), random.Random(0)
-    ex = [chat_example(tok, t, prompt, SYSTEM_PROMPT) for t in texts]
-    vocab = sorted({t for _, y in ex for t in y if t != -100})
-    ex += [copy_example(tok, t, prompt, SYSTEM_PROMPT, rng, 0.15, 3, vocab) for t in texts]
-    random.Random(1).shuffle(ex)
+    llm0, ex, vocab = grammar_examples(args.model_dir, args.steps * args.batch_size)
     batches = [collate(ex[i:i + args.batch_size]) for i in range(0, len(ex), args.batch_size)]
     V = torch.tensor(vocab)
 
