@@ -442,10 +442,15 @@ def evaluate_lm(llm, examples: Sequence[tuple[list[int], list[int]]], batch_size
 
 def length_groups(batch: Sequence[tuple[list[int], list[int]]], groups: int
                   ) -> list[list[tuple[list[int], list[int]]]]:
-    """:func:`.twin_common.length_groups` of ``(input_ids, labels)`` examples."""
-    from .twin_common import length_groups as by_length
-
-    return by_length(batch, groups, key=lambda e: len(e[0]))
+    """``batch`` sorted by length and cut into ``groups`` runs of about equal
+    size (``groups`` <= 1: the batch as it is): padded one run at a time, a
+    batch of short and long examples costs about its real tokens instead of
+    its longest example times its size."""
+    if groups <= 1:
+        return [list(batch)]
+    ordered = sorted(batch, key=lambda e: len(e[0]))
+    size = math.ceil(len(ordered) / groups)
+    return [ordered[i:i + size] for i in range(0, len(ordered), size)]
 
 
 def batch_step(llm, batch: Sequence[tuple[list[int], list[int]]], groups: int,

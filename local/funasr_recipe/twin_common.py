@@ -17,7 +17,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Sequence
 
 import yaml
 
@@ -28,23 +28,6 @@ from .errors import DataError
 log = logging.getLogger(__name__)
 
 INFO_FILE = "twin_info.json"
-
-
-T = TypeVar("T")
-
-
-def length_groups(batch: Sequence[T], groups: int, key: Callable[[T], Any]) -> list[list[T]]:
-    """``batch`` sorted by ``key`` (a length) and cut into ``groups`` runs of
-    about equal size (``groups`` <= 1: the batch as it is). Padded one run at a
-    time, a batch of short and long items costs about its real length instead
-    of its longest item times its size (the LLM's reading sums each run's loss
-    over the whole batch's count, so the step is the same:
-    :func:`.lm_pretrain.batch_step`)."""
-    if groups <= 1:
-        return [list(batch)]
-    ordered = sorted(batch, key=key)
-    size = -(-len(ordered) // groups)
-    return [ordered[i:i + size] for i in range(0, len(ordered), size)]
 
 
 def load_arch(path: str | os.PathLike) -> dict:
